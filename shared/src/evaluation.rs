@@ -1,0 +1,271 @@
+//! Evaluation: `assign(&snapshot, &user, flag)` → variant, reason and experiment. Pure,
+//! infallible and allocation-free.
+//!
+//! Order: unknown flag → flag off → individual override → rules in order. For a rule whose
+//! audience matches: the experiment's layer slice (if any) must contain the user; then the
+//! rollout (`bucket < coverage` for a fixed variant, the split ranges for a split) must include
+//! the user, otherwise evaluation falls through to the next rule; finally a holdout (its own
+//! salt) sends its share of the users to the generic default. No rule left: the default.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bucketing::Salt;
+use crate::model::{Variant, FULL_COVERAGE};
+use crate::snapshot::{CompiledFlag, CompiledRule, Serve, Snapshot, Unit};
+use crate::targeting::AttrRef;
+use crate::user::User;
+
+/// Why a user got their variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// No flag with that key in this config: the caller's default applies.
+    UnknownFlag,
+    /// The flag is switched off: its default variant.
+    FlagOff,
+    /// The user key is listed in an individual override.
+    Override,
+    /// Rule number `rule` (0-based) matched and serves a fixed variant.
+    Rule {
+        /// Rule index.
+        rule: usize,
+    },
+    /// Rule number `rule` matched and the user's bucket fell in a split arm.
+    Split {
+        /// Rule index.
+        rule: usize,
+        /// The user's bucket, `[0, 10000)`.
+        bucket: u32,
+    },
+    /// Rule number `rule` matched but the user is in its holdout: the generic default.
+    Holdout {
+        /// Rule index.
+        rule: usize,
+        /// The user's holdout bucket, `[0, 10000)`.
+        bucket: u32,
+    },
+    /// No rule matched (or none included the user in its rollout): the default variant.
+    Fallthrough,
+    /// Rule number `rule` matched but the user has no usable bucketing attribute (missing, or
+    /// not a string or integer): the default variant, and no later rule is tried.
+    MissingUnit {
+        /// Rule index.
+        rule: usize,
+    },
+}
+
+/// The result of evaluating one flag for one user. Borrows from the snapshot; no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Assignment<'s> {
+    /// The variant served; `None` only for [`Reason::UnknownFlag`].
+    pub variant: Option<&'s Variant>,
+    /// Why.
+    pub reason: Reason,
+    /// The running experiment this assignment is part of: an exposure should be recorded.
+    pub experiment: Option<&'s str>,
+    /// The matched rule's id, if it has one.
+    pub rule_id: Option<&'s str>,
+    /// The matched rule's segment, when its audience is exactly one segment.
+    pub segment: Option<&'s str>,
+}
+
+static NULL: Value = Value::Null;
+
+impl<'s> Assignment<'s> {
+    /// The served variant's key.
+    pub fn variant_key(&self) -> Option<&'s str> {
+        self.variant.map(|v| v.key.as_str())
+    }
+
+    /// The served payload (`null` for an unknown flag).
+    pub fn value(&self) -> &'s Value {
+        self.variant.map_or(&NULL, |v| &v.value)
+    }
+
+    /// True when a rule served its tailored content; false for the generic default (holdout,
+    /// fallthrough, flag off), overrides and unknown flags.
+    pub fn personalized(&self) -> bool {
+        matches!(self.reason, Reason::Rule { .. } | Reason::Split { .. })
+    }
+
+    /// The rule index, for reasons that come from a rule.
+    pub fn rule_index(&self) -> Option<usize> {
+        match self.reason {
+            Reason::Rule { rule }
+            | Reason::Split { rule, .. }
+            | Reason::Holdout { rule, .. }
+            | Reason::MissingUnit { rule } => Some(rule),
+            _ => None,
+        }
+    }
+}
+
+/// Evaluates `flag_key` for `user`.
+pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assignment<'s> {
+    let Some(flag) = snapshot.flags.get(flag_key) else {
+        return Assignment {
+            variant: None,
+            reason: Reason::UnknownFlag,
+            experiment: None,
+            rule_id: None,
+            segment: None,
+        };
+    };
+    let plain = |variant: usize, reason: Reason| Assignment {
+        variant: flag.variants.get(variant),
+        reason,
+        experiment: None,
+        rule_id: None,
+        segment: None,
+    };
+    if !flag.enabled {
+        return plain(flag.default_variant, Reason::FlagOff);
+    }
+    if !flag.overrides.is_empty() {
+        if let Some(&v) = flag.overrides.get(user.key()) {
+            return plain(v, Reason::Override);
+        }
+    }
+    for (index, rule) in flag.rules.iter().enumerate() {
+        if let Some(assignment) = evaluate_rule(snapshot, flag, rule, index, user) {
+            return assignment;
+        }
+    }
+    plain(flag.default_variant, Reason::Fallthrough)
+}
+
+/// The rule's decision, or `None` to fall through to the next rule.
+#[inline]
+fn evaluate_rule<'s>(
+    snapshot: &'s Snapshot,
+    flag: &'s CompiledFlag,
+    rule: &'s CompiledRule,
+    index: usize,
+    user: &User,
+) -> Option<Assignment<'s>> {
+    if !rule.when.matches(user, &snapshot.segments) {
+        return None;
+    }
+    let decided = |variant: usize, reason: Reason| {
+        Some(Assignment {
+            variant: flag.variants.get(variant),
+            reason,
+            experiment: match reason {
+                Reason::MissingUnit { .. } => None,
+                _ => rule.experiment.as_deref(),
+            },
+            rule_id: rule.label.as_deref(),
+            segment: rule.segment.as_deref(),
+        })
+    };
+    let missing_unit = || decided(flag.default_variant, Reason::MissingUnit { rule: index });
+
+    if let Some(gate) = &rule.layer {
+        let Some(b) = bucket_of(&gate.salt, &gate.unit, user) else {
+            return missing_unit();
+        };
+        if b < gate.start || b >= gate.end {
+            return None;
+        }
+    }
+
+    let needs_bucket = matches!(rule.serve, Serve::Split(_)) || rule.coverage < FULL_COVERAGE;
+    let (variant, reason) = if needs_bucket {
+        let Some(bucket) = bucket_of(&rule.salt, &rule.unit, user) else {
+            return missing_unit();
+        };
+        match &rule.serve {
+            Serve::Fixed(v) => {
+                if bucket >= rule.coverage {
+                    return None;
+                }
+                (*v, Reason::Rule { rule: index })
+            }
+            Serve::Split(arms) => {
+                let arm = arms.iter().find(|(s, e, _)| bucket >= *s && bucket < *e)?;
+                (arm.2, Reason::Split { rule: index, bucket })
+            }
+        }
+    } else {
+        let v = match &rule.serve {
+            Serve::Fixed(v) => *v,
+            // A split always needs a bucket; kept total for the type checker.
+            Serve::Split(arms) => arms.first().map_or(flag.default_variant, |a| a.2),
+        };
+        (v, Reason::Rule { rule: index })
+    };
+
+    if let Some((salt, basis_points)) = &rule.holdout {
+        let Some(bucket) = bucket_of(salt, &rule.unit, user) else {
+            return missing_unit();
+        };
+        if bucket < *basis_points {
+            return decided(
+                flag.default_variant,
+                Reason::Holdout {
+                    rule: index,
+                    bucket,
+                },
+            );
+        }
+    }
+    decided(variant, reason)
+}
+
+/// The bucket of the user's unit, or `None` when the unit attribute is missing or unusable.
+#[inline]
+fn bucket_of(salt: &Salt, unit: &Unit, user: &User) -> Option<u32> {
+    match unit.lookup(user)? {
+        AttrRef::Str(s) => Some(salt.bucket(s)),
+        AttrRef::Num(n) => {
+            let mut buf = [0u8; 24];
+            let digits = format_integer(n, &mut buf)?;
+            Some(crate::bucketing::scale(salt.hash(digits)))
+        }
+        _ => None,
+    }
+}
+
+/// Writes an integral number (|n| < 2^53) in decimal, as JavaScript's `String(n)` would.
+fn format_integer(n: f64, buf: &mut [u8; 24]) -> Option<&[u8]> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+    if !n.is_finite() || n.fract() != 0.0 || n.abs() >= MAX_SAFE {
+        return None;
+    }
+    let mut v = n.abs() as u64;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0.0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    Some(&buf[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_integer;
+
+    #[test]
+    fn integers_format_like_javascript() {
+        let mut buf = [0u8; 24];
+        assert_eq!(format_integer(0.0, &mut buf), Some(&b"0"[..]));
+        assert_eq!(format_integer(-0.0, &mut buf), Some(&b"0"[..]));
+        assert_eq!(format_integer(42.0, &mut buf), Some(&b"42"[..]));
+        assert_eq!(format_integer(-7.0, &mut buf), Some(&b"-7"[..]));
+        assert_eq!(
+            format_integer(9_007_199_254_740_991.0, &mut buf),
+            Some(&b"9007199254740991"[..])
+        );
+        assert_eq!(format_integer(1.5, &mut buf), None);
+        assert_eq!(format_integer(f64::NAN, &mut buf), None);
+    }
+}

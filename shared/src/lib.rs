@@ -1,0 +1,62 @@
+//! Tailor's evaluation engine: the one place that buckets users and matches rules.
+//!
+//! The server (preview, OFREP, dashboard) and the SDK both call this crate; nothing else
+//! evaluates. It is synchronous and does no I/O.
+//!
+//! # Layout
+//! - [`model`]: the config document (segments, flags, rules, experiments, layers) as serde data.
+//! - [`compile()`](compile::compile): validates a document, reporting every problem with its
+//!   path, and builds a [`Snapshot`]. The only fallible step.
+//! - `targeting`: conditions pre-parsed into fast forms, matched against a [`User`].
+//! - [`bucketing`]: the murmur3 bucketing contract (DESIGN §3), splits, coverage, holdouts, layers.
+//! - [`assign()`](evaluation::assign): pure, infallible, allocation-free evaluation.
+//! - [`user`]: the user key and typed attributes.
+//! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
+//!
+//! # Example
+//! ```
+//! use tailor_core::{assign, compile, ConfigDocument, Reason, User};
+//!
+//! let doc = ConfigDocument::from_yaml(r#"
+//! segments:
+//!   - key: beginners
+//!     conditions: {attribute: lifecycle, op: eq, values: [new]}
+//! experiments:
+//!   - {key: homepage-personalization, status: running}
+//! flags:
+//!   - key: homepage
+//!     type: string
+//!     variants:
+//!       - {key: generic, value: "Welcome back"}
+//!       - {key: beginner-onboarding, value: "Start here"}
+//!     default_variant: generic
+//!     rules:
+//!       - when: {segment: beginners}
+//!         variant: beginner-onboarding
+//!         holdout: {basis_points: 1000}
+//!         experiment: homepage-personalization
+//! "#).unwrap();
+//! let snapshot = compile(doc).unwrap();
+//! let user = User::new("user-1").with("lifecycle", "new");
+//! let a = assign(&snapshot, &user, "homepage");
+//! assert_eq!(a.segment, Some("beginners"));
+//! assert_eq!(a.experiment, Some("homepage-personalization"));
+//! assert!(matches!(a.reason, Reason::Rule { rule: 0 } | Reason::Holdout { rule: 0, .. }));
+//! ```
+#![deny(missing_docs)]
+
+pub mod bucketing;
+pub mod compile;
+pub mod error;
+pub mod evaluation;
+pub mod model;
+pub mod snapshot;
+mod targeting;
+pub mod user;
+
+pub use compile::compile;
+pub use error::{ConfigError, Problem};
+pub use evaluation::{assign, Assignment, Reason};
+pub use model::{ConfigDocument, ParseError};
+pub use snapshot::Snapshot;
+pub use user::{AttributeValue, User};

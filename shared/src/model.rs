@@ -1,0 +1,481 @@
+//! The config document: plain serde data for segments, flags, experiments and layers (JSON or YAML).
+//!
+//! This is what admins write, what the server stores and what SDKs download. It is deliberately
+//! dumb data: every check lives in [`crate::compile`]. Unknown fields are ignored everywhere so an
+//! older SDK can read a document written by a newer server.
+//!
+//! Percentages are integers in basis points (1 = 0.01%, 10,000 = 100%) everywhere: split
+//! weights, rollout coverage, holdouts and layer slices.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Basis points meaning "everyone": 100.00%.
+pub const FULL_COVERAGE: u32 = 10_000;
+
+/// One environment's whole configuration at one revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ConfigDocument {
+    /// Environment key, e.g. `production`.
+    #[serde(default)]
+    pub environment: String,
+    /// Monotonically increasing per environment; bumped by every published change.
+    #[serde(default)]
+    pub revision: u64,
+    /// Reusable audiences.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    /// Flags (experiences).
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+    /// Tracked allocations.
+    #[serde(default)]
+    pub experiments: Vec<Experiment>,
+    /// Mutual-exclusion groups.
+    #[serde(default)]
+    pub layers: Vec<Layer>,
+}
+
+/// A named, reusable audience.
+///
+/// Membership: a unit listed in `include` is a member; otherwise one listed in `exclude` is not;
+/// otherwise the `conditions` decide (no conditions: not a member). This is LaunchDarkly's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Unique key, referenced by `{segment: key}` conditions.
+    pub key: String,
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// User keys that are always members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// User keys that are never members (unless also included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// The audience rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Condition>,
+}
+
+/// A targeting condition: plain data, nested with all / any / not.
+///
+/// YAML examples: `{all: [...]}`, `{not: {segment: lapsed}}`,
+/// `{attribute: country, op: in, values: [US, CA]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, try_from = "RawCondition")]
+pub enum Condition {
+    /// Every child matches (an empty list matches).
+    All {
+        /// Children.
+        all: Vec<Condition>,
+    },
+    /// At least one child matches (an empty list does not match).
+    Any {
+        /// Children.
+        any: Vec<Condition>,
+    },
+    /// The child does not match.
+    Not {
+        /// The negated child.
+        not: Box<Condition>,
+    },
+    /// The user is a member of the named segment.
+    Segment {
+        /// Segment key.
+        segment: String,
+    },
+    /// A test on one user attribute.
+    Attribute(AttributeCondition),
+}
+
+/// A test of one attribute of the user against a list of values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeCondition {
+    /// Attribute name; `key` is the user key.
+    pub attribute: String,
+    /// The operator.
+    pub op: Operator,
+    /// Operand values. Positive operators match when any value matches; `neq` and `not_in` match
+    /// when none does. Scalar operators (`lt`, `semver_gt`, `before`, `regex`, …) take one value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Value>,
+    /// Compare strings case-insensitively (Unicode lowercase) for the string operators.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ignore_case: bool,
+}
+
+/// The flat shape a condition is read from, so a malformed one gets a message that says what is
+/// wrong instead of serde's "did not match any variant".
+#[derive(Deserialize)]
+struct RawCondition {
+    all: Option<Vec<Condition>>,
+    any: Option<Vec<Condition>>,
+    not: Option<Box<Condition>>,
+    segment: Option<String>,
+    attribute: Option<String>,
+    op: Option<Operator>,
+    #[serde(default)]
+    values: Vec<Value>,
+    #[serde(default)]
+    ignore_case: bool,
+}
+
+impl TryFrom<RawCondition> for Condition {
+    type Error = String;
+
+    fn try_from(raw: RawCondition) -> Result<Self, Self::Error> {
+        let kinds = [
+            raw.all.is_some(),
+            raw.any.is_some(),
+            raw.not.is_some(),
+            raw.segment.is_some(),
+            raw.attribute.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(
+                "a condition needs exactly one of `all`, `any`, `not`, `segment` or `attribute`"
+                    .to_string(),
+            );
+        }
+        if let Some(all) = raw.all {
+            return Ok(Condition::All { all });
+        }
+        if let Some(any) = raw.any {
+            return Ok(Condition::Any { any });
+        }
+        if let Some(not) = raw.not {
+            return Ok(Condition::Not { not });
+        }
+        if let Some(segment) = raw.segment {
+            return Ok(Condition::Segment { segment });
+        }
+        let attribute = raw.attribute.unwrap_or_default();
+        let op = raw
+            .op
+            .ok_or_else(|| format!("attribute condition on `{attribute}` needs an `op`"))?;
+        Ok(Condition::Attribute(AttributeCondition {
+            attribute,
+            op,
+            values: raw.values,
+            ignore_case: raw.ignore_case,
+        }))
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Targeting operators (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    /// Equal to the single value (string, number or bool).
+    Eq,
+    /// Not equal to the single value (also true when the attribute is missing).
+    Neq,
+    /// Equal to one of the values.
+    In,
+    /// Equal to none of the values (also true when the attribute is missing).
+    NotIn,
+    /// String contains one of the values.
+    Contains,
+    /// String starts with one of the values.
+    StartsWith,
+    /// String ends with one of the values.
+    EndsWith,
+    /// String matches the regular expression (Rust `regex` syntax, unanchored).
+    Regex,
+    /// Number is less than the value.
+    Lt,
+    /// Number is less than or equal to the value.
+    Lte,
+    /// Number is greater than the value.
+    Gt,
+    /// Number is greater than or equal to the value.
+    Gte,
+    /// Semantic version equals the value.
+    SemverEq,
+    /// Semantic version is lower than the value.
+    SemverLt,
+    /// Semantic version is lower than or equal to the value.
+    SemverLte,
+    /// Semantic version is greater than the value.
+    SemverGt,
+    /// Semantic version is greater than or equal to the value.
+    SemverGte,
+    /// Datetime (RFC 3339 string or Unix milliseconds) is before the value.
+    Before,
+    /// Datetime (RFC 3339 string or Unix milliseconds) is after the value.
+    After,
+    /// The attribute is present (takes no values).
+    Exists,
+    /// List attribute contains at least one of the values.
+    ContainsAny,
+    /// List attribute contains all of the values.
+    ContainsAll,
+}
+
+/// A flag (an "experience"): typed variants, a generic default and ordered rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    /// Unique key, e.g. `homepage`.
+    pub key: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Type every variant's value must have.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// The possible values (content) this flag serves.
+    pub variants: Vec<Variant>,
+    /// Key of the generic variant: served when off, when no rule matches, and to holdouts.
+    pub default_variant: String,
+    /// The on/off switch. Off serves the default variant to everyone.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Bucketing salt for rules without their own; defaults to the flag key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Attribute used as the bucketing unit for rules without their own; defaults to `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+    /// Individual overrides, checked before rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+    /// Ordered rules: the first whose audience matches (and whose rollout includes the user)
+    /// decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The type of a flag's variant values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    /// `true` / `false`.
+    Bool,
+    /// A string.
+    String,
+    /// A number.
+    Number,
+    /// Any JSON value (personalized content).
+    Json,
+}
+
+/// One possible value of a flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Key, unique within the flag, e.g. `beginner-onboarding`.
+    pub key: String,
+    /// The payload.
+    pub value: Value,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Users (by key) who always get one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    /// The variant they get.
+    pub variant: String,
+    /// User keys (values of the flag's bucketing attribute are not used here: always `key`).
+    pub keys: Vec<String>,
+}
+
+/// A rule: an audience and what it serves.
+///
+/// Exactly one of `variant` (fixed, rule-based personalization) and `split` (an A/B/n
+/// experiment) must be set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Rule {
+    /// Optional stable identifier shown in reasons and results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Audience; absent means everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+    /// Serve this fixed variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serve a weighted split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Vec<WeightedVariant>>,
+    /// Rollout in basis points; users outside it fall through to the next rule.
+    #[serde(default = "full_coverage")]
+    pub coverage: u32,
+    /// Share of the matched (and covered) users who get the generic default instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<Holdout>,
+    /// Bucketing salt; defaults to the flag's salt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Bucketing attribute; defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+    /// Key of the experiment that tracks this rule's allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+}
+
+fn full_coverage() -> u32 {
+    FULL_COVERAGE
+}
+
+/// One arm of a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedVariant {
+    /// Variant key.
+    pub variant: String,
+    /// Weight in basis points; a split's weights sum to 10,000.
+    pub weight: u32,
+}
+
+/// A personalization holdout: matched users who get the generic default, for measuring lift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holdout {
+    /// Share held out, in basis points.
+    pub basis_points: u32,
+    /// Salt for holdout membership; defaults to `<rule salt>:holdout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+/// A tracked allocation and how it is analysed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// Unique key.
+    pub key: String,
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypothesis: Option<String>,
+    /// Lifecycle; only running experiments record exposures.
+    #[serde(default)]
+    pub status: ExperimentStatus,
+    /// Conversion event that decides the experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_metric: Option<String>,
+    /// Events that must not get worse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrail_metrics: Vec<String>,
+    /// Conversions count only within this many hours after first exposure (none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution_window_hours: Option<u32>,
+    /// Control variant for comparisons; defaults to the flag's default variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_variant: Option<String>,
+}
+
+/// Experiment lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentStatus {
+    /// Being set up: assignments happen but no exposures are recorded.
+    #[default]
+    Draft,
+    /// Recording exposures.
+    Running,
+    /// Finished: assignments still happen, no new exposures.
+    Stopped,
+}
+
+/// A mutual-exclusion group: its experiments own disjoint slices of one bucket space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Unique key.
+    pub key: String,
+    /// Salt for the layer bucket; defaults to `layer:<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Attribute used as the unit; defaults to `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+    /// Which experiment owns which part of the layer.
+    #[serde(default)]
+    pub slices: Vec<LayerSlice>,
+}
+
+/// The bucket range `[start, end)` of a layer owned by one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSlice {
+    /// Experiment key.
+    pub experiment: String,
+    /// First bucket (inclusive), basis points.
+    pub start: u32,
+    /// Last bucket (exclusive), basis points.
+    pub end: u32,
+}
+
+/// Errors reading a document (syntax or shape; semantic checks are in [`crate::compile`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Invalid JSON or a field of the wrong shape.
+    #[error("invalid JSON config at {path}: {source}")]
+    Json {
+        /// Where in the document.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Invalid YAML or a field of the wrong shape.
+    #[error("invalid YAML config at {path}: {source}")]
+    Yaml {
+        /// Where in the document.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+}
+
+impl ConfigDocument {
+    /// Reads a document from JSON; the error names the path of the offending field.
+    pub fn from_json(text: &str) -> Result<Self, ParseError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ParseError::Json {
+            path: e.path().to_string(),
+            source: e.into_inner(),
+        })
+    }
+
+    /// Reads a document from YAML; the error names the path of the offending field.
+    pub fn from_yaml(text: &str) -> Result<Self, ParseError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ParseError::Yaml {
+            path: e.path().to_string(),
+            source: e.into_inner(),
+        })
+    }
+
+    /// Writes the document as pretty JSON.
+    pub fn to_json_pretty(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes the document as YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).unwrap_or_default()
+    }
+
+    /// The flag with this key, if any.
+    pub fn flag(&self, key: &str) -> Option<&Flag> {
+        self.flags.iter().find(|f| f.key == key)
+    }
+}

@@ -1,0 +1,94 @@
+//! The compiled, immutable form of one config revision that evaluation reads.
+
+use rustc_hash::FxHashMap;
+
+use crate::bucketing::Salt;
+use crate::model::{ConfigDocument, Experiment, Variant};
+use crate::targeting::{AttrName, Cond, CompiledSegment};
+
+/// A validated, compiled config document. Build it with [`crate::compile`]; evaluate with
+/// [`crate::assign`]. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) document: ConfigDocument,
+    pub(crate) flags: FxHashMap<Box<str>, CompiledFlag>,
+    pub(crate) segments: Vec<CompiledSegment>,
+    pub(crate) experiment_flag: FxHashMap<Box<str>, Box<str>>,
+}
+
+impl Snapshot {
+    /// The environment this config belongs to.
+    pub fn environment(&self) -> &str {
+        &self.document.environment
+    }
+
+    /// The config revision.
+    pub fn revision(&self) -> u64 {
+        self.document.revision
+    }
+
+    /// The source document, exactly as compiled.
+    pub fn document(&self) -> &ConfigDocument {
+        &self.document
+    }
+
+    /// Keys of all flags, in document order.
+    pub fn flag_keys(&self) -> impl Iterator<Item = &str> {
+        self.document.flags.iter().map(|f| f.key.as_str())
+    }
+
+    /// An experiment by key.
+    pub fn experiment(&self, key: &str) -> Option<&Experiment> {
+        self.document.experiments.iter().find(|e| e.key == key)
+    }
+
+    /// The key of the flag whose rules an experiment tracks, if any rule references it.
+    pub fn experiment_flag(&self, experiment: &str) -> Option<&str> {
+        self.experiment_flag.get(experiment).map(|f| &**f)
+    }
+}
+
+/// Where a rule takes its bucketing unit from.
+pub(crate) type Unit = AttrName;
+
+#[derive(Debug)]
+pub(crate) struct CompiledFlag {
+    pub(crate) enabled: bool,
+    pub(crate) variants: Box<[Variant]>,
+    pub(crate) default_variant: usize,
+    /// User key → variant index.
+    pub(crate) overrides: FxHashMap<Box<str>, usize>,
+    pub(crate) rules: Box<[CompiledRule]>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Serve {
+    Fixed(usize),
+    /// Split arms in order: `(start, scaled_end, variant)`: the variant owns `[start, scaled_end)`.
+    Split(Box<[(u32, u32, usize)]>),
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) when: Cond,
+    pub(crate) serve: Serve,
+    pub(crate) coverage: u32,
+    pub(crate) salt: Salt,
+    pub(crate) unit: Unit,
+    pub(crate) holdout: Option<(Salt, u32)>,
+    /// The experiment this rule is tracked by, when it is running.
+    pub(crate) experiment: Option<Box<str>>,
+    pub(crate) layer: Option<LayerGate>,
+    /// Label for reporting: the rule id, or the segment when the audience is exactly one segment.
+    pub(crate) label: Option<Box<str>>,
+    pub(crate) segment: Option<Box<str>>,
+}
+
+/// The slice of a layer an experiment owns: users outside it skip the rule.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerGate {
+    pub(crate) salt: Salt,
+    pub(crate) unit: Unit,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}

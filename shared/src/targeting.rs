@@ -1,0 +1,594 @@
+//! Targeting: conditions compiled into fast, pre-parsed forms, and matched against a user.
+//!
+//! Compiling turns every operand into its typed form once (regexes built, semvers and datetimes
+//! parsed, case-insensitive operands lowercased) so matching never parses operands, never
+//! fails and never allocates. A user attribute of the wrong type simply does not match.
+
+use regex::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+
+use crate::error::Problems;
+use crate::model::{AttributeCondition, Condition, Operator};
+use crate::user::{parse_rfc3339_millis, AttributeValue, User};
+
+/// Which attribute a condition reads.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttrName {
+    /// The user key.
+    Key,
+    /// A named attribute.
+    Named(Box<str>),
+}
+
+impl AttrName {
+    pub(crate) fn new(name: &str) -> Self {
+        if name == "key" {
+            AttrName::Key
+        } else {
+            AttrName::Named(name.into())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lookup<'u>(&self, user: &'u User) -> Option<AttrRef<'u>> {
+        match self {
+            AttrName::Key => Some(AttrRef::Str(user.key())),
+            AttrName::Named(name) => user.get(name).map(AttrRef::from),
+        }
+    }
+}
+
+/// A borrowed attribute value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttrRef<'u> {
+    Str(&'u str),
+    Num(f64),
+    Bool(bool),
+    List(&'u [String]),
+    Datetime(i64),
+}
+
+impl<'u> From<&'u AttributeValue> for AttrRef<'u> {
+    fn from(v: &'u AttributeValue) -> Self {
+        match v {
+            AttributeValue::String(s) => AttrRef::Str(s),
+            AttributeValue::Number(n) => AttrRef::Num(*n),
+            AttributeValue::Bool(b) => AttrRef::Bool(*b),
+            AttributeValue::List(l) => AttrRef::List(l),
+            AttributeValue::Datetime(ms) => AttrRef::Datetime(*ms),
+        }
+    }
+}
+
+/// A compiled condition.
+#[derive(Debug)]
+pub(crate) enum Cond {
+    /// Matches everyone (a rule without `when`).
+    Always,
+    All(Box<[Cond]>),
+    Any(Box<[Cond]>),
+    Not(Box<Cond>),
+    /// Membership of the segment at this index of the snapshot's segment table.
+    Segment(usize),
+    Attr {
+        name: AttrName,
+        test: Test,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cmp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Eq,
+}
+
+impl Cmp {
+    #[inline]
+    fn holds(self, ord: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        matches!(
+            (self, ord),
+            (Cmp::Lt, Less)
+                | (Cmp::Lte, Less | Equal)
+                | (Cmp::Gt, Greater)
+                | (Cmp::Gte, Greater | Equal)
+                | (Cmp::Eq, Equal)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum StrOp {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A compiled attribute test. Negative operators compile to `Not(positive)`.
+#[derive(Debug)]
+pub(crate) enum Test {
+    Exists,
+    /// `eq` / `in` over typed operands; strings are pre-lowercased when `ignore_case`.
+    Equals {
+        strings: Box<[Box<str>]>,
+        numbers: Box<[f64]>,
+        bools: Box<[bool]>,
+        ignore_case: bool,
+    },
+    Str {
+        op: StrOp,
+        needles: Box<[Box<str>]>,
+        ignore_case: bool,
+    },
+    Regex(Box<[Regex]>),
+    Number {
+        cmp: Cmp,
+        value: f64,
+    },
+    Semver {
+        cmp: Cmp,
+        version: semver::Version,
+    },
+    Datetime {
+        cmp: Cmp,
+        millis: i64,
+    },
+    ContainsAny(Box<[Box<str>]>),
+    ContainsAll(Box<[Box<str>]>),
+}
+
+/// A compiled segment.
+#[derive(Debug)]
+pub(crate) struct CompiledSegment {
+    pub(crate) include: FxHashSet<Box<str>>,
+    pub(crate) exclude: FxHashSet<Box<str>>,
+    pub(crate) cond: Option<Cond>,
+}
+
+impl CompiledSegment {
+    pub(crate) fn contains(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+        if !self.include.is_empty() && self.include.contains(user.key()) {
+            return true;
+        }
+        if !self.exclude.is_empty() && self.exclude.contains(user.key()) {
+            return false;
+        }
+        self.cond
+            .as_ref()
+            .is_some_and(|c| c.matches(user, segments))
+    }
+}
+
+impl Cond {
+    /// Whether `user` matches. Segment cycles are rejected at compile time, so this terminates.
+    pub(crate) fn matches(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+        match self {
+            Cond::Always => true,
+            Cond::All(children) => children.iter().all(|c| c.matches(user, segments)),
+            Cond::Any(children) => children.iter().any(|c| c.matches(user, segments)),
+            Cond::Not(child) => !child.matches(user, segments),
+            Cond::Segment(i) => segments
+                .get(*i)
+                .is_some_and(|s| s.contains(user, segments)),
+            Cond::Attr { name, test } => match name.lookup(user) {
+                None => false,
+                Some(value) => test.matches(value),
+            },
+        }
+    }
+}
+
+impl Test {
+    #[inline]
+    fn matches(&self, value: AttrRef<'_>) -> bool {
+        match self {
+            Test::Exists => true,
+            Test::ContainsAny(items) => match value {
+                AttrRef::List(list) => items.iter().any(|i| list.iter().any(|v| **v == **i)),
+                AttrRef::Str(s) => items.iter().any(|i| **i == *s),
+                _ => false,
+            },
+            Test::ContainsAll(items) => match value {
+                AttrRef::List(list) => items.iter().all(|i| list.iter().any(|v| **v == **i)),
+                AttrRef::Str(s) => items.iter().all(|i| **i == *s),
+                _ => false,
+            },
+            // A list attribute matches a scalar test when any element does (LaunchDarkly's rule).
+            _ => match value {
+                AttrRef::List(list) => list.iter().any(|s| self.matches_scalar(AttrRef::Str(s))),
+                scalar => self.matches_scalar(scalar),
+            },
+        }
+    }
+
+    #[inline]
+    fn matches_scalar(&self, value: AttrRef<'_>) -> bool {
+        match (self, value) {
+            (
+                Test::Equals {
+                    strings,
+                    ignore_case,
+                    ..
+                },
+                AttrRef::Str(s),
+            ) => {
+                if *ignore_case {
+                    strings.iter().any(|n| text::eq_ci(s, n))
+                } else {
+                    strings.iter().any(|n| **n == *s)
+                }
+            }
+            (Test::Equals { numbers, .. }, AttrRef::Num(x)) => numbers.iter().any(|n| *n == x),
+            (Test::Equals { bools, .. }, AttrRef::Bool(b)) => bools.contains(&b),
+            (
+                Test::Str {
+                    op,
+                    needles,
+                    ignore_case,
+                },
+                AttrRef::Str(s),
+            ) => needles.iter().any(|n| text::test(*op, s, n, *ignore_case)),
+            (Test::Regex(res), AttrRef::Str(s)) => res.iter().any(|r| r.is_match(s)),
+            (Test::Number { cmp, value }, v) => match number_of(v) {
+                Some(x) => x.partial_cmp(value).is_some_and(|o| cmp.holds(o)),
+                None => false,
+            },
+            (Test::Semver { cmp, version }, AttrRef::Str(s)) => {
+                match semver::Version::parse(s.strip_prefix('v').unwrap_or(s)) {
+                    Ok(v) => cmp.holds(v.cmp_precedence(version)),
+                    Err(_) => false,
+                }
+            }
+            (Test::Datetime { cmp, millis }, v) => match millis_of(v) {
+                Some(x) => cmp.holds(x.cmp(millis)),
+                None => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+fn number_of(v: AttrRef<'_>) -> Option<f64> {
+    match v {
+        AttrRef::Num(x) => Some(x),
+        AttrRef::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn millis_of(v: AttrRef<'_>) -> Option<i64> {
+    match v {
+        AttrRef::Datetime(ms) => Some(ms),
+        AttrRef::Num(x) if x.is_finite() => Some(x as i64),
+        AttrRef::Str(s) => parse_rfc3339_millis(s).ok(),
+        _ => None,
+    }
+}
+
+/// Case-insensitive string tests without allocation (the needle is already lowercase).
+mod text {
+    use super::StrOp;
+
+    fn lower(s: &str) -> impl DoubleEndedIterator<Item = char> + '_ {
+        s.chars().flat_map(char::to_lowercase)
+    }
+
+    pub(super) fn eq_ci(s: &str, lowered_needle: &str) -> bool {
+        if s.is_ascii() {
+            return s.eq_ignore_ascii_case(lowered_needle);
+        }
+        lower(s).eq(lowered_needle.chars())
+    }
+
+    fn starts_with_ci(s: &str, needle: &str) -> bool {
+        let mut hay = lower(s);
+        needle.chars().all(|c| hay.next() == Some(c))
+    }
+
+    fn ends_with_ci(s: &str, needle: &str) -> bool {
+        let mut hay = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
+        needle.chars().rev().all(|c| hay.next() == Some(c))
+    }
+
+    fn contains_ci(s: &str, needle: &str) -> bool {
+        s.char_indices()
+            .any(|(i, _)| starts_with_ci(&s[i..], needle))
+            || needle.is_empty()
+    }
+
+    pub(super) fn test(op: StrOp, s: &str, needle: &str, ignore_case: bool) -> bool {
+        match (op, ignore_case) {
+            (StrOp::Contains, false) => s.contains(needle),
+            (StrOp::Contains, true) => contains_ci(s, needle),
+            (StrOp::StartsWith, false) => s.starts_with(needle),
+            (StrOp::StartsWith, true) => starts_with_ci(s, needle),
+            (StrOp::EndsWith, false) => s.ends_with(needle),
+            (StrOp::EndsWith, true) => ends_with_ci(s, needle),
+        }
+    }
+}
+
+/// Compiles conditions, recording problems with their paths.
+pub(crate) struct ConditionCompiler<'a> {
+    pub(crate) segment_index: &'a FxHashMap<&'a str, usize>,
+    pub(crate) problems: &'a mut Problems,
+    /// Segment keys referenced by the conditions compiled so far (for cycle detection).
+    pub(crate) referenced: Vec<usize>,
+}
+
+impl ConditionCompiler<'_> {
+    pub(crate) fn compile(&mut self, cond: &Condition, path: &str) -> Cond {
+        match cond {
+            Condition::All { all } => Cond::All(
+                all.iter()
+                    .enumerate()
+                    .map(|(i, c)| self.compile(c, &format!("{path}.all[{i}]")))
+                    .collect(),
+            ),
+            Condition::Any { any } => Cond::Any(
+                any.iter()
+                    .enumerate()
+                    .map(|(i, c)| self.compile(c, &format!("{path}.any[{i}]")))
+                    .collect(),
+            ),
+            Condition::Not { not } => Cond::Not(Box::new(self.compile(not, &format!("{path}.not")))),
+            Condition::Segment { segment } => match self.segment_index.get(segment.as_str()) {
+                Some(&i) => {
+                    self.referenced.push(i);
+                    Cond::Segment(i)
+                }
+                None => {
+                    self.problems.push(
+                        format!("{path}.segment"),
+                        format!("unknown segment `{segment}`"),
+                    );
+                    Cond::Always
+                }
+            },
+            Condition::Attribute(a) => self.attribute(a, path),
+        }
+    }
+
+    fn attribute(&mut self, a: &AttributeCondition, path: &str) -> Cond {
+        if a.attribute.is_empty() {
+            self.problems
+                .push(format!("{path}.attribute"), "must not be empty");
+        }
+        let name = AttrName::new(&a.attribute);
+        let vpath = format!("{path}.values");
+        let test = match compile_test(a, &vpath, self.problems) {
+            Some(t) => t,
+            None => return Cond::Always,
+        };
+        let positive = Cond::Attr { name, test };
+        match a.op {
+            Operator::Neq | Operator::NotIn => Cond::Not(Box::new(positive)),
+            _ => positive,
+        }
+    }
+}
+
+fn strings(values: &[Value], ignore_case: bool, path: &str, problems: &mut Problems) -> Box<[Box<str>]> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            Value::String(s) if ignore_case => Some(s.to_lowercase().into_boxed_str()),
+            Value::String(s) => Some(s.as_str().into()),
+            other => {
+                problems.push(format!("{path}[{i}]"), format!("must be a string, got {other}"));
+                None
+            }
+        })
+        .collect()
+}
+
+fn single<'v>(values: &'v [Value], path: &str, problems: &mut Problems) -> Option<&'v Value> {
+    if values.len() != 1 {
+        problems.push(
+            path,
+            format!("this operator takes exactly one value, got {}", values.len()),
+        );
+        return None;
+    }
+    values.first()
+}
+
+fn compile_test(a: &AttributeCondition, path: &str, problems: &mut Problems) -> Option<Test> {
+    let values = &a.values;
+    let before = problems.len();
+    let needs_values = !matches!(a.op, Operator::Exists);
+    if needs_values && values.is_empty() {
+        problems.push(path, format!("operator `{}` needs at least one value", op_name(a.op)));
+        return None;
+    }
+    let test = match a.op {
+        Operator::Exists => {
+            if !values.is_empty() {
+                problems.push(path, "operator `exists` takes no values");
+            }
+            Test::Exists
+        }
+        Operator::Eq | Operator::Neq | Operator::In | Operator::NotIn => {
+            if matches!(a.op, Operator::Eq | Operator::Neq) && values.len() != 1 {
+                problems.push(
+                    path,
+                    format!(
+                        "operator `{}` takes exactly one value (use `in` for a list), got {}",
+                        op_name(a.op),
+                        values.len()
+                    ),
+                );
+            }
+            let mut s = Vec::new();
+            let mut n = Vec::new();
+            let mut b = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                match v {
+                    Value::String(x) if a.ignore_case => s.push(x.to_lowercase().into_boxed_str()),
+                    Value::String(x) => s.push(x.as_str().into()),
+                    Value::Number(x) => n.push(x.as_f64().unwrap_or(f64::NAN)),
+                    Value::Bool(x) => b.push(*x),
+                    other => problems.push(
+                        format!("{path}[{i}]"),
+                        format!("must be a string, number or boolean, got {other}"),
+                    ),
+                }
+            }
+            Test::Equals {
+                strings: s.into(),
+                numbers: n.into(),
+                bools: b.into(),
+                ignore_case: a.ignore_case,
+            }
+        }
+        Operator::Contains | Operator::StartsWith | Operator::EndsWith => Test::Str {
+            op: match a.op {
+                Operator::Contains => StrOp::Contains,
+                Operator::StartsWith => StrOp::StartsWith,
+                _ => StrOp::EndsWith,
+            },
+            needles: strings(values, a.ignore_case, path, problems),
+            ignore_case: a.ignore_case,
+        },
+        Operator::Regex => {
+            let mut res = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                match v {
+                    Value::String(p) => {
+                        let pattern = if a.ignore_case {
+                            format!("(?i){p}")
+                        } else {
+                            p.clone()
+                        };
+                        match Regex::new(&pattern) {
+                            Ok(r) => res.push(r),
+                            Err(e) => problems.push(
+                                format!("{path}[{i}]"),
+                                format!("invalid regex `{p}`: {}", first_line(&e.to_string())),
+                            ),
+                        }
+                    }
+                    other => {
+                        problems.push(format!("{path}[{i}]"), format!("must be a string, got {other}"))
+                    }
+                }
+            }
+            Test::Regex(res.into())
+        }
+        Operator::Lt | Operator::Lte | Operator::Gt | Operator::Gte => {
+            let v = single(values, path, problems)?;
+            let Some(value) = v.as_f64() else {
+                problems.push(format!("{path}[0]"), format!("must be a number, got {v}"));
+                return None;
+            };
+            Test::Number {
+                cmp: cmp_of(a.op),
+                value,
+            }
+        }
+        Operator::SemverEq
+        | Operator::SemverLt
+        | Operator::SemverLte
+        | Operator::SemverGt
+        | Operator::SemverGte => {
+            let v = single(values, path, problems)?;
+            let text = v.as_str().unwrap_or_default();
+            match semver::Version::parse(text.strip_prefix('v').unwrap_or(text)) {
+                Ok(version) => Test::Semver {
+                    cmp: cmp_of(a.op),
+                    version,
+                },
+                Err(e) => {
+                    problems.push(
+                        format!("{path}[0]"),
+                        format!("invalid semantic version {v}: {e}"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Operator::Before | Operator::After => {
+            let v = single(values, path, problems)?;
+            let millis = match v {
+                Value::String(s) => match parse_rfc3339_millis(s) {
+                    Ok(ms) => ms,
+                    Err(e) => {
+                        problems.push(
+                            format!("{path}[0]"),
+                            format!("invalid RFC 3339 datetime `{s}`: {e}"),
+                        );
+                        return None;
+                    }
+                },
+                Value::Number(n) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+                other => {
+                    problems.push(
+                        format!("{path}[0]"),
+                        format!("must be an RFC 3339 datetime or Unix milliseconds, got {other}"),
+                    );
+                    return None;
+                }
+            };
+            Test::Datetime {
+                cmp: if a.op == Operator::Before {
+                    Cmp::Lt
+                } else {
+                    Cmp::Gt
+                },
+                millis,
+            }
+        }
+        Operator::ContainsAny => Test::ContainsAny(strings(values, false, path, problems)),
+        Operator::ContainsAll => Test::ContainsAll(strings(values, false, path, problems)),
+    };
+    (problems.len() == before).then_some(test)
+}
+
+fn cmp_of(op: Operator) -> Cmp {
+    match op {
+        Operator::Lt | Operator::SemverLt => Cmp::Lt,
+        Operator::Lte | Operator::SemverLte => Cmp::Lte,
+        Operator::Gt | Operator::SemverGt => Cmp::Gt,
+        Operator::Gte | Operator::SemverGte => Cmp::Gte,
+        _ => Cmp::Eq,
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The operator's name as written in documents.
+pub(crate) fn op_name(op: Operator) -> String {
+    serde_json::to_value(op)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text;
+    use super::StrOp;
+
+    #[test]
+    fn case_insensitive_string_tests() {
+        assert!(text::eq_ci("PaRiS", "paris"));
+        assert!(text::eq_ci("ÉCOLE", "école"));
+        assert!(!text::eq_ci("Pari", "paris"));
+        assert!(text::test(StrOp::StartsWith, "Straße-1", "straße", true));
+        assert!(text::test(StrOp::EndsWith, "Yoga-MATS", "mats", true));
+        assert!(text::test(StrOp::Contains, "Big YOGA mat", "yoga", true));
+        assert!(!text::test(StrOp::Contains, "Big mat", "yoga", true));
+        assert!(text::test(StrOp::Contains, "ünïcödé", "", true));
+    }
+}
