@@ -1,0 +1,426 @@
+//! Admin CRUD for segments, flags, experiments and layers of one environment, plus the flag
+//! rollout, toggle and restore actions. One generic implementation serves all four kinds.
+//!
+//! Every write is validated by compiling the whole new config (so a segment delete that a flag
+//! still uses is rejected naming the flag's field), requires `If-Match` with the resource's ETag
+//! for updates and deletes, bumps the revision and appends to the audit log.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tailor_core::model::{Experiment, Flag, Layer, Segment, FULL_COVERAGE};
+use tailor_core::ConfigDocument;
+
+use super::{check_if_match, content_etag, parse_body, require_admin};
+use crate::error::ApiError;
+use crate::publish::Published;
+use crate::state::{AppState, Change};
+
+/// A keyed list in the config document that the admin API manages.
+pub trait Resource: Serialize + DeserializeOwned + Clone + 'static {
+    /// Singular name, for messages and the audit log.
+    const KIND: &'static str;
+    /// The key.
+    fn key(&self) -> &str;
+    /// Sets the key.
+    fn set_key(&mut self, key: String);
+    /// The list in a document.
+    fn list(doc: &ConfigDocument) -> &Vec<Self>;
+    /// The list in a document, mutable.
+    fn list_mut(doc: &mut ConfigDocument) -> &mut Vec<Self>;
+}
+
+macro_rules! resource {
+    ($ty:ty, $kind:literal, $field:ident) => {
+        impl Resource for $ty {
+            const KIND: &'static str = $kind;
+            fn key(&self) -> &str {
+                &self.key
+            }
+            fn set_key(&mut self, key: String) {
+                self.key = key;
+            }
+            fn list(doc: &ConfigDocument) -> &Vec<Self> {
+                &doc.$field
+            }
+            fn list_mut(doc: &mut ConfigDocument) -> &mut Vec<Self> {
+                &mut doc.$field
+            }
+        }
+    };
+}
+resource!(Segment, "segment", segments);
+resource!(Flag, "flag", flags);
+resource!(Experiment, "experiment", experiments);
+resource!(Layer, "layer", layers);
+
+/// Mounts the CRUD routes for every kind.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    mount::<Segment>(cfg, "segments");
+    mount::<Flag>(cfg, "flags");
+    mount::<Experiment>(cfg, "experiments");
+    mount::<Layer>(cfg, "layers");
+    cfg.route(
+        "/api/v1/environments/{env}/flags/{key}/rollout",
+        web::post().to(rollout),
+    )
+    .route(
+        "/api/v1/environments/{env}/flags/{key}/toggle",
+        web::post().to(toggle),
+    )
+    .route(
+        "/api/v1/environments/{env}/flags/{key}/restore",
+        web::post().to(restore),
+    );
+}
+
+fn mount<R: Resource>(cfg: &mut web::ServiceConfig, plural: &str) {
+    cfg.route(
+        &format!("/api/v1/environments/{{env}}/{plural}"),
+        web::get().to(list::<R>),
+    )
+    .route(
+        &format!("/api/v1/environments/{{env}}/{plural}"),
+        web::post().to(create::<R>),
+    )
+    .route(
+        &format!("/api/v1/environments/{{env}}/{plural}/{{key}}"),
+        web::get().to(get::<R>),
+    )
+    .route(
+        &format!("/api/v1/environments/{{env}}/{plural}/{{key}}"),
+        web::put().to(update::<R>),
+    )
+    .route(
+        &format!("/api/v1/environments/{{env}}/{plural}/{{key}}"),
+        web::delete().to(delete::<R>),
+    );
+}
+
+fn find<'d, R: Resource>(doc: &'d ConfigDocument, key: &str) -> Option<&'d R> {
+    R::list(doc).iter().find(|r| r.key() == key)
+}
+
+fn not_found<R: Resource>(env: &str, key: &str) -> ApiError {
+    ApiError::NotFound(format!("{} `{key}` does not exist in environment `{env}`", R::KIND))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+fn written(status: actix_web::http::StatusCode, published: &Published, etag: Option<String>, body: Option<serde_json::Value>) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header(("X-Tailor-Revision", published.revision.to_string()));
+    if let Some(etag) = etag {
+        res.insert_header((header::ETAG, etag));
+    }
+    match body {
+        Some(b) => res.json(b),
+        None => res.finish(),
+    }
+}
+
+#[derive(Serialize)]
+struct ListBody<'a, R> {
+    revision: u64,
+    items: &'a [R],
+}
+
+async fn list<R: Resource>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let env = state.environment(&path)?;
+    let current = env.current();
+    let doc = current.snapshot.document();
+    Ok(HttpResponse::Ok().json(ListBody {
+        revision: current.revision,
+        items: R::list(doc),
+    }))
+}
+
+async fn get<R: Resource>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let current = state.environment(&env_key)?.current();
+    let item = find::<R>(current.snapshot.document(), &key).ok_or_else(|| not_found::<R>(&env_key, &key))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, content_etag(item)))
+        .insert_header(("X-Tailor-Revision", current.revision.to_string()))
+        .json(item))
+}
+
+async fn create<R: Resource>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let env_key = path.into_inner();
+    let item: R = parse_body(&req, &body)?;
+    if item.key().is_empty() {
+        return Err(ApiError::BadRequest("key: must not be empty".into()));
+    }
+    let key = item.key().to_string();
+    let etag = content_etag(&item);
+    let after = to_json(&item);
+    let published = state
+        .write(&env_key, &actor, |doc| {
+            if find::<R>(doc, &key).is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "{} `{key}` already exists in environment `{env_key}`; update it with PUT",
+                    R::KIND
+                )));
+            }
+            R::list_mut(doc).push(item);
+            Ok(Change {
+                action: "create",
+                kind: R::KIND,
+                key: key.clone(),
+                before: None,
+                after,
+            })
+        })
+        .await?;
+    let mut res = written(actix_web::http::StatusCode::CREATED, &published, Some(etag), find::<R>(published.snapshot.document(), &key).and_then(to_json));
+    res.headers_mut().insert(
+        header::LOCATION,
+        header::HeaderValue::from_str(&format!("{}/{key}", req.path())).unwrap_or(header::HeaderValue::from_static("")),
+    );
+    Ok(res)
+}
+
+async fn update<R: Resource>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let mut item: R = parse_body(&req, &body)?;
+    if item.key().is_empty() {
+        item.set_key(key.clone());
+    } else if item.key() != key {
+        return Err(ApiError::BadRequest(format!(
+            "key: the body's key `{}` differs from the URL's `{key}`; keys cannot be renamed (create a new {} instead)",
+            item.key(),
+            R::KIND
+        )));
+    }
+    let etag = content_etag(&item);
+    let after = to_json(&item);
+    let published = state
+        .write(&env_key, &actor, |doc| {
+            let list = R::list_mut(doc);
+            let slot = list
+                .iter_mut()
+                .find(|r| r.key() == key)
+                .ok_or_else(|| not_found::<R>(&env_key, &key))?;
+            check_if_match(&req, &content_etag(&*slot), true)?;
+            let before = to_json(&*slot);
+            *slot = item;
+            Ok(Change {
+                action: "update",
+                kind: R::KIND,
+                key: key.clone(),
+                before,
+                after,
+            })
+        })
+        .await?;
+    Ok(written(actix_web::http::StatusCode::OK, &published, Some(etag), find::<R>(published.snapshot.document(), &key).and_then(to_json)))
+}
+
+async fn delete<R: Resource>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let published = state
+        .write(&env_key, &actor, |doc| {
+            let list = R::list_mut(doc);
+            let index = list
+                .iter()
+                .position(|r| r.key() == key)
+                .ok_or_else(|| not_found::<R>(&env_key, &key))?;
+            check_if_match(&req, &content_etag(&list[index]), true)?;
+            let before = to_json(&list[index]);
+            list.remove(index);
+            Ok(Change {
+                action: "delete",
+                kind: R::KIND,
+                key: key.clone(),
+                before,
+                after: None,
+            })
+        })
+        .await?;
+    Ok(written(actix_web::http::StatusCode::NO_CONTENT, &published, None, None))
+}
+
+/// Which rule a rollout changes: its index or its id.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RuleRef {
+    Index(usize),
+    Id(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct RolloutBody {
+    rule: RuleRef,
+    coverage: u32,
+}
+
+/// Changes one rule's rollout coverage (basis points) in one call.
+async fn rollout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let body: RolloutBody = parse_body(&req, &body)?;
+    if body.coverage > FULL_COVERAGE {
+        return Err(ApiError::BadRequest(format!(
+            "coverage: must be between 0 and 10000 basis points, got {}",
+            body.coverage
+        )));
+    }
+    edit_flag(&req, &state, &env_key, &key, &actor, "rollout", |flag| {
+        let index = match &body.rule {
+            RuleRef::Index(i) => *i,
+            RuleRef::Id(id) => flag
+                .rules
+                .iter()
+                .position(|r| r.id.as_deref() == Some(id))
+                .ok_or_else(|| ApiError::BadRequest(format!("rule: flag `{}` has no rule with id `{id}`", flag.key)))?,
+        };
+        let count = flag.rules.len();
+        let rule = flag.rules.get_mut(index).ok_or_else(|| {
+            ApiError::BadRequest(format!("rule: flag has {count} rules, there is no rule {index}"))
+        })?;
+        rule.coverage = body.coverage;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct ToggleBody {
+    enabled: bool,
+}
+
+/// Switches a flag on or off (off serves the generic default to everyone).
+async fn toggle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let body: ToggleBody = parse_body(&req, &body)?;
+    edit_flag(&req, &state, &env_key, &key, &actor, "toggle", |flag| {
+        flag.enabled = body.enabled;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreBody {
+    audit_id: i64,
+}
+
+/// Rolls a flag back to how it was before the given audit entry.
+async fn restore(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let body: RestoreBody = parse_body(&req, &body)?;
+    let entries = state
+        .store
+        .audit(
+            &env_key,
+            &crate::store::AuditQuery {
+                kind: Some("flag".into()),
+                key: Some(key.clone()),
+                limit: Some(1000),
+            },
+        )
+        .await?;
+    let entry = entries
+        .into_iter()
+        .find(|e| e.id == body.audit_id)
+        .ok_or_else(|| ApiError::BadRequest(format!("audit_id: no audit entry {} for flag `{key}`", body.audit_id)))?;
+    let before: Flag = match entry.before {
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| ApiError::BadRequest(format!("audit_id: entry {} cannot be restored: {e}", body.audit_id)))?,
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "audit_id: entry {} created the flag; there is no earlier version (delete the flag instead)",
+                body.audit_id
+            )))
+        }
+    };
+    edit_flag(&req, &state, &env_key, &key, &actor, "restore", move |flag| {
+        *flag = before;
+        Ok(())
+    })
+    .await
+}
+
+async fn edit_flag(
+    req: &HttpRequest,
+    state: &AppState,
+    env_key: &str,
+    key: &str,
+    actor: &crate::keys::Actor,
+    action: &'static str,
+    edit: impl FnOnce(&mut Flag) -> Result<(), ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let published = state
+        .write(env_key, actor, |doc| {
+            let flag = doc
+                .flags
+                .iter_mut()
+                .find(|f| f.key == key)
+                .ok_or_else(|| not_found::<Flag>(env_key, key))?;
+            check_if_match(req, &content_etag(&*flag), false)?;
+            let before = to_json(&*flag);
+            edit(flag)?;
+            Ok(Change {
+                action,
+                kind: "flag",
+                key: key.to_string(),
+                before,
+                after: to_json(&*flag),
+            })
+        })
+        .await?;
+    let flag = find::<Flag>(published.snapshot.document(), key);
+    Ok(written(
+        actix_web::http::StatusCode::OK,
+        &published,
+        flag.map(content_etag),
+        flag.and_then(to_json),
+    ))
+}

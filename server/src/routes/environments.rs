@@ -1,0 +1,327 @@
+//! Environment-level admin routes: environments, keys, export/import (config as code), the
+//! evaluation preview and the audit log.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tailor_core::{assign, ConfigDocument, Reason, User};
+
+use super::{check_if_match, parse_body, require_admin};
+use crate::error::ApiError;
+use crate::state::{AppState, Change};
+use crate::store::{AuditQuery, KeyKind};
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/environments", web::get().to(list_environments))
+        .route("/api/v1/environments", web::post().to(create_environment))
+        .route("/api/v1/environments/{env}/config", web::get().to(export))
+        .route("/api/v1/environments/{env}/export", web::get().to(export))
+        .route("/api/v1/environments/{env}/import", web::post().to(import))
+        .route("/api/v1/environments/{env}/preview", web::post().to(preview))
+        .route("/api/v1/environments/{env}/audit", web::get().to(audit))
+        .route("/api/v1/keys", web::get().to(list_keys))
+        .route("/api/v1/keys", web::post().to(create_key))
+        .route("/api/v1/keys/{id}", web::delete().to(revoke_key));
+}
+
+#[derive(Serialize)]
+struct EnvironmentSummary {
+    key: String,
+    revision: u64,
+    flags: usize,
+    segments: usize,
+    experiments: usize,
+}
+
+async fn list_environments(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let mut out = Vec::new();
+    for key in state.environment_keys() {
+        let current = state.environment(&key)?.current();
+        let doc = current.snapshot.document();
+        out.push(EnvironmentSummary {
+            key,
+            revision: current.revision,
+            flags: doc.flags.len(),
+            segments: doc.segments.len(),
+            experiments: doc.experiments.len(),
+        });
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+struct CreateEnvironment {
+    key: String,
+}
+
+async fn create_environment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let body: CreateEnvironment = parse_body(&req, &body)?;
+    let published = state.create_environment(&body.key).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "key": body.key,
+        "revision": published.revision,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+/// The whole environment document, JSON (default) or YAML, with the environment ETag.
+async fn export(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let current = state.environment(&path)?.current();
+    let doc = current.snapshot.document();
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::ETAG, current.etag.clone()))
+        .insert_header(("X-Tailor-Revision", current.revision.to_string()));
+    match query.format.as_deref() {
+        None | Some("json") => Ok(res.content_type("application/json").body(doc.to_json_pretty())),
+        Some("yaml") => Ok(res.content_type("application/yaml").body(doc.to_yaml())),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format: must be `json` or `yaml`, got `{other}`"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// One resource that an import adds, removes or changes.
+#[derive(Debug, Serialize)]
+struct DiffEntry {
+    kind: &'static str,
+    key: String,
+    change: &'static str,
+}
+
+fn diff_kind<T: Serialize>(
+    kind: &'static str,
+    old: &[T],
+    new: &[T],
+    key: impl Fn(&T) -> &str,
+    out: &mut Vec<DiffEntry>,
+) {
+    for n in new {
+        match old.iter().find(|o| key(o) == key(n)) {
+            None => out.push(DiffEntry { kind, key: key(n).to_string(), change: "added" }),
+            Some(o) if serde_json::to_value(o).ok() != serde_json::to_value(n).ok() => {
+                out.push(DiffEntry { kind, key: key(n).to_string(), change: "changed" })
+            }
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|n| key(n) == key(o)) {
+            out.push(DiffEntry { kind, key: key(o).to_string(), change: "removed" });
+        }
+    }
+}
+
+fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Vec<DiffEntry> {
+    let mut out = Vec::new();
+    diff_kind("segment", &old.segments, &new.segments, |s| &s.key, &mut out);
+    diff_kind("flag", &old.flags, &new.flags, |f| &f.key, &mut out);
+    diff_kind("experiment", &old.experiments, &new.experiments, |e| &e.key, &mut out);
+    diff_kind("layer", &old.layers, &new.layers, |l| &l.key, &mut out);
+    out
+}
+
+/// Replaces the environment's config with the body (JSON or YAML). `?dry_run=true` validates and
+/// returns the diff without changing anything. `If-Match` (the export's ETag) is honoured.
+async fn import(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ImportQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let env_key = path.into_inner();
+    let mut incoming: ConfigDocument = parse_body(&req, &body)?;
+    let env = state.environment(&env_key)?;
+    if query.dry_run {
+        let current = env.current();
+        check_if_match(&req, &current.etag, false)?;
+        incoming.environment = env_key.clone();
+        incoming.revision = current.revision + 1;
+        let changes = diff(current.snapshot.document(), &incoming);
+        tailor_core::compile(incoming).map_err(ApiError::InvalidConfig)?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "dry_run": true,
+            "revision": current.revision,
+            "changes": changes,
+        })));
+    }
+    let mut changes = Vec::new();
+    let published = state
+        .write(&env_key, &actor, |doc| {
+            check_if_match(&req, &env.current().etag, false)?;
+            changes = diff(doc, &incoming);
+            let before = serde_json::to_value(&*doc).ok();
+            let after = serde_json::to_value(&incoming).ok();
+            *doc = incoming;
+            Ok(Change {
+                action: "import",
+                kind: "environment",
+                key: env_key.clone(),
+                before,
+                after,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, published.etag.clone()))
+        .insert_header(("X-Tailor-Revision", published.revision.to_string()))
+        .json(serde_json::json!({
+            "dry_run": false,
+            "revision": published.revision,
+            "changes": changes,
+        })))
+}
+
+#[derive(Deserialize)]
+struct PreviewBody {
+    user: User,
+    #[serde(default)]
+    flags: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct PreviewItem<'a> {
+    flag: &'a str,
+    variant: Option<&'a str>,
+    value: &'a serde_json::Value,
+    reason: Reason,
+    experiment: Option<&'a str>,
+    rule_id: Option<&'a str>,
+    segment: Option<&'a str>,
+    personalized: bool,
+}
+
+/// Evaluates flags for a user, with reasons, using the same engine as the SDK.
+async fn preview(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let body: PreviewBody = parse_body(&req, &body)?;
+    let current = state.environment(&path)?.current();
+    let snapshot = &current.snapshot;
+    let keys: Vec<&str> = match &body.flags {
+        Some(list) => list.iter().map(String::as_str).collect(),
+        None => snapshot.flag_keys().collect(),
+    };
+    let items: Vec<PreviewItem> = keys
+        .into_iter()
+        .map(|flag| {
+            let a = assign(snapshot, &body.user, flag);
+            PreviewItem {
+                flag,
+                variant: a.variant_key(),
+                value: a.value(),
+                reason: a.reason,
+                experiment: a.experiment,
+                rule_id: a.rule_id,
+                segment: a.segment,
+                personalized: a.personalized(),
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "revision": current.revision,
+        "assignments": items,
+    })))
+}
+
+async fn audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    state.environment(&path)?;
+    let entries = state.store.audit(&path, &query).await?;
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.list_keys()))
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+    kind: KeyKind,
+    environment: Option<String>,
+}
+
+async fn create_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let body: CreateKey = parse_body(&req, &body)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::BadRequest("name: must not be empty".into()));
+    }
+    match (body.kind, &body.environment) {
+        (KeyKind::Admin, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "environment: admin keys are not scoped to an environment; omit it".into(),
+            ))
+        }
+        (KeyKind::Sdk | KeyKind::Client, None) => {
+            return Err(ApiError::BadRequest(
+                "environment: SDK and client keys need the environment they may read".into(),
+            ))
+        }
+        _ => {}
+    }
+    let (key, secret) = state
+        .create_key(&body.name, body.kind, body.environment.as_deref(), None)
+        .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "key": key,
+        "secret": secret,
+    })))
+}
+
+async fn revoke_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (me, _) = require_admin(&req, &state)?;
+    if me.id == *path {
+        return Err(ApiError::BadRequest(
+            "id: a key cannot revoke itself; use another admin key".into(),
+        ));
+    }
+    if !state.store.revoke_key(&path, &crate::state::now_rfc3339()).await? {
+        return Err(ApiError::NotFound(format!("no active key `{path}`")));
+    }
+    state.reload_keys().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

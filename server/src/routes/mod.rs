@@ -1,0 +1,115 @@
+//! HTTP routes, grouped by area; [`configure`] mounts them all (used by `main` and tests).
+
+pub mod admin;
+pub mod environments;
+pub mod ofrep;
+pub mod ops;
+pub mod sdk;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::keys::{self, Actor};
+use crate::state::AppState;
+use crate::store::{ApiKey, KeyKind};
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    ops::configure(cfg);
+    sdk::configure(cfg);
+    ofrep::configure(cfg);
+    environments::configure(cfg);
+    admin::configure(cfg);
+}
+
+/// CORS for the endpoints browsers and edge SDKs call (SDK delivery, OFREP). They authenticate
+/// with a header key, never cookies, so any origin may call them; the admin API gets no CORS.
+pub fn sdk_cors() -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([header::ETAG, header::HeaderName::from_static("x-tailor-revision")])
+        .max_age(3600)
+}
+
+/// Requires an admin key; returns it and the actor for the audit log.
+pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(ApiKey, Actor), ApiError> {
+    let key = authenticate(req, state)?;
+    if key.kind != KeyKind::Admin {
+        return Err(ApiError::Forbidden(
+            "this endpoint needs an admin key; SDK and client keys cannot use the admin API".into(),
+        ));
+    }
+    let actor = Actor::from_key(&key, req);
+    Ok((key, actor))
+}
+
+/// Requires any valid key.
+pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKey, ApiError> {
+    if !state.is_ready() {
+        return Err(ApiError::Unavailable("the store is not loaded yet".into()));
+    }
+    let secret = keys::presented_secret(req).ok_or(ApiError::Unauthenticated)?;
+    state.authenticate(secret).ok_or(ApiError::Unauthenticated)
+}
+
+/// Parses a JSON body (or YAML when `Content-Type` says so); errors name the offending field.
+pub fn parse_body<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("request body is empty; send JSON".into()));
+    }
+    if is_yaml(req.headers()) {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("request body is not UTF-8".into()))?;
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        return serde_path_to_error::deserialize(de).map_err(|e| {
+            ApiError::BadRequest(format!("invalid YAML body at `{}`: {}", e.path(), e.inner()))
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body at `{}`: {}", e.path(), e.inner())))
+}
+
+fn is_yaml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("yaml"))
+}
+
+/// A strong ETag for a JSON-serializable resource: a hash of its content.
+pub fn content_etag<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let hash = Sha256::digest(&bytes);
+    format!("\"{}\"", hex::encode(&hash[..8]))
+}
+
+/// Checks `If-Match` against the current ETag. `required`: a missing header is an error (428).
+pub fn check_if_match(req: &HttpRequest, current: &str, required: bool) -> Result<(), ApiError> {
+    match req
+        .headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        None if required => Err(ApiError::PreconditionRequired(format!(
+            "send `If-Match: {current}` (the ETag you read) so concurrent edits cannot overwrite each other, or `If-Match: *` to overwrite deliberately"
+        ))),
+        None => Ok(()),
+        Some(v) if v.trim() == "*" || v.split(',').any(|t| t.trim() == current) => Ok(()),
+        Some(v) => Err(ApiError::PreconditionFailed(format!(
+            "If-Match {v} does not match the current version {current}: someone else changed it; reload and retry"
+        ))),
+    }
+}

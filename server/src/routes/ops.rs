@@ -1,0 +1,48 @@
+//! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
+
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+/// The OpenAPI document describing every route, kept in sync by a test.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.yaml", web::get().to(openapi));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// 200 once the store is loaded and answering; 503 otherwise.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if !state.is_ready() {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "loading", "message": "the store is not loaded yet"}));
+    }
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => {
+            state.metrics.store_errors.inc();
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "store_unavailable", "message": e.to_string()}))
+        }
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(OPENAPI_YAML)
+}

@@ -1,0 +1,73 @@
+//! Command-line and environment configuration: one clap struct, every option also an
+//! environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Tailor: experimentation and personalization server.
+#[derive(Debug, Parser)]
+#[command(name = "tailor-server", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(Settings),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `tailor-server serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TAILOR_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Directory of the embedded store.
+    #[arg(long, env = "TAILOR_DATA_DIR", default_value = "./tailor-data")]
+    pub data_dir: PathBuf,
+    /// Log format.
+    #[arg(long, env = "TAILOR_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Admin key to accept (stored hashed on first start). Without it, the first start generates
+    /// one and prints it once.
+    #[arg(long, env = "TAILOR_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Seconds between keep-alive comments on idle SSE streams.
+    #[arg(long, env = "TAILOR_SSE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub sse_keepalive_secs: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "TAILOR_BODY_LIMIT_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub body_limit_bytes: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "TAILOR_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Settings for tests and embedding: a data dir, an admin key, port 0.
+    pub fn for_data_dir(data_dir: PathBuf, admin_key: &str) -> Self {
+        Settings {
+            bind: "127.0.0.1:0".into(),
+            data_dir,
+            log_format: LogFormat::Pretty,
+            admin_key: Some(admin_key.into()),
+            sse_keepalive_secs: 15,
+            body_limit_bytes: 2 * 1024 * 1024,
+            workers: Some(2),
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Shared server state: environments' published revisions, keys, and the single write path.
+//!
+//! Every admin change goes through [`AppState::write`]: take the environment's write lock, apply
+//! the change to a copy of the document, compile it with tailor-core (rejecting invalid configs
+//! with every problem named), commit it to the store with compare-and-swap on the revision, then
+//! publish the new revision to readers and SSE subscribers. Readers never lock: they load the
+//! current [`Published`] from an `ArcSwap`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tailor_core::{compile, ConfigDocument};
+use tokio::sync::{broadcast, Mutex};
+
+use crate::error::ApiError;
+use crate::keys::{self, Actor};
+use crate::metrics::Metrics;
+use crate::publish::Published;
+use crate::store::{ApiKey, AuditEntry, KeyKind, Store, StoreError};
+
+/// How many revisions an SSE subscriber may fall behind before it skips to the newest. Each
+/// event is a whole config, so skipping intermediate ones loses nothing and bounds memory.
+const UPDATE_BUFFER: usize = 16;
+
+/// One environment at runtime.
+pub struct Environment {
+    /// Environment key.
+    pub key: String,
+    current: ArcSwap<Published>,
+    write_lock: Mutex<()>,
+    updates: broadcast::Sender<Arc<Published>>,
+}
+
+impl Environment {
+    fn new(key: String, published: Published) -> Self {
+        let (updates, _) = broadcast::channel(UPDATE_BUFFER);
+        Environment {
+            key,
+            current: ArcSwap::from_pointee(published),
+            write_lock: Mutex::new(()),
+            updates,
+        }
+    }
+
+    /// The current revision, ready to serve.
+    pub fn current(&self) -> Arc<Published> {
+        self.current.load_full()
+    }
+
+    /// Subscribes to new revisions.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.updates.subscribe()
+    }
+
+    fn publish(&self, published: Published) -> Arc<Published> {
+        let published = Arc::new(published);
+        self.current.store(Arc::clone(&published));
+        // No subscribers is fine.
+        let _ = self.updates.send(Arc::clone(&published));
+        published
+    }
+}
+
+/// A change to record in the audit log.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// `create`, `update`, `delete`, `rollout`, `toggle`, `import`.
+    pub action: &'static str,
+    /// Resource kind.
+    pub kind: &'static str,
+    /// Resource key.
+    pub key: String,
+    /// Before.
+    pub before: Option<Value>,
+    /// After.
+    pub after: Option<Value>,
+}
+
+/// State shared by all workers.
+pub struct AppState {
+    /// The storage backend.
+    pub store: Arc<dyn Store>,
+    environments: RwLock<BTreeMap<String, Arc<Environment>>>,
+    keys: RwLock<HashMap<String, ApiKey>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+}
+
+/// Now, RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl AppState {
+    /// Loads every environment and key from the store.
+    pub async fn load(store: Arc<dyn Store>, metrics: Metrics) -> Result<Self, StartupError> {
+        let state = AppState {
+            store,
+            environments: RwLock::new(BTreeMap::new()),
+            keys: RwLock::new(HashMap::new()),
+            metrics,
+            ready: AtomicBool::new(false),
+        };
+        for env in state.store.environments().await? {
+            let revision = env.document.revision;
+            let snapshot = compile(env.document).map_err(|e| StartupError::InvalidStored {
+                environment: env.key.clone(),
+                source: e,
+            })?;
+            state.metrics.set_revision(&env.key, revision);
+            state.insert_environment(Environment::new(env.key, Published::new(snapshot)));
+        }
+        state.reload_keys().await?;
+        state.ready.store(true, Ordering::Release);
+        Ok(state)
+    }
+
+    /// Whether the store has been loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn insert_environment(&self, env: Environment) {
+        let mut map = self.environments.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(env.key.clone(), Arc::new(env));
+    }
+
+    /// Re-reads keys from the store.
+    pub async fn reload_keys(&self) -> Result<(), StoreError> {
+        let keys = self.store.keys().await?;
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        for k in keys {
+            map.insert(k.digest.clone(), k);
+        }
+        Ok(())
+    }
+
+    /// An environment by key.
+    pub fn environment(&self, key: &str) -> Result<Arc<Environment>, ApiError> {
+        self.environments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("environment `{key}` does not exist")))
+    }
+
+    /// Keys of all environments.
+    pub fn environment_keys(&self) -> Vec<String> {
+        self.environments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates an environment with an empty config at revision 1.
+    pub async fn create_environment(&self, key: &str) -> Result<Arc<Published>, ApiError> {
+        validate_environment_key(key)?;
+        let document = ConfigDocument {
+            environment: key.to_string(),
+            revision: 1,
+            ..ConfigDocument::default()
+        };
+        self.store.create_environment(key, &document).await?;
+        let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
+        let published = Published::new(snapshot);
+        let env = Environment::new(key.to_string(), published);
+        let current = env.current();
+        self.metrics.set_revision(key, current.revision);
+        self.insert_environment(env);
+        Ok(current)
+    }
+
+    /// The key presenting this secret, if it exists and is not revoked.
+    pub fn authenticate(&self, secret: &str) -> Option<ApiKey> {
+        let digest = keys::digest(secret);
+        let map = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&digest)
+            .filter(|k| keys::digests_equal(&k.digest, &digest) && k.revoked_at.is_none())
+            .cloned()
+    }
+
+    /// Creates and stores a key; returns it with its secret (shown once).
+    pub async fn create_key(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        environment: Option<&str>,
+        secret: Option<String>,
+    ) -> Result<(ApiKey, String), ApiError> {
+        if let Some(env) = environment {
+            self.environment(env)?;
+        }
+        let secret = secret.unwrap_or_else(|| keys::generate_secret(kind));
+        let key = ApiKey {
+            id: keys::generate_id(),
+            name: name.to_string(),
+            kind,
+            environment: environment.map(str::to_string),
+            digest: keys::digest(&secret),
+            created_at: now_rfc3339(),
+            revoked_at: None,
+        };
+        self.store.put_key(&key).await?;
+        self.reload_keys().await?;
+        Ok((key, secret))
+    }
+
+    /// Whether any admin key exists.
+    pub fn has_admin_key(&self) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|k| k.kind == KeyKind::Admin && k.revoked_at.is_none())
+    }
+
+    /// All keys (without secrets).
+    pub fn list_keys(&self) -> Vec<ApiKey> {
+        let mut keys: Vec<_> = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        keys
+    }
+
+    /// The one write path: mutate a copy, validate, commit with compare-and-swap, publish.
+    ///
+    /// `mutate` checks preconditions (`If-Match`, existence) against the current document and
+    /// returns what changed, for the audit log.
+    pub async fn write(
+        &self,
+        environment: &str,
+        actor: &Actor,
+        mutate: impl FnOnce(&mut ConfigDocument) -> Result<Change, ApiError>,
+    ) -> Result<Arc<Published>, ApiError> {
+        let env = self.environment(environment)?;
+        let _guard = env.write_lock.lock().await;
+        let current = env.current();
+        let mut document = current.snapshot.document().clone();
+        let change = mutate(&mut document)?;
+        document.environment = environment.to_string();
+        document.revision = current.revision + 1;
+        let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
+        let audit = AuditEntry {
+            id: 0,
+            environment: environment.to_string(),
+            revision: snapshot.revision(),
+            at: now_rfc3339(),
+            actor: actor.0.clone(),
+            action: change.action.to_string(),
+            kind: change.kind.to_string(),
+            key: change.key,
+            before: change.before,
+            after: change.after,
+        };
+        let result = self
+            .store
+            .commit(environment, current.revision, snapshot.document(), &audit)
+            .await;
+        if let Err(e) = result {
+            self.metrics.store_errors.inc();
+            return Err(e.into());
+        }
+        self.metrics.set_revision(environment, snapshot.revision());
+        tracing::info!(
+            environment,
+            revision = snapshot.revision(),
+            actor = %actor.0,
+            action = audit.action,
+            kind = audit.kind,
+            key = audit.key,
+            "config changed"
+        );
+        Ok(env.publish(Published::new(snapshot)))
+    }
+}
+
+fn validate_environment_key(key: &str) -> Result<(), ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "key: environment keys are 1-64 characters of a-z, 0-9, `-` and `_`, got `{key}`"
+        )))
+    }
+}
+
+/// Failures while starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The store failed.
+    #[error("could not load state from the store")]
+    Store(#[from] StoreError),
+    /// A stored document no longer compiles (written by an incompatible version?).
+    #[error("stored config of environment `{environment}` is invalid")]
+    InvalidStored {
+        /// Environment key.
+        environment: String,
+        /// The problems.
+        #[source]
+        source: tailor_core::ConfigError,
+    },
+    /// Binding the listen address failed.
+    #[error("could not listen on {address}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bootstrap failed.
+    #[error("could not create the initial environments and keys: {0}")]
+    Bootstrap(String),
+}

@@ -1,0 +1,164 @@
+//! The storage contract: environments' documents with compare-and-swap revisions, the audit log
+//! and API keys. Backends: [`sqlite`] (embedded default).
+//!
+//! # Contract (every backend; the shared contract tests check it)
+//! - **Atomic commits.** [`Store::commit`] writes a new document and its audit entry together, or
+//!   neither. After it returns `Ok`, the change is durable: a crash (even `kill -9`) cannot lose
+//!   it, and a reader never sees a half-written document.
+//! - **Versioning.** Each environment has a revision that only grows. `commit` succeeds only if
+//!   the stored revision still equals `expected_revision` (compare-and-swap) and the new document
+//!   carries `expected_revision + 1`; otherwise it fails with [`StoreError::Conflict`] and changes
+//!   nothing. This is what keeps two writers (threads or server instances) from overwriting each
+//!   other.
+//! - **Keys** are stored only as SHA-256 digests of the secret.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tailor_core::ConfigDocument;
+
+/// A stored environment.
+#[derive(Debug, Clone)]
+pub struct StoredEnvironment {
+    /// Environment key.
+    pub key: String,
+    /// Its current document; `document.revision` is the current revision.
+    pub document: ConfigDocument,
+}
+
+/// One accepted change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number assigned by the store (0 before it is stored).
+    #[serde(default)]
+    pub id: i64,
+    /// Environment key.
+    pub environment: String,
+    /// The revision this change produced.
+    pub revision: u64,
+    /// When, RFC 3339.
+    pub at: String,
+    /// Who: the admin key's name, plus the person named by `X-Tailor-Actor` if sent.
+    pub actor: String,
+    /// `create`, `update`, `delete`, `rollout`, `toggle`, `import`.
+    pub action: String,
+    /// `segment`, `flag`, `experiment`, `layer` or `environment`.
+    pub kind: String,
+    /// The resource key.
+    pub key: String,
+    /// The resource before the change (absent for a create).
+    pub before: Option<serde_json::Value>,
+    /// The resource after the change (absent for a delete).
+    pub after: Option<serde_json::Value>,
+}
+
+/// Filter for reading the audit log, newest first.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditQuery {
+    /// Only entries about this kind of resource.
+    pub kind: Option<String>,
+    /// Only entries about this resource key.
+    pub key: Option<String>,
+    /// At most this many entries (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Read and write every environment through the admin API.
+    Admin,
+    /// Server-side SDK: read one environment's config, send its events, evaluate via OFREP.
+    Sdk,
+    /// Browser/mobile: evaluate one environment via OFREP and send events; never sees rules.
+    Client,
+}
+
+/// A stored API key (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public identifier, e.g. `key_3f9a…`.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Permissions.
+    pub kind: KeyKind,
+    /// The environment an SDK or client key is scoped to (none for admin keys).
+    pub environment: Option<String>,
+    /// SHA-256 of the secret, hex.
+    pub digest: String,
+    /// When created, RFC 3339.
+    pub created_at: String,
+    /// When revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The compare-and-swap lost: someone else committed first.
+    #[error("environment `{environment}` is at revision {current}, not {expected}")]
+    Conflict {
+        /// Environment key.
+        environment: String,
+        /// The revision the writer based its change on.
+        expected: u64,
+        /// The stored revision.
+        current: u64,
+    },
+    /// No such environment.
+    #[error("environment `{0}` does not exist")]
+    NoSuchEnvironment(String),
+    /// The environment (or key) already exists.
+    #[error("`{0}` already exists")]
+    AlreadyExists(String),
+    /// The backend failed.
+    #[error("storage backend failed: {message}")]
+    Backend {
+        /// What was being done.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A storage backend. See the module docs for the contract.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Every environment with its current document.
+    async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError>;
+
+    /// Creates an environment with `document` (revision as given, normally 1).
+    async fn create_environment(&self, key: &str, document: &ConfigDocument) -> Result<(), StoreError>;
+
+    /// Atomically replaces the document if the stored revision equals `expected_revision`, and
+    /// appends `audit`. `document.revision` must be `expected_revision + 1`.
+    async fn commit(
+        &self,
+        environment: &str,
+        expected_revision: u64,
+        document: &ConfigDocument,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// The audit log of an environment, newest first.
+    async fn audit(&self, environment: &str, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores a new key.
+    async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// All keys, including revoked ones.
+    async fn keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Marks a key revoked; false if there is no such key.
+    async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError>;
+
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

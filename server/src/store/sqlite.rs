@@ -1,0 +1,378 @@
+//! The embedded store: one SQLite database in WAL mode in the data directory.
+//!
+//! Why SQLite: zero setup, one file, and transactions give exactly the contract's atomicity.
+//! `synchronous = FULL` makes every acknowledged commit durable against power loss as well as
+//! `kill -9`. Calls run on tokio's blocking pool so async workers never wait on disk; a std
+//! `Mutex` serializes them because a SQLite connection is not `Sync` and writes are rare.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use tailor_core::ConfigDocument;
+
+use super::{ApiKey, AuditEntry, AuditQuery, KeyKind, Store, StoreError, StoredEnvironment};
+
+/// SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn backend(message: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Backend {
+        message: message.to_string(),
+        source: Box::new(e),
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS environments (
+    key TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_resource ON audit (environment, kind, key, id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    environment TEXT,
+    digest TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `tailor.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Backend {
+            message: format!("creating data directory {}", data_dir.display()),
+            source: Box::new(e),
+        })?;
+        let path = data_dir.join("tailor.db");
+        let conn = Connection::open(&path).map_err(backend("opening the database"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend("configuring the database"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(backend("creating the schema"))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means another call panicked mid-transaction; SQLite rolled
+            // that transaction back, so the connection is still consistent.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            message: "storage task failed".into(),
+            source: Box::new(e),
+        })?
+    }
+}
+
+fn decode_document(key: &str, text: &str) -> Result<ConfigDocument, StoreError> {
+    ConfigDocument::from_json(text)
+        .map_err(|e| StoreError::Corrupt(format!("document of environment `{key}`: {e}")))
+}
+
+fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Admin => "admin",
+        KeyKind::Sdk => "sdk",
+        KeyKind::Client => "client",
+    }
+}
+
+fn kind_from(name: &str) -> Result<KeyKind, StoreError> {
+    match name {
+        "admin" => Ok(KeyKind::Admin),
+        "sdk" => Ok(KeyKind::Sdk),
+        "client" => Ok(KeyKind::Client),
+        other => Err(StoreError::Corrupt(format!("unknown key kind `{other}`"))),
+    }
+}
+
+fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+fn json_value(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key, document FROM environments ORDER BY key")
+                .map_err(backend("reading environments"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend("reading environments"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, text) = row.map_err(backend("reading environments"))?;
+                let document = decode_document(&key, &text)?;
+                out.push(StoredEnvironment { key, document });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_environment(&self, key: &str, document: &ConfigDocument) -> Result<(), StoreError> {
+        let key = key.to_string();
+        let text = document.to_json_pretty();
+        let revision = document.revision as i64;
+        self.with(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO environments (key, revision, document) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO NOTHING",
+                    params![key, revision, text],
+                )
+                .map_err(backend("creating an environment"))?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(key));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        environment: &str,
+        expected_revision: u64,
+        document: &ConfigDocument,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let environment = environment.to_string();
+        let text = document.to_json_pretty();
+        let new_revision = document.revision;
+        let audit = audit.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend("starting a commit"))?;
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT revision FROM environments WHERE key = ?1",
+                    params![environment],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend("reading the revision"))?;
+            let Some(current) = current else {
+                return Err(StoreError::NoSuchEnvironment(environment));
+            };
+            if current as u64 != expected_revision || new_revision != expected_revision + 1 {
+                return Err(StoreError::Conflict {
+                    environment,
+                    expected: expected_revision,
+                    current: current as u64,
+                });
+            }
+            tx.execute(
+                "UPDATE environments SET revision = ?1, document = ?2 WHERE key = ?3",
+                params![new_revision as i64, text, environment],
+            )
+            .map_err(backend("writing the document"))?;
+            tx.execute(
+                "INSERT INTO audit (environment, revision, at, actor, action, kind, key, before, after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    environment,
+                    new_revision as i64,
+                    audit.at,
+                    audit.actor,
+                    audit.action,
+                    audit.kind,
+                    audit.key,
+                    json_text(&audit.before),
+                    json_text(&audit.after),
+                ],
+            )
+            .map_err(backend("writing the audit entry"))?;
+            tx.commit().map_err(backend("committing"))
+        })
+        .await
+    }
+
+    async fn audit(&self, environment: &str, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let environment = environment.to_string();
+        let query = query.clone();
+        self.with(move |conn| {
+            let limit = i64::from(query.limit.unwrap_or(100).min(1000));
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, environment, revision, at, actor, action, kind, key, before, after
+                     FROM audit
+                     WHERE environment = ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR key = ?3)
+                     ORDER BY id DESC LIMIT ?4",
+                )
+                .map_err(backend("reading the audit log"))?;
+            let rows = stmt
+                .query_map(params![environment, query.kind, query.key, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                    ))
+                })
+                .map_err(backend("reading the audit log"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, environment, revision, at, actor, action, kind, key, before, after) =
+                    row.map_err(backend("reading the audit log"))?;
+                out.push(AuditEntry {
+                    id,
+                    environment,
+                    revision: revision as u64,
+                    at,
+                    actor,
+                    action,
+                    kind,
+                    key,
+                    before: json_value(before)?,
+                    after: json_value(after)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, name, kind, environment, digest, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.id,
+                    key.name,
+                    kind_name(key.kind),
+                    key.environment,
+                    key.digest,
+                    key.created_at,
+                    key.revoked_at
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::AlreadyExists(format!("key {}", key.id))
+                }
+                e => backend("storing a key")(e),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, name, kind, environment, digest, created_at, revoked_at
+                     FROM api_keys ORDER BY created_at, id",
+                )
+                .map_err(backend("reading keys"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .map_err(backend("reading keys"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, name, kind, environment, digest, created_at, revoked_at) =
+                    row.map_err(backend("reading keys"))?;
+                out.push(ApiKey {
+                    id,
+                    name,
+                    kind: kind_from(&kind)?,
+                    environment,
+                    digest,
+                    created_at,
+                    revoked_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let at = at.to_string();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id, at],
+                )
+                .map_err(backend("revoking a key"))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(backend("pinging the database"))
+        })
+        .await
+    }
+}
