@@ -42,12 +42,12 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     );
     check_unique(doc.layers.iter().map(|l| l.key.as_str()), "layers", &mut problems);
 
-    let segment_index: FxHashMap<&str, usize> = doc
-        .segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.key.as_str(), i))
-        .collect();
+    // The first definition of a key wins: a later duplicate is the one reported, and references
+    // must resolve to the first so that problems behind them (e.g. cycles) are still found.
+    let mut segment_index: FxHashMap<&str, usize> = FxHashMap::default();
+    for (i, s) in doc.segments.iter().enumerate() {
+        segment_index.entry(s.key.as_str()).or_insert(i);
+    }
 
     // Segments, and the segment → segment reference graph for cycle detection.
     let mut segments = Vec::with_capacity(doc.segments.len());
@@ -80,7 +80,8 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     let layer_gates = compile_layers(doc, &experiments, &mut problems);
 
     let mut experiment_flag: FxHashMap<Box<str>, Box<str>> = FxHashMap::default();
-    let mut flags = FxHashMap::default();
+    let mut flags = Vec::with_capacity(doc.flags.len());
+    let mut flag_index = FxHashMap::default();
     for flag in &doc.flags {
         let compiled = compile_flag(
             flag,
@@ -90,7 +91,8 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
             &mut experiment_flag,
             &mut problems,
         );
-        flags.insert(flag.key.as_str().into(), compiled);
+        flag_index.insert(flag.key.as_str().into(), flags.len() as u32);
+        flags.push(compiled);
     }
 
     for (i, e) in doc.experiments.iter().enumerate() {
@@ -125,6 +127,7 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     Ok(Snapshot {
         document,
         flags,
+        flag_index,
         segments,
         experiment_flag,
     })
@@ -295,10 +298,11 @@ fn compile_flag(
     );
     for (i, v) in flag.variants.iter().enumerate() {
         if !value_matches_type(&v.value, flag.value_type) {
+            // Lowercase the type name only: the value is quoted as written.
+            let type_name = format!("{:?}", flag.value_type).to_lowercase();
             problems.push(
                 format!("{path}.variants[{i}].value"),
-                format!("must be of the flag's type {:?}, got {}", flag.value_type, v.value)
-                    .to_lowercase(),
+                format!("must be of the flag's type {type_name}, got {}", v.value),
             );
         }
     }

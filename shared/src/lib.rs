@@ -11,6 +11,7 @@
 //! - [`bucketing`]: the murmur3 bucketing contract (DESIGN §3), splits, coverage, holdouts, layers.
 //! - [`assign()`](evaluation::assign): pure, infallible, allocation-free evaluation.
 //! - [`user`]: the user key and typed attributes.
+//! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
 //!
 //! # Example
@@ -49,6 +50,7 @@ pub mod bucketing;
 pub mod compile;
 pub mod error;
 pub mod evaluation;
+pub mod events;
 pub mod model;
 pub mod snapshot;
 mod targeting;
@@ -56,7 +58,7 @@ pub mod user;
 
 pub use compile::compile;
 pub use error::{ConfigError, Problem};
-pub use evaluation::{assign, Assignment, Reason};
+pub use evaluation::{assign, Assignment, Reason, VariantRef};
 pub use model::{ConfigDocument, ParseError};
 pub use snapshot::Snapshot;
 pub use user::{AttributeValue, User};

@@ -11,7 +11,8 @@ use crate::targeting::{AttrName, Cond, CompiledSegment};
 #[derive(Debug)]
 pub struct Snapshot {
     pub(crate) document: ConfigDocument,
-    pub(crate) flags: FxHashMap<Box<str>, CompiledFlag>,
+    pub(crate) flags: Vec<CompiledFlag>,
+    pub(crate) flag_index: FxHashMap<Box<str>, u32>,
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) experiment_flag: FxHashMap<Box<str>, Box<str>>,
 }
@@ -40,6 +41,18 @@ impl Snapshot {
     /// An experiment by key.
     pub fn experiment(&self, key: &str) -> Option<&Experiment> {
         self.document.experiments.iter().find(|e| e.key == key)
+    }
+
+    /// The variant a [`crate::VariantRef`] points at (from an assignment on this snapshot).
+    pub fn variant(&self, at: crate::VariantRef) -> Option<&Variant> {
+        self.flags.get(at.flag as usize)?.variants.get(at.variant as usize)
+    }
+
+    /// The compiled flag with this key.
+    #[inline]
+    pub(crate) fn compiled_flag(&self, key: &str) -> Option<(u32, &CompiledFlag)> {
+        let i = *self.flag_index.get(key)?;
+        self.flags.get(i as usize).map(|f| (i, f))
     }
 
     /// The key of the flag whose rules an experiment tracks, if any rule references it.

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod environments;
+pub mod events;
 pub mod ofrep;
 pub mod ops;
 pub mod sdk;

@@ -1,4 +1,4 @@
-//! SDK delivery: the config document (strong ETag, 304, gzip) and a server-sent-events stream of
+//! SDK delivery (event ingestion, also in this scope, lives in `events`): the config document (strong ETag, 304, gzip) and a server-sent-events stream of
 //! new revisions (keep-alives, `Last-Event-ID` resume, bounded per-client buffering).
 
 use std::sync::Arc;
@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/sdk/v1")
             .wrap(super::sdk_cors())
             .route("/config", web::get().to(config))
-            .route("/stream", web::get().to(stream_updates)),
+            .route("/stream", web::get().to(stream_updates))
+            .route("/events", web::post().to(super::events::ingest)),
     );
 }
 

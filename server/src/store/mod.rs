@@ -11,11 +11,15 @@
 //!   nothing. This is what keeps two writers (threads or server instances) from overwriting each
 //!   other.
 //! - **Keys** are stored only as SHA-256 digests of the secret.
+//! - **Events** are appended idempotently: an event id already stored for the environment is
+//!   skipped, so a retried batch never double-counts. `append_events` returns only after the
+//!   batch is durable.
 
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 
 /// A stored environment.
@@ -95,6 +99,15 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct AppendOutcome {
+    /// Newly stored events.
+    pub inserted: usize,
+    /// Events whose id was already stored (ignored).
+    pub duplicates: usize,
+}
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -158,6 +171,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a key revoked; false if there is no such key.
     async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError>;
+
+    /// Durably appends events, skipping ids already stored for this environment.
+    async fn append_events(&self, environment: &str, events: &[Event]) -> Result<AppendOutcome, StoreError>;
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

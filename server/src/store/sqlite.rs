@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 
-use super::{ApiKey, AuditEntry, AuditQuery, KeyKind, Store, StoreError, StoredEnvironment};
+use super::{
+    ApiKey, AppendOutcome, AuditEntry, AuditQuery, KeyKind, Store, StoreError, StoredEnvironment,
+};
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -47,6 +50,15 @@ CREATE TABLE IF NOT EXISTS audit (
     after TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_resource ON audit (environment, kind, key, id);
+CREATE TABLE IF NOT EXISTS events (
+    environment TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (environment, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -364,6 +376,46 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend("revoking a key"))?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn append_events(&self, environment: &str, events: &[Event]) -> Result<AppendOutcome, StoreError> {
+        let environment = environment.to_string();
+        let rows: Vec<(String, &'static str, String, i64, String)> = events
+            .iter()
+            .map(|e| {
+                let (kind, user, ts) = match e {
+                    Event::Exposure(x) => ("exposure", x.user_key.clone(), x.timestamp),
+                    Event::Conversion(c) => ("conversion", c.user_key.clone(), c.timestamp),
+                };
+                let payload = serde_json::to_string(e).unwrap_or_default();
+                (e.id().to_string(), kind, user, ts, payload)
+            })
+            .collect();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend("starting an event append"))?;
+            let mut outcome = AppendOutcome::default();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO events (environment, id, kind, user_key, timestamp, payload)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(backend("preparing the event append"))?;
+                for (id, kind, user, ts, payload) in &rows {
+                    let n = stmt
+                        .execute(params![environment, id, kind, user, ts, payload])
+                        .map_err(backend("appending an event"))?;
+                    if n == 1 {
+                        outcome.inserted += 1;
+                    } else {
+                        outcome.duplicates += 1;
+                    }
+                }
+            }
+            tx.commit().map_err(backend("committing events"))?;
+            Ok(outcome)
         })
         .await
     }
