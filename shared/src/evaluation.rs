@@ -55,11 +55,21 @@ pub enum Reason {
     },
 }
 
+/// Where a served variant sits in its snapshot: lets a caller that keeps the snapshot alive
+/// separately (the SDK holds a lock-free guard) find the variant again without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct VariantRef {
+    pub(crate) flag: u32,
+    pub(crate) variant: u32,
+}
+
 /// The result of evaluating one flag for one user. Borrows from the snapshot; no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Assignment<'s> {
     /// The variant served; `None` only for [`Reason::UnknownFlag`].
     pub variant: Option<&'s Variant>,
+    /// Where that variant sits in the snapshot ([`Snapshot::variant`]).
+    pub variant_ref: Option<VariantRef>,
     /// Why.
     pub reason: Reason,
     /// The running experiment this assignment is part of: an exposure should be recorded.
@@ -103,9 +113,10 @@ impl<'s> Assignment<'s> {
 
 /// Evaluates `flag_key` for `user`.
 pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assignment<'s> {
-    let Some(flag) = snapshot.flags.get(flag_key) else {
+    let Some((flag_id, flag)) = snapshot.compiled_flag(flag_key) else {
         return Assignment {
             variant: None,
+            variant_ref: None,
             reason: Reason::UnknownFlag,
             experiment: None,
             rule_id: None,
@@ -114,6 +125,10 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
     };
     let plain = |variant: usize, reason: Reason| Assignment {
         variant: flag.variants.get(variant),
+        variant_ref: Some(VariantRef {
+            flag: flag_id,
+            variant: variant as u32,
+        }),
         reason,
         experiment: None,
         rule_id: None,
@@ -128,7 +143,7 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
         }
     }
     for (index, rule) in flag.rules.iter().enumerate() {
-        if let Some(assignment) = evaluate_rule(snapshot, flag, rule, index, user) {
+        if let Some(assignment) = evaluate_rule(snapshot, flag_id, flag, rule, index, user) {
             return assignment;
         }
     }
@@ -139,6 +154,7 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
 #[inline]
 fn evaluate_rule<'s>(
     snapshot: &'s Snapshot,
+    flag_id: u32,
     flag: &'s CompiledFlag,
     rule: &'s CompiledRule,
     index: usize,
@@ -150,6 +166,10 @@ fn evaluate_rule<'s>(
     let decided = |variant: usize, reason: Reason| {
         Some(Assignment {
             variant: flag.variants.get(variant),
+            variant_ref: Some(VariantRef {
+                flag: flag_id,
+                variant: variant as u32,
+            }),
             reason,
             experiment: match reason {
                 Reason::MissingUnit { .. } => None,
