@@ -15,7 +15,14 @@ use tailor::{Client, User};
 
 const ENV: &str = "development";
 
-async fn admin(http: &reqwest::Client, url: &str, key: &str, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<Value> {
+async fn admin(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let resp = http
         .request(method, format!("{url}{path}"))
         .bearer_auth(key)
@@ -32,11 +39,28 @@ async fn admin(http: &reqwest::Client, url: &str, key: &str, method: reqwest::Me
 }
 
 /// Creates or replaces a resource.
-async fn upsert(http: &reqwest::Client, url: &str, key: &str, plural: &str, body: Value) -> anyhow::Result<()> {
+async fn upsert(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    plural: &str,
+    body: Value,
+) -> anyhow::Result<()> {
     let id = body["key"].as_str().unwrap_or_default().to_string();
     let path = format!("/api/v1/environments/{ENV}/{plural}");
-    if admin(http, url, key, reqwest::Method::POST, &path, body.clone()).await.is_err() {
-        admin(http, url, key, reqwest::Method::PUT, &format!("{path}/{id}"), body).await?;
+    if admin(http, url, key, reqwest::Method::POST, &path, body.clone())
+        .await
+        .is_err()
+    {
+        admin(
+            http,
+            url,
+            key,
+            reqwest::Method::PUT,
+            &format!("{path}/{id}"),
+            body,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -44,46 +68,80 @@ async fn upsert(http: &reqwest::Client, url: &str, key: &str, plural: &str, body
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("TAILOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let admin_key = std::env::var("TAILOR_ADMIN_KEY").context("set TAILOR_ADMIN_KEY to the server's admin key")?;
+    let admin_key = std::env::var("TAILOR_ADMIN_KEY")
+        .context("set TAILOR_ADMIN_KEY to the server's admin key")?;
     let http = reqwest::Client::new();
 
-    upsert(&http, &url, &admin_key, "segments", json!({
-        "key": "beginners",
-        "conditions": {"attribute": "lifecycle", "op": "eq", "values": ["new"]}
-    })).await?;
+    upsert(
+        &http,
+        &url,
+        &admin_key,
+        "segments",
+        json!({
+            "key": "beginners",
+            "conditions": {"attribute": "lifecycle", "op": "eq", "values": ["new"]}
+        }),
+    )
+    .await?;
     upsert(&http, &url, &admin_key, "segments", json!({
         "key": "yoga-buyers",
         "conditions": {"attribute": "purchased_categories", "op": "contains_any", "values": ["yoga-books"]}
     })).await?;
-    upsert(&http, &url, &admin_key, "experiments", json!({
-        "key": "homepage-personalization", "status": "running", "primary_metric": "purchase"
-    })).await?;
-    upsert(&http, &url, &admin_key, "flags", json!({
-        "key": "homepage",
-        "type": "json",
-        "variants": [
-            {"key": "generic", "value": {"hero": "Welcome to our shop"}},
-            {"key": "beginner-onboarding", "value": {"hero": "New here? Start with our guide"}},
-            {"key": "yoga-mats", "value": {"hero": "Yoga mats for your practice"}}
-        ],
-        "default_variant": "generic",
-        "rules": [
-            {"when": {"segment": "beginners"}, "variant": "beginner-onboarding",
-             "holdout": {"basis_points": 1000}, "experiment": "homepage-personalization"},
-            {"when": {"segment": "yoga-buyers"}, "variant": "yoga-mats",
-             "holdout": {"basis_points": 1000}, "experiment": "homepage-personalization"}
-        ]
-    })).await?;
-    let created = admin(&http, &url, &admin_key, reqwest::Method::POST, "/api/v1/keys",
-        json!({"name": "homepage example", "kind": "sdk", "environment": ENV})).await?;
-    let sdk_key = created["secret"].as_str().context("no SDK key in the response")?.to_string();
+    upsert(
+        &http,
+        &url,
+        &admin_key,
+        "experiments",
+        json!({
+            "key": "homepage-personalization", "status": "running", "primary_metric": "purchase"
+        }),
+    )
+    .await?;
+    upsert(
+        &http,
+        &url,
+        &admin_key,
+        "flags",
+        json!({
+            "key": "homepage",
+            "type": "json",
+            "variants": [
+                {"key": "generic", "value": {"hero": "Welcome to our shop"}},
+                {"key": "beginner-onboarding", "value": {"hero": "New here? Start with our guide"}},
+                {"key": "yoga-mats", "value": {"hero": "Yoga mats for your practice"}}
+            ],
+            "default_variant": "generic",
+            "rules": [
+                {"when": {"segment": "beginners"}, "variant": "beginner-onboarding",
+                 "holdout": {"basis_points": 1000}, "experiment": "homepage-personalization"},
+                {"when": {"segment": "yoga-buyers"}, "variant": "yoga-mats",
+                 "holdout": {"basis_points": 1000}, "experiment": "homepage-personalization"}
+            ]
+        }),
+    )
+    .await?;
+    let created = admin(
+        &http,
+        &url,
+        &admin_key,
+        reqwest::Method::POST,
+        "/api/v1/keys",
+        json!({"name": "homepage example", "kind": "sdk", "environment": ENV}),
+    )
+    .await?;
+    let sdk_key = created["secret"]
+        .as_str()
+        .context("no SDK key in the response")?
+        .to_string();
 
     let client = Client::builder(&url, sdk_key).build().await?;
     let mut shown = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..2_000u32 {
         let user = match i % 3 {
             0 => User::new(format!("visitor-{i}")).with("lifecycle", "new"),
-            1 => User::new(format!("visitor-{i}")).with("lifecycle", "active").with("purchased_categories", ["yoga-books"]),
+            1 => User::new(format!("visitor-{i}"))
+                .with("lifecycle", "active")
+                .with("purchased_categories", ["yoga-books"]),
             _ => User::new(format!("visitor-{i}")).with("lifecycle", "active"),
         };
         let homepage = client.variant(&user, "homepage");

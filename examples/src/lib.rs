@@ -1,1 +1,4 @@
-//! Examples live as [[example]] targets.
+//! Shared code of the examples: the synthetic population the simulator drives.
+#![deny(missing_docs)]
+
+pub mod simulation;

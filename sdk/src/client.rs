@@ -259,7 +259,9 @@ impl ClientBuilder {
 
         let waited = tokio::time::timeout(
             self.start_timeout,
-            status.wait_for(|s| s.source == ConfigSource::Server || s.connection == Connection::Unauthorized),
+            status.wait_for(|s| {
+                s.source == ConfigSource::Server || s.connection == Connection::Unauthorized
+            }),
         )
         .await;
         let current = client.status();
@@ -291,14 +293,17 @@ impl ClientBuilder {
                     return Ok(());
                 }
                 Err(ConfigSourceError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(error = %e, path = %path.display(), "ignoring an unusable config cache"),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "ignoring an unusable config cache")
+                }
             }
         }
         if let Some(path) = &self.bootstrap_path {
-            let snapshot = crate::cache::load_file(path).map_err(|source| BuildError::Bootstrap {
-                path: path.clone(),
-                source,
-            })?;
+            let snapshot =
+                crate::cache::load_file(path).map_err(|source| BuildError::Bootstrap {
+                    path: path.clone(),
+                    source,
+                })?;
             shared.install(snapshot, ConfigSource::Bootstrap);
         }
         Ok(())
@@ -337,7 +342,9 @@ impl Client {
 
     /// An offline client from a config file (JSON, or YAML by extension).
     pub fn offline_from_file(path: impl Into<PathBuf>) -> Result<Client, ConfigSourceError> {
-        Ok(Self::offline_snapshot(crate::cache::load_file(&path.into())?))
+        Ok(Self::offline_snapshot(crate::cache::load_file(
+            &path.into(),
+        )?))
     }
 
     fn offline_snapshot(snapshot: Snapshot) -> Client {
@@ -405,7 +412,10 @@ impl Client {
 
     /// The flag's boolean value, or `default` (unknown flag, no config, or not a boolean).
     pub fn bool_value(&self, user: &User, flag: &str, default: bool) -> bool {
-        self.variant(user, flag).value().as_bool().unwrap_or(default)
+        self.variant(user, flag)
+            .value()
+            .as_bool()
+            .unwrap_or(default)
     }
 
     /// The flag's string value, or `default`.
@@ -431,8 +441,16 @@ impl Client {
         }
     }
 
-    fn record_exposure(&self, snapshot: &Snapshot, user: &User, flag: &str, a: &tailor_core::Assignment<'_>) {
-        let (Some(queue), Some(experiment), Some(variant)) = (&self.inner.events, a.experiment, a.variant_key()) else {
+    fn record_exposure(
+        &self,
+        snapshot: &Snapshot,
+        user: &User,
+        flag: &str,
+        a: &tailor_core::Assignment<'_>,
+    ) {
+        let (Some(queue), Some(experiment), Some(variant)) =
+            (&self.inner.events, a.experiment, a.variant_key())
+        else {
             return;
         };
         if !events::first_sighting(queue.instance(), user.key(), flag, variant, experiment) {
@@ -460,7 +478,11 @@ impl Client {
             return;
         };
         if event.is_empty() || value.is_some_and(|v| !v.is_finite()) || user.key().is_empty() {
-            tracing::warn!(event, ?value, "ignoring a conversion with an empty name, empty user key or non-finite value");
+            tracing::warn!(
+                event,
+                ?value,
+                "ignoring a conversion with an empty name, empty user key or non-finite value"
+            );
             return;
         }
         queue.push(Event::Conversion(Conversion {
@@ -474,7 +496,11 @@ impl Client {
 
     /// Waits until every event queued before this call is delivered (or `flush_timeout`).
     pub async fn flush(&self) -> Result<(), FlushError> {
-        let queue = self.inner.events.as_ref().ok_or(FlushError::NotDelivering)?;
+        let queue = self
+            .inner
+            .events
+            .as_ref()
+            .ok_or(FlushError::NotDelivering)?;
         let timeout = self.inner.flush_timeout;
         let wait = async {
             match queue.flush().await {
@@ -499,14 +525,21 @@ impl Client {
             .delivery_deadline
             .send_replace(Some(tokio::time::Instant::now()));
         self.inner.shutdown.send_replace(true);
-        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             // The update task stops at the signal; the delivery task may be mid-request.
-            if tokio::time::timeout(Duration::from_secs(2), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
                 tracing::debug!("a background task did not stop in time");
             }
         }
-        self.inner.shared.status.send_modify(|s| s.connection = Connection::Offline);
+        self.inner
+            .shared
+            .status
+            .send_modify(|s| s.connection = Connection::Offline);
         flushed
     }
 
@@ -520,11 +553,21 @@ impl Client {
         self.inner.counters.snapshot()
     }
 
+    /// Events waiting in the queue for the delivery task right now (0 without event delivery).
+    /// Never above `event_capacity`: a full queue drops new events instead of growing. The
+    /// delivery task holds up to `max_batch` more while it sends (or retries) a batch.
+    pub fn queued_len(&self) -> usize {
+        self.inner.events.as_ref().map_or(0, EventQueue::len)
+    }
+
     /// Waits until the client serves a config at or above `revision`; false on timeout.
     pub async fn wait_for_revision(&self, revision: u64, timeout: Duration) -> bool {
         let mut rx = self.inner.shared.status.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|s| s.revision.is_some_and(|r| r >= revision)))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| s.revision.is_some_and(|r| r >= revision)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     }
 }

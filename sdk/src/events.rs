@@ -68,7 +68,10 @@ pub(crate) struct EventQueue {
 }
 
 impl EventQueue {
-    pub(crate) fn new(capacity: usize, counters: Arc<EventCounters>) -> (Self, mpsc::Receiver<Command>) {
+    pub(crate) fn new(
+        capacity: usize,
+        counters: Arc<EventCounters>,
+    ) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let queue = EventQueue {
             tx,
@@ -87,6 +90,12 @@ impl EventQueue {
 
     pub(crate) fn instance(&self) -> u64 {
         self.instance
+    }
+
+    /// Commands (events, and flushes waiting for delivery) in the channel now: its bound minus
+    /// its free slots, so never more than the capacity.
+    pub(crate) fn len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Queues without waiting; a full queue drops the event and counts it.
@@ -129,7 +138,13 @@ thread_local! {
 }
 
 /// Returns true the first time (per thread, within the cache's memory) this exposure is seen.
-pub(crate) fn first_sighting(instance: u64, user_key: &str, flag: &str, variant: &str, experiment: &str) -> bool {
+pub(crate) fn first_sighting(
+    instance: u64,
+    user_key: &str,
+    flag: &str,
+    variant: &str,
+    experiment: &str,
+) -> bool {
     let mut h = FxHasher::default();
     h.write_u64(instance);
     for part in [user_key, flag, variant, experiment] {
@@ -194,10 +209,13 @@ async fn post_batch(
             if rejected > 0 {
                 tracing::warn!(rejected, "the collector rejected some events as invalid");
             }
+            counters.delivered.fetch_add(
+                (batch.len() - rejected.min(batch.len())) as u64,
+                Ordering::Relaxed,
+            );
             counters
-                .delivered
-                .fetch_add((batch.len() - rejected.min(batch.len())) as u64, Ordering::Relaxed);
-            counters.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
+                .rejected
+                .fetch_add(rejected as u64, Ordering::Relaxed);
             Outcome::Delivered
         }
         Ok(resp) => {
@@ -211,7 +229,9 @@ async fn post_batch(
             } else {
                 let text = resp.text().await.unwrap_or_default();
                 tracing::error!(%status, body = %text, "the collector refused an event batch; dropping it");
-                counters.rejected.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters
+                    .rejected
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 Outcome::Refused
             }
         }
@@ -231,7 +251,8 @@ async fn deliver(
     counters: &EventCounters,
     stop: &mut watch::Receiver<Option<tokio::time::Instant>>,
 ) {
-    let mut backoff = crate::refresh::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff =
+        crate::refresh::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     while !batch.is_empty() {
         match post_batch(http, settings, batch, counters).await {
             Outcome::Delivered | Outcome::Refused => batch.clear(),
@@ -240,8 +261,13 @@ async fn deliver(
                 let deadline = *stop.borrow();
                 if let Some(deadline) = deadline {
                     if tokio::time::Instant::now() >= deadline {
-                        tracing::warn!(events = batch.len(), "client closed before these events could be delivered");
-                        counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        tracing::warn!(
+                            events = batch.len(),
+                            "client closed before these events could be delivered"
+                        );
+                        counters
+                            .dropped
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
                         batch.clear();
                         return;
                     }
@@ -300,9 +326,18 @@ mod tests {
     fn exposures_are_deduplicated_per_identity() {
         assert!(first_sighting(1, "u1", "f", "a", "e"));
         assert!(!first_sighting(1, "u1", "f", "a", "e"));
-        assert!(first_sighting(1, "u1", "f", "b", "e"), "another variant is new");
-        assert!(first_sighting(1, "u2", "f", "a", "e"), "another user is new");
-        assert!(first_sighting(2, "u1", "f", "a", "e"), "another client is new");
+        assert!(
+            first_sighting(1, "u1", "f", "b", "e"),
+            "another variant is new"
+        );
+        assert!(
+            first_sighting(1, "u2", "f", "a", "e"),
+            "another user is new"
+        );
+        assert!(
+            first_sighting(2, "u1", "f", "a", "e"),
+            "another client is new"
+        );
         // Field boundaries matter: ("ab","c") differs from ("a","bc").
         assert!(first_sighting(1, "ab", "c", "x", "e"));
         assert!(first_sighting(1, "a", "bc", "x", "e"));

@@ -20,6 +20,8 @@
 //! - [`events`]: exposure de-duplication, the bounded queue, batched delivery with retries.
 //! - `cache`: the atomic on-disk config cache and bootstrap files.
 //! - [`error`]: build and flush errors (evaluation itself never fails).
+//! - `openfeature` (cargo feature `openfeature`, on by default): `TailorProvider`, an
+//!   OpenFeature provider wrapping a [`Client`].
 //!
 //! Everything runs on the caller's tokio runtime; no private runtime or thread is started.
 #![deny(missing_docs)]
@@ -28,6 +30,8 @@ mod cache;
 pub mod client;
 pub mod error;
 pub mod events;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 pub mod refresh;
 
 pub use client::{Client, ClientBuilder, Variant, VariantDetail};

@@ -197,7 +197,9 @@ fn classify(status: reqwest::StatusCode, body: String) -> FetchError {
 /// Reads a response body, refusing more than `max` bytes.
 async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
     if resp.content_length().is_some_and(|n| n as usize > max) {
-        return Err(FetchError::Transient(format!("config larger than {max} bytes")));
+        return Err(FetchError::Transient(format!(
+            "config larger than {max} bytes"
+        )));
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp
@@ -206,7 +208,9 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>,
         .map_err(|e| FetchError::Transient(e.to_string()))?
     {
         if body.len() + chunk.len() > max {
-            return Err(FetchError::Transient(format!("config larger than {max} bytes")));
+            return Err(FetchError::Transient(format!(
+                "config larger than {max} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -274,7 +278,11 @@ async fn stream_once(
     }
     let connect = tokio::time::timeout(settings.request_timeout, req.send());
     let mut resp = match connect.await {
-        Err(_) => return Err(FetchError::Transient("timed out connecting to the stream".into())),
+        Err(_) => {
+            return Err(FetchError::Transient(
+                "timed out connecting to the stream".into(),
+            ))
+        }
         Ok(Err(e)) => return Err(FetchError::Transient(e.to_string())),
         Ok(Ok(r)) => r,
     };
@@ -321,7 +329,9 @@ async fn stream_once(
                 if !frame.data.is_empty() {
                     frame.data.push(b'\n');
                 }
-                frame.data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
+                frame
+                    .data
+                    .extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
                 if frame.data.len() > settings.max_config_bytes {
                     return Err(FetchError::Transient(format!(
                         "stream event larger than {} bytes",
@@ -354,7 +364,9 @@ pub(crate) async fn run_updates(
                     // Fall back to one ETag poll so a blocked stream does not freeze the config.
                     shared.set_connection(Connection::Polling, Some(e.clone()));
                     match poll_once(&shared, &http, &settings, &mut etag).await {
-                        Err(FetchError::Transient(p)) => Err(FetchError::Transient(format!("{e}; poll: {p}"))),
+                        Err(FetchError::Transient(p)) => {
+                            Err(FetchError::Transient(format!("{e}; poll: {p}")))
+                        }
                         Ok(()) => Err(FetchError::Transient(e)),
                         other => other,
                     }
@@ -402,9 +414,15 @@ mod tests {
     fn backoff_grows_with_jitter_and_caps() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let d0 = b.next_delay();
-        assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100), "{d0:?}");
+        assert!(
+            d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100),
+            "{d0:?}"
+        );
         let d1 = b.next_delay();
-        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200),
+            "{d1:?}"
+        );
         for _ in 0..40 {
             assert!(b.next_delay() <= Duration::from_secs(2));
         }

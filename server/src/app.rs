@@ -42,7 +42,10 @@ impl Application {
     }
 
     /// Builds on a given store.
-    pub async fn build_with_store(settings: &Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+    pub async fn build_with_store(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartupError> {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         let state = AppState::load(store, metrics).await?;
         let new_keys = bootstrap(&state, settings).await?;
@@ -50,12 +53,17 @@ impl Application {
             address: settings.bind.clone(),
             source,
         })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind {
-            address: settings.bind.clone(),
-            source,
-        })?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: settings.bind.clone(),
+                source,
+            })?
+            .port();
         let state = web::Data::new(state);
-        let keepalive = web::Data::new(KeepAlive(Duration::from_secs(settings.sse_keepalive_secs.max(1))));
+        let keepalive = web::Data::new(KeepAlive(Duration::from_secs(
+            settings.sse_keepalive_secs.max(1),
+        )));
         let body_limit = settings.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
@@ -71,11 +79,20 @@ impl Application {
                         .map(|s| s.metrics.clone());
                     srv.call(req).map(move |res| {
                         if let (Ok(res), Some(m)) = (&res, metrics) {
-                            m.observe(&method, &route, res.status().as_u16(), start.elapsed().as_secs_f64());
+                            m.observe(
+                                &method,
+                                &route,
+                                res.status().as_u16(),
+                                start.elapsed().as_secs_f64(),
+                            );
                         }
                         res
                     })
                 })
+                .wrap(
+                    actix_web::middleware::ErrorHandlers::new()
+                        .default_handler(move |res| crate::error::json_error_body(res, body_limit)),
+                )
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(serde_json::json!({
@@ -128,9 +145,25 @@ async fn bootstrap(state: &AppState, settings: &Settings) -> Result<Vec<NewKey>,
                 "TAILOR_ADMIN_KEY must be at least 16 characters".into(),
             ));
         }
-        if state.authenticate(secret).is_none() {
+        let digest = crate::keys::digest(secret);
+        let revoked = state
+            .list_keys()
+            .iter()
+            .any(|k| k.digest == digest && k.revoked_at.is_some());
+        if revoked {
+            // Revocation sticks: keep serving (SDKs must not go down with the admin key), but
+            // say why the configured key is refused.
+            tracing::warn!(
+                "TAILOR_ADMIN_KEY has been revoked and is not accepted; set a new one or use another admin key"
+            );
+        } else if state.authenticate(secret).is_none() {
             state
-                .create_key("admin (TAILOR_ADMIN_KEY)", KeyKind::Admin, None, Some(secret.clone()))
+                .create_key(
+                    "admin (TAILOR_ADMIN_KEY)",
+                    KeyKind::Admin,
+                    None,
+                    Some(secret.clone()),
+                )
                 .await
                 .map_err(fail)?;
         }

@@ -117,3 +117,62 @@ impl ResponseError for ApiError {
         })
     }
 }
+
+/// Rewrites the plain-text error responses that actix-web itself produces (a body over the
+/// size limit: 413; a malformed query string: 400; a failed extractor) into the API's JSON
+/// error body, so every error a client sees has the same `{error, message}` shape. Status and
+/// headers are kept; JSON errors from handlers pass through untouched.
+pub fn json_error_body<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+    body_limit: usize,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::body::{BoxBody, EitherBody};
+    use actix_web::http::header::{self, HeaderValue};
+    use actix_web::middleware::ErrorHandlerResponse;
+
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let cause = res.response().error();
+    let detail = cause
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            format!("the request body is larger than the limit of {body_limit} bytes (TAILOR_BODY_LIMIT_BYTES)"),
+        ),
+        StatusCode::BAD_REQUEST
+            if cause.is_some_and(|e| e.as_error::<actix_web::error::QueryPayloadError>().is_some()) =>
+        {
+            (
+                "bad_request",
+                format!("invalid query string `{}`: {detail}", res.request().query_string()),
+            )
+        }
+        StatusCode::BAD_REQUEST => ("bad_request", detail),
+        StatusCode::NOT_FOUND => ("not_found", detail),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", detail),
+        s if s.is_server_error() => ("internal_error", detail),
+        _ => ("client_error", detail),
+    };
+    let body = serde_json::to_vec(&Body {
+        error: code,
+        message,
+        problems: None,
+    })
+    .unwrap_or_default();
+    Ok(ErrorHandlerResponse::Response(res.map_body(|head, _| {
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        EitherBody::right(BoxBody::new(body))
+    })))
+}

@@ -44,10 +44,7 @@ pub fn digests_equal(a: &str, b: &str) -> bool {
 /// The secret a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 pub fn presented_secret(req: &HttpRequest) -> Option<&str> {
     let headers = req.headers();
-    if let Some(v) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if let Some(token) = v
             .strip_prefix("Bearer ")
@@ -73,7 +70,12 @@ impl Actor {
             .headers()
             .get("x-tailor-actor")
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().filter(|c| !c.is_control()).take(100).collect::<String>())
+            .map(|s| {
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .take(100)
+                    .collect::<String>()
+            })
             .filter(|s| !s.is_empty());
         match person {
             Some(p) => Actor(format!("{} ({p})", key.name)),

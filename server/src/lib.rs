@@ -10,18 +10,28 @@
 //! - [`keys`]: API key generation, hashing, constant-time checks.
 //! - [`routes`]: HTTP handlers by area — `admin` (CRUD, rollout), `environments` (import/export,
 //!   preview, audit, keys), `sdk` (config + SSE), `ofrep`, `ops` (health, metrics, OpenAPI).
+//! - [`collector`]: ingested events → [`attribution`] (first exposure, attribution window,
+//!   incrementally maintained per-arm aggregates, rebuildable from raw events).
+//! - [`results`]: totals + config → per-variant, per-segment and personalization statistics
+//!   (via [`stats`]), SRM, data-quality warnings, CSV.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`stats`]: the experiment statistics engine (lifts, Welch/Bayesian/sequential tests, SRM),
+//!   pure functions checked against gbstats/scipy fixtures in `fixtures/stats/`.
 //! - [`error`]: `ApiError` → status code and JSON body.
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod attribution;
+pub mod collector;
 pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod publish;
+pub mod results;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod stats;
 pub mod store;
 
 pub use app::Application;

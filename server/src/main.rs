@@ -12,7 +12,10 @@ async fn main() -> anyhow::Result<()> {
     let Command::Serve(settings) = cli.command;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match settings.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     // Thousands of SSE clients need thousands of file descriptors; raise the soft limit to the
@@ -20,9 +23,12 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");
     }
-    let app = Application::build(&settings)
-        .await
-        .with_context(|| format!("starting with data directory {}", settings.data_dir.display()))?;
+    let app = Application::build(&settings).await.with_context(|| {
+        format!(
+            "starting with data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     if !app.new_keys.is_empty() {
         println!("\nFirst start: these keys are shown once. Store them now.");
         for key in &app.new_keys {

@@ -23,7 +23,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("tailor_http_requests_total", "HTTP requests by route and status"),
+            Opts::new(
+                "tailor_http_requests_total",
+                "HTTP requests by route and status",
+            ),
             &["method", "route", "status"],
         )?;
         let latency = HistogramVec::new(
@@ -38,7 +41,10 @@ impl Metrics {
             &["route"],
         )?;
         let revision = IntGaugeVec::new(
-            Opts::new("tailor_config_revision", "Current config revision per environment"),
+            Opts::new(
+                "tailor_config_revision",
+                "Current config revision per environment",
+            ),
             &["environment"],
         )?;
         let sse_clients = IntGauge::new("tailor_sse_clients", "Open server-sent-events streams")?;

@@ -34,7 +34,8 @@ impl Published {
         let hash = Sha256::digest(&json);
         let revision = snapshot.revision();
         let etag = format!("\"{revision}-{}\"", hex::encode(&hash[..8]));
-        let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
+        let mut encoder =
+            GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
         // Writing into a Vec cannot fail.
         let gzip = encoder
             .write_all(&json)

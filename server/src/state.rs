@@ -15,6 +15,7 @@ use serde_json::Value;
 use tailor_core::{compile, ConfigDocument};
 use tokio::sync::{broadcast, Mutex};
 
+use crate::collector::Collector;
 use crate::error::ApiError;
 use crate::keys::{self, Actor};
 use crate::metrics::Metrics;
@@ -87,6 +88,8 @@ pub struct AppState {
     keys: RwLock<HashMap<String, ApiKey>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Event attribution per environment.
+    pub collector: Collector,
     ready: AtomicBool,
 }
 
@@ -105,6 +108,7 @@ impl AppState {
             environments: RwLock::new(BTreeMap::new()),
             keys: RwLock::new(HashMap::new()),
             metrics,
+            collector: Collector::default(),
             ready: AtomicBool::new(false),
         };
         for env in state.store.environments().await? {
@@ -114,6 +118,11 @@ impl AppState {
                 source: e,
             })?;
             state.metrics.set_revision(&env.key, revision);
+            let applied = state
+                .collector
+                .load_environment(state.store.as_ref(), &env.key, snapshot.document())
+                .await?;
+            tracing::info!(environment = env.key, events = applied, "attribution loaded");
             state.insert_environment(Environment::new(env.key, Published::new(snapshot)));
         }
         state.reload_keys().await?;
@@ -187,6 +196,13 @@ impl AppState {
         map.get(&digest)
             .filter(|k| keys::digests_equal(&k.digest, &digest) && k.revoked_at.is_none())
             .cloned()
+    }
+
+    /// Whether the key with this digest still exists and is not revoked (checked by long-lived
+    /// streams, so a revoked key stops receiving updates).
+    pub fn key_is_active(&self, digest: &str) -> bool {
+        let map = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        map.get(digest).is_some_and(|k| k.revoked_at.is_none())
     }
 
     /// Creates and stores a key; returns it with its secret (shown once).
@@ -276,6 +292,7 @@ impl AppState {
             return Err(e.into());
         }
         self.metrics.set_revision(environment, snapshot.revision());
+        self.collector.config_changed(environment, snapshot.document());
         tracing::info!(
             environment,
             revision = snapshot.revision(),

@@ -33,14 +33,26 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     let mut problems = Problems::default();
     let doc = &document;
 
-    check_unique(doc.segments.iter().map(|s| s.key.as_str()), "segments", &mut problems);
-    check_unique(doc.flags.iter().map(|f| f.key.as_str()), "flags", &mut problems);
+    check_unique(
+        doc.segments.iter().map(|s| s.key.as_str()),
+        "segments",
+        &mut problems,
+    );
+    check_unique(
+        doc.flags.iter().map(|f| f.key.as_str()),
+        "flags",
+        &mut problems,
+    );
     check_unique(
         doc.experiments.iter().map(|e| e.key.as_str()),
         "experiments",
         &mut problems,
     );
-    check_unique(doc.layers.iter().map(|l| l.key.as_str()), "layers", &mut problems);
+    check_unique(
+        doc.layers.iter().map(|l| l.key.as_str()),
+        "layers",
+        &mut problems,
+    );
 
     // The first definition of a key wins: a later duplicate is the one reported, and references
     // must resolve to the first so that problems behind them (e.g. cycles) are still found.
@@ -207,7 +219,11 @@ fn compile_layers(
     for (li, layer) in doc.layers.iter().enumerate() {
         let path = format!("layers.{}", key_or_index(&layer.key, li));
         check_non_empty(layer.salt.as_deref(), &format!("{path}.salt"), problems);
-        check_non_empty(layer.bucket_by.as_deref(), &format!("{path}.bucket_by"), problems);
+        check_non_empty(
+            layer.bucket_by.as_deref(),
+            &format!("{path}.bucket_by"),
+            problems,
+        );
         let salt = match &layer.salt {
             Some(s) => Salt::new(s),
             None => Salt::new(&format!("layer:{}", layer.key)),
@@ -249,8 +265,7 @@ fn compile_layers(
                 start: slice.start,
                 end: slice.end,
             };
-            if gates.insert(slice.experiment.clone(), gate).is_some()
-            {
+            if gates.insert(slice.experiment.clone(), gate).is_some() {
                 problems.push(
                     format!("{spath}.experiment"),
                     format!(
@@ -289,7 +304,10 @@ fn compile_flag(
 ) -> CompiledFlag {
     let path = format!("flags.{}", flag.key);
     if flag.variants.is_empty() {
-        problems.push(format!("{path}.variants"), "a flag needs at least one variant");
+        problems.push(
+            format!("{path}.variants"),
+            "a flag needs at least one variant",
+        );
     }
     check_unique(
         flag.variants.iter().map(|v| v.key.as_str()),
@@ -307,7 +325,11 @@ fn compile_flag(
         }
     }
     check_non_empty(flag.salt.as_deref(), &format!("{path}.salt"), problems);
-    check_non_empty(flag.bucket_by.as_deref(), &format!("{path}.bucket_by"), problems);
+    check_non_empty(
+        flag.bucket_by.as_deref(),
+        &format!("{path}.bucket_by"),
+        problems,
+    );
 
     let variant_index = |key: &str| flag.variants.iter().position(|v| v.key == key);
     let mut resolve = |key: &str, at: String, problems: &mut Problems| -> usize {
@@ -325,7 +347,11 @@ fn compile_flag(
 
     let mut overrides = FxHashMap::default();
     for (i, o) in flag.overrides.iter().enumerate() {
-        let v = resolve(&o.variant, format!("{path}.overrides[{i}].variant"), problems);
+        let v = resolve(
+            &o.variant,
+            format!("{path}.overrides[{i}].variant"),
+            problems,
+        );
         for key in &o.keys {
             if overrides.insert(key.as_str().into(), v).is_some() {
                 problems.push(
@@ -336,11 +362,18 @@ fn compile_flag(
         }
     }
 
-    check_unique(
-        flag.rules.iter().filter_map(|r| r.id.as_deref()),
-        &format!("{path}.rules(id)"),
-        problems,
-    );
+    let mut rule_ids = FxHashSet::default();
+    for (ri, rule) in flag.rules.iter().enumerate() {
+        let Some(id) = rule.id.as_deref() else {
+            continue;
+        };
+        let at = format!("{path}.rules[{ri}].id");
+        if id.is_empty() {
+            problems.push(at, "must not be empty when set");
+        } else if !rule_ids.insert(id) {
+            problems.push(at, format!("duplicate rule id `{id}`"));
+        }
+    }
     let flag_salt = flag.salt.as_deref().unwrap_or(&flag.key);
     let flag_unit = flag.bucket_by.as_deref().unwrap_or("key");
     let mut rules = Vec::with_capacity(flag.rules.len());
@@ -355,7 +388,13 @@ fn compile_flag(
             flag_salt,
             flag_unit,
         };
-        rules.push(compile_rule(rule, &ctx, &mut resolve, experiment_flag, problems));
+        rules.push(compile_rule(
+            rule,
+            &ctx,
+            &mut resolve,
+            experiment_flag,
+            problems,
+        ));
     }
 
     CompiledFlag {
@@ -440,11 +479,18 @@ fn compile_rule(
     if rule.coverage > FULL_COVERAGE {
         problems.push(
             format!("{path}.coverage"),
-            format!("must be between 0 and 10000 basis points, got {}", rule.coverage),
+            format!(
+                "must be between 0 and 10000 basis points, got {}",
+                rule.coverage
+            ),
         );
     }
     check_non_empty(rule.salt.as_deref(), &format!("{path}.salt"), problems);
-    check_non_empty(rule.bucket_by.as_deref(), &format!("{path}.bucket_by"), problems);
+    check_non_empty(
+        rule.bucket_by.as_deref(),
+        &format!("{path}.bucket_by"),
+        problems,
+    );
     let salt_text = rule.salt.as_deref().unwrap_or(ctx.flag_salt);
     let unit = AttrName::new(rule.bucket_by.as_deref().unwrap_or(ctx.flag_unit));
 

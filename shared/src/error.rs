@@ -29,11 +29,7 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(
-            f,
-            "config has {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "config has {n} problem{}", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             write!(f, "\n  {p}")?;
         }

@@ -204,7 +204,13 @@ fn evaluate_rule<'s>(
             }
             Serve::Split(arms) => {
                 let arm = arms.iter().find(|(s, e, _)| bucket >= *s && bucket < *e)?;
-                (arm.2, Reason::Split { rule: index, bucket })
+                (
+                    arm.2,
+                    Reason::Split {
+                        rule: index,
+                        bucket,
+                    },
+                )
             }
         }
     } else {

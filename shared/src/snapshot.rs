@@ -4,7 +4,7 @@ use rustc_hash::FxHashMap;
 
 use crate::bucketing::Salt;
 use crate::model::{ConfigDocument, Experiment, Variant};
-use crate::targeting::{AttrName, Cond, CompiledSegment};
+use crate::targeting::{AttrName, CompiledSegment, Cond};
 
 /// A validated, compiled config document. Build it with [`crate::compile`]; evaluate with
 /// [`crate::assign`]. Cheap to share behind an `Arc`.
@@ -45,7 +45,10 @@ impl Snapshot {
 
     /// The variant a [`crate::VariantRef`] points at (from an assignment on this snapshot).
     pub fn variant(&self, at: crate::VariantRef) -> Option<&Variant> {
-        self.flags.get(at.flag as usize)?.variants.get(at.variant as usize)
+        self.flags
+            .get(at.flag as usize)?
+            .variants
+            .get(at.variant as usize)
     }
 
     /// The compiled flag with this key.

@@ -34,8 +34,53 @@ impl AttrName {
     pub(crate) fn lookup<'u>(&self, user: &'u User) -> Option<AttrRef<'u>> {
         match self {
             AttrName::Key => Some(AttrRef::Str(user.key())),
-            AttrName::Named(name) => user.get(name).map(AttrRef::from),
+            AttrName::Named(name) => find_attribute(user, name).map(AttrRef::from),
         }
+    }
+}
+
+/// Up to this many attributes, [`find_attribute`] scans instead of binary searching.
+const LINEAR_SCAN_MAX: usize = 32;
+
+/// The user's attribute `name`; the same answer as [`User::get`], found faster.
+///
+/// Every probe of `User::get`'s binary search reads a name through its heap pointer (a likely
+/// cache miss when a million distinct users are evaluated) and calls `memcmp`; that was most of
+/// the time of a two-condition rule. Names' lengths sit inline in the attribute table, so a scan
+/// that compares lengths first reads the bytes of only the one or two names of the right length.
+/// Names are unique within a user, so the first match is the match.
+#[inline]
+fn find_attribute<'u>(user: &'u User, name: &str) -> Option<&'u AttributeValue> {
+    let mut attributes = user.attributes();
+    if attributes.size_hint().0 > LINEAR_SCAN_MAX {
+        return user.get(name);
+    }
+    attributes.find(|(n, _)| same(n, name)).map(|(_, v)| v)
+}
+
+/// String equality without a call to `memcmp` for the short strings targeting compares
+/// (attribute names, countries, plans): lengths first, then at most two overlapping
+/// fixed-size loads from each side. Longer strings use the library comparison.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    // Reads `N` bytes at `at` as an integer; `at + N <= n` holds at each call below.
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0u8; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    match n {
+        0 => true,
+        1 => a[0] == b[0],
+        2..=3 => word::<2>(a, 0) == word::<2>(b, 0) && a[n - 1] == b[n - 1],
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -171,9 +216,7 @@ impl Cond {
             Cond::All(children) => children.iter().all(|c| c.matches(user, segments)),
             Cond::Any(children) => children.iter().any(|c| c.matches(user, segments)),
             Cond::Not(child) => !child.matches(user, segments),
-            Cond::Segment(i) => segments
-                .get(*i)
-                .is_some_and(|s| s.contains(user, segments)),
+            Cond::Segment(i) => segments.get(*i).is_some_and(|s| s.contains(user, segments)),
             Cond::Attr { name, test } => match name.lookup(user) {
                 None => false,
                 Some(value) => test.matches(value),
@@ -188,13 +231,13 @@ impl Test {
         match self {
             Test::Exists => true,
             Test::ContainsAny(items) => match value {
-                AttrRef::List(list) => items.iter().any(|i| list.iter().any(|v| **v == **i)),
-                AttrRef::Str(s) => items.iter().any(|i| **i == *s),
+                AttrRef::List(list) => items.iter().any(|i| list.iter().any(|v| same(v, i))),
+                AttrRef::Str(s) => items.iter().any(|i| same(i, s)),
                 _ => false,
             },
             Test::ContainsAll(items) => match value {
-                AttrRef::List(list) => items.iter().all(|i| list.iter().any(|v| **v == **i)),
-                AttrRef::Str(s) => items.iter().all(|i| **i == *s),
+                AttrRef::List(list) => items.iter().all(|i| list.iter().any(|v| same(v, i))),
+                AttrRef::Str(s) => items.iter().all(|i| same(i, s)),
                 _ => false,
             },
             // A list attribute matches a scalar test when any element does (LaunchDarkly's rule).
@@ -219,10 +262,10 @@ impl Test {
                 if *ignore_case {
                     strings.iter().any(|n| text::eq_ci(s, n))
                 } else {
-                    strings.iter().any(|n| **n == *s)
+                    strings.iter().any(|n| same(n, s))
                 }
             }
-            (Test::Equals { numbers, .. }, AttrRef::Num(x)) => numbers.iter().any(|n| *n == x),
+            (Test::Equals { numbers, .. }, AttrRef::Num(x)) => numbers.contains(&x),
             (Test::Equals { bools, .. }, AttrRef::Bool(b)) => bools.contains(&b),
             (
                 Test::Str {
@@ -238,16 +281,100 @@ impl Test {
                 None => false,
             },
             (Test::Semver { cmp, version }, AttrRef::Str(s)) => {
-                match semver::Version::parse(s.strip_prefix('v').unwrap_or(s)) {
-                    Ok(v) => cmp.holds(v.cmp_precedence(version)),
-                    Err(_) => false,
-                }
+                semver_text::cmp_precedence(s, version).is_some_and(|o| cmp.holds(o))
             }
             (Test::Datetime { cmp, millis }, v) => match millis_of(v) {
                 Some(x) => cmp.holds(x.cmp(millis)),
                 None => false,
             },
             _ => false,
+        }
+    }
+}
+
+/// SemVer 2.0.0 precedence of an attribute string against a compiled version, without
+/// allocating. (`semver::Version::parse` heap-allocates pre-release and build identifiers longer
+/// than 8 bytes, e.g. `2.3.0+build.20240501`, which the hot path must not do.) Accepts exactly
+/// what `semver::Version::parse` accepts, after an optional leading `v`.
+mod semver_text {
+    use std::cmp::Ordering;
+
+    pub(super) fn cmp_precedence(text: &str, version: &semver::Version) -> Option<Ordering> {
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let (rest, build) = match text.split_once('+') {
+            Some((rest, build)) => (rest, Some(build)),
+            None => (text, None),
+        };
+        if build.is_some_and(|b| !valid_identifiers(b, false)) {
+            return None;
+        }
+        // The core has no `-`, so the first one starts the pre-release.
+        let (core, pre) = match rest.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (rest, None),
+        };
+        let mut parts = core.split('.');
+        let major = number(parts.next()?)?;
+        let minor = number(parts.next()?)?;
+        let patch = number(parts.next()?)?;
+        if parts.next().is_some() || pre.is_some_and(|p| !valid_identifiers(p, true)) {
+            return None;
+        }
+        let core_order = (major, minor, patch).cmp(&(version.major, version.minor, version.patch));
+        Some(core_order.then_with(|| cmp_pre(pre.unwrap_or(""), version.pre.as_str())))
+    }
+
+    /// A numeric core component: digits, no leading zero, fits in u64.
+    fn number(s: &str) -> Option<u64> {
+        if s.is_empty()
+            || !s.bytes().all(|b| b.is_ascii_digit())
+            || (s.len() > 1 && s.starts_with('0'))
+        {
+            return None;
+        }
+        s.parse().ok()
+    }
+
+    /// Dot-separated, non-empty `[0-9A-Za-z-]` identifiers; numeric pre-release identifiers
+    /// have no leading zero.
+    fn valid_identifiers(s: &str, pre_release: bool) -> bool {
+        s.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !(pre_release && is_numeric(id) && id.len() > 1 && id.starts_with('0'))
+        })
+    }
+
+    fn is_numeric(id: &str) -> bool {
+        id.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// Pre-release precedence (SemVer 2.0.0 §11); the empty string is a release.
+    fn cmp_pre(a: &str, b: &str) -> Ordering {
+        match (a.is_empty(), b.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => {}
+        }
+        let mut left = a.split('.');
+        let mut right = b.split('.');
+        loop {
+            let order = match (left.next(), right.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) => match (is_numeric(x), is_numeric(y)) {
+                    // No leading zeros, so a longer number is a larger one.
+                    (true, true) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
+                    (true, false) => Ordering::Less,
+                    (false, true) => Ordering::Greater,
+                    (false, false) => x.cmp(y),
+                },
+            };
+            if order != Ordering::Equal {
+                return order;
+            }
         }
     }
 }
@@ -275,6 +402,13 @@ mod text {
 
     fn lower(s: &str) -> impl DoubleEndedIterator<Item = char> + '_ {
         s.chars().flat_map(char::to_lowercase)
+    }
+
+    /// Lowercases an operand at compile time exactly as [`lower`] lowercases the attribute,
+    /// one char at a time. (`str::to_lowercase` is context-sensitive: it turns a word-final `Σ`
+    /// into `ς`, which the per-char haystack never produces, so `"ΟΔΟΣ"` would not equal itself.)
+    pub(super) fn lowercase(s: &str) -> Box<str> {
+        lower(s).collect::<String>().into_boxed_str()
     }
 
     pub(super) fn eq_ci(s: &str, lowered_needle: &str) -> bool {
@@ -335,7 +469,9 @@ impl ConditionCompiler<'_> {
                     .map(|(i, c)| self.compile(c, &format!("{path}.any[{i}]")))
                     .collect(),
             ),
-            Condition::Not { not } => Cond::Not(Box::new(self.compile(not, &format!("{path}.not")))),
+            Condition::Not { not } => {
+                Cond::Not(Box::new(self.compile(not, &format!("{path}.not"))))
+            }
             Condition::Segment { segment } => match self.segment_index.get(segment.as_str()) {
                 Some(&i) => {
                     self.referenced.push(i);
@@ -372,15 +508,23 @@ impl ConditionCompiler<'_> {
     }
 }
 
-fn strings(values: &[Value], ignore_case: bool, path: &str, problems: &mut Problems) -> Box<[Box<str>]> {
+fn strings(
+    values: &[Value],
+    ignore_case: bool,
+    path: &str,
+    problems: &mut Problems,
+) -> Box<[Box<str>]> {
     values
         .iter()
         .enumerate()
         .filter_map(|(i, v)| match v {
-            Value::String(s) if ignore_case => Some(s.to_lowercase().into_boxed_str()),
+            Value::String(s) if ignore_case => Some(text::lowercase(s)),
             Value::String(s) => Some(s.as_str().into()),
             other => {
-                problems.push(format!("{path}[{i}]"), format!("must be a string, got {other}"));
+                problems.push(
+                    format!("{path}[{i}]"),
+                    format!("must be a string, got {other}"),
+                );
                 None
             }
         })
@@ -391,7 +535,10 @@ fn single<'v>(values: &'v [Value], path: &str, problems: &mut Problems) -> Optio
     if values.len() != 1 {
         problems.push(
             path,
-            format!("this operator takes exactly one value, got {}", values.len()),
+            format!(
+                "this operator takes exactly one value, got {}",
+                values.len()
+            ),
         );
         return None;
     }
@@ -403,7 +550,10 @@ fn compile_test(a: &AttributeCondition, path: &str, problems: &mut Problems) -> 
     let before = problems.len();
     let needs_values = !matches!(a.op, Operator::Exists);
     if needs_values && values.is_empty() {
-        problems.push(path, format!("operator `{}` needs at least one value", op_name(a.op)));
+        problems.push(
+            path,
+            format!("operator `{}` needs at least one value", op_name(a.op)),
+        );
         return None;
     }
     let test = match a.op {
@@ -429,7 +579,7 @@ fn compile_test(a: &AttributeCondition, path: &str, problems: &mut Problems) -> 
             let mut b = Vec::new();
             for (i, v) in values.iter().enumerate() {
                 match v {
-                    Value::String(x) if a.ignore_case => s.push(x.to_lowercase().into_boxed_str()),
+                    Value::String(x) if a.ignore_case => s.push(text::lowercase(x)),
                     Value::String(x) => s.push(x.as_str().into()),
                     Value::Number(x) => n.push(x.as_f64().unwrap_or(f64::NAN)),
                     Value::Bool(x) => b.push(*x),
@@ -473,9 +623,10 @@ fn compile_test(a: &AttributeCondition, path: &str, problems: &mut Problems) -> 
                             ),
                         }
                     }
-                    other => {
-                        problems.push(format!("{path}[{i}]"), format!("must be a string, got {other}"))
-                    }
+                    other => problems.push(
+                        format!("{path}[{i}]"),
+                        format!("must be a string, got {other}"),
+                    ),
                 }
             }
             Test::Regex(res.into())
@@ -579,6 +730,118 @@ pub(crate) fn op_name(op: Operator) -> String {
 mod tests {
     use super::text;
     use super::StrOp;
+    use super::{find_attribute, same, LINEAR_SCAN_MAX};
+    use crate::user::User;
+
+    #[test]
+    fn same_agrees_with_string_equality_at_every_length() {
+        let base = "abcdefghijklmnopqrstuvwxyzäöü-0123456789";
+        for len in 0..=base.len() {
+            let Some(a) = base.get(..len) else { continue };
+            assert!(same(a, a), "{a:?}");
+            assert!(!same(a, base.get(..len + 1).unwrap_or("x")), "{a:?}");
+            // One differing byte at each position (first, middle and last included).
+            for i in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[i] ^= 1;
+                if let Ok(b) = std::str::from_utf8(&b) {
+                    assert_eq!(same(a, b), a == b, "{a:?} vs {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_attribute_agrees_with_user_get() {
+        for count in [0, 1, 9, LINEAR_SCAN_MAX, LINEAR_SCAN_MAX + 1, 100] {
+            let mut user = User::new("u");
+            for i in 0..count {
+                user.set(format!("attr-{i}"), i as i64);
+            }
+            user.set("city", "Paris");
+            user.set("plan", "pro");
+            for name in ["city", "plan", "attr-0", "attr-8", "attr-99", "missing", "cit", ""] {
+                assert_eq!(find_attribute(&user, name), user.get(name), "{count} {name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn semver_text_agrees_with_the_semver_crate() {
+        let texts = [
+            "1.2.3",
+            "v1.2.3",
+            "0.0.0",
+            "1.2.3-alpha",
+            "1.2.3-alpha.1",
+            "1.2.3-alpha.beta",
+            "1.2.3-beta",
+            "1.2.3-beta.2",
+            "1.2.3-beta.11",
+            "1.2.3-rc.1",
+            "1.2.3+build",
+            "1.2.3-rc.1+build.5",
+            "1.2.3-0",
+            "1.2.3-0a",
+            "1.2.3-a-b--c",
+            "1.2.3+001",
+            "1.2.3-x.7.z.92",
+            "1.2.3-alpha.very.long.identifier.list",
+            "10.20.30",
+            "18446744073709551615.0.0",
+            "1.2.3-99999999999999999999999",
+            "1.2.3-100000000000000000000000",
+            "1.2.4",
+            "1.3.0",
+            "2.0.0",
+            // Invalid.
+            "",
+            "v",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.02.3",
+            "1.2.03",
+            "1.2.3-",
+            "1.2.3+",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "1.2.3+a..b",
+            "1.2.3-ä",
+            "1.2.3 ",
+            " 1.2.3",
+            "a.b.c",
+            "1.2.-3",
+            "18446744073709551616.0.0",
+            "1.2.3+a+b",
+            "vv1.2.3",
+            "1.2.3-+",
+        ];
+        let operands = [
+            "1.2.3",
+            "1.2.3-alpha.1",
+            "1.2.3-beta.11",
+            "1.2.3-rc.1",
+            "0.0.0",
+            "2.0.0",
+        ];
+        for operand in operands {
+            let Ok(version) = semver::Version::parse(operand) else {
+                panic!("operand {operand:?} must be valid");
+            };
+            for text in texts {
+                let expected = semver::Version::parse(text.strip_prefix('v').unwrap_or(text))
+                    .ok()
+                    .map(|v| v.cmp_precedence(&version));
+                assert_eq!(
+                    super::semver_text::cmp_precedence(text, &version),
+                    expected,
+                    "{text:?} vs {operand:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn case_insensitive_string_tests() {
@@ -590,5 +853,12 @@ mod tests {
         assert!(text::test(StrOp::Contains, "Big YOGA mat", "yoga", true));
         assert!(!text::test(StrOp::Contains, "Big mat", "yoga", true));
         assert!(text::test(StrOp::Contains, "ünïcödé", "", true));
+        assert!(text::eq_ci("ΟΔΟΣ", &text::lowercase("ΟΔΟΣ")));
+        assert!(text::test(
+            StrOp::EndsWith,
+            "ΟΔΟΣ",
+            &text::lowercase("ΔΟΣ"),
+            true
+        ));
     }
 }

@@ -238,6 +238,7 @@ impl<'de> Deserialize<'de> for User {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test failure
 mod tests {
     use super::*;
 

@@ -103,14 +103,22 @@ fn find<'d, R: Resource>(doc: &'d ConfigDocument, key: &str) -> Option<&'d R> {
 }
 
 fn not_found<R: Resource>(env: &str, key: &str) -> ApiError {
-    ApiError::NotFound(format!("{} `{key}` does not exist in environment `{env}`", R::KIND))
+    ApiError::NotFound(format!(
+        "{} `{key}` does not exist in environment `{env}`",
+        R::KIND
+    ))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
     serde_json::to_value(v).ok()
 }
 
-fn written(status: actix_web::http::StatusCode, published: &Published, etag: Option<String>, body: Option<serde_json::Value>) -> HttpResponse {
+fn written(
+    status: actix_web::http::StatusCode,
+    published: &Published,
+    etag: Option<String>,
+    body: Option<serde_json::Value>,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header(("X-Tailor-Revision", published.revision.to_string()));
     if let Some(etag) = etag {
@@ -151,7 +159,8 @@ async fn get<R: Resource>(
     require_admin(&req, &state)?;
     let (env_key, key) = path.into_inner();
     let current = state.environment(&env_key)?.current();
-    let item = find::<R>(current.snapshot.document(), &key).ok_or_else(|| not_found::<R>(&env_key, &key))?;
+    let item = find::<R>(current.snapshot.document(), &key)
+        .ok_or_else(|| not_found::<R>(&env_key, &key))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, content_etag(item)))
         .insert_header(("X-Tailor-Revision", current.revision.to_string()))
@@ -191,12 +200,31 @@ async fn create<R: Resource>(
             })
         })
         .await?;
-    let mut res = written(actix_web::http::StatusCode::CREATED, &published, Some(etag), find::<R>(published.snapshot.document(), &key).and_then(to_json));
+    let mut res = written(
+        actix_web::http::StatusCode::CREATED,
+        &published,
+        Some(etag),
+        find::<R>(published.snapshot.document(), &key).and_then(to_json),
+    );
     res.headers_mut().insert(
         header::LOCATION,
-        header::HeaderValue::from_str(&format!("{}/{key}", req.path())).unwrap_or(header::HeaderValue::from_static("")),
+        header::HeaderValue::from_str(&format!("{}/{}", req.path(), path_segment(&key)))
+            .unwrap_or(header::HeaderValue::from_static("")),
     );
     Ok(res)
+}
+
+/// A key as one percent-encoded URL path segment (keys may hold spaces, `/` or non-ASCII).
+fn path_segment(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 async fn update<R: Resource>(
@@ -238,7 +266,12 @@ async fn update<R: Resource>(
             })
         })
         .await?;
-    Ok(written(actix_web::http::StatusCode::OK, &published, Some(etag), find::<R>(published.snapshot.document(), &key).and_then(to_json)))
+    Ok(written(
+        actix_web::http::StatusCode::OK,
+        &published,
+        Some(etag),
+        find::<R>(published.snapshot.document(), &key).and_then(to_json),
+    ))
 }
 
 async fn delete<R: Resource>(
@@ -267,7 +300,12 @@ async fn delete<R: Resource>(
             })
         })
         .await?;
-    Ok(written(actix_web::http::StatusCode::NO_CONTENT, &published, None, None))
+    Ok(written(
+        actix_web::http::StatusCode::NO_CONTENT,
+        &published,
+        None,
+        None,
+    ))
 }
 
 /// Which rule a rollout changes: its index or its id.
@@ -307,11 +345,18 @@ async fn rollout(
                 .rules
                 .iter()
                 .position(|r| r.id.as_deref() == Some(id))
-                .ok_or_else(|| ApiError::BadRequest(format!("rule: flag `{}` has no rule with id `{id}`", flag.key)))?,
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "rule: flag `{}` has no rule with id `{id}`",
+                        flag.key
+                    ))
+                })?,
         };
         let count = flag.rules.len();
         let rule = flag.rules.get_mut(index).ok_or_else(|| {
-            ApiError::BadRequest(format!("rule: flag has {count} rules, there is no rule {index}"))
+            ApiError::BadRequest(format!(
+                "rule: flag has {count} rules, there is no rule {index}"
+            ))
         })?;
         rule.coverage = body.coverage;
         Ok(())
@@ -370,7 +415,12 @@ async fn restore(
     let entry = entries
         .into_iter()
         .find(|e| e.id == body.audit_id)
-        .ok_or_else(|| ApiError::BadRequest(format!("audit_id: no audit entry {} for flag `{key}`", body.audit_id)))?;
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "audit_id: no audit entry {} for flag `{key}`",
+                body.audit_id
+            ))
+        })?;
     let before: Flag = match entry.before {
         Some(v) => serde_json::from_value(v)
             .map_err(|e| ApiError::BadRequest(format!("audit_id: entry {} cannot be restored: {e}", body.audit_id)))?,
@@ -381,10 +431,18 @@ async fn restore(
             )))
         }
     };
-    edit_flag(&req, &state, &env_key, &key, &actor, "restore", move |flag| {
-        *flag = before;
-        Ok(())
-    })
+    edit_flag(
+        &req,
+        &state,
+        &env_key,
+        &key,
+        &actor,
+        "restore",
+        move |flag| {
+            *flag = before;
+            Ok(())
+        },
+    )
     .await
 }
 

@@ -18,7 +18,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/environments/{env}/config", web::get().to(export))
         .route("/api/v1/environments/{env}/export", web::get().to(export))
         .route("/api/v1/environments/{env}/import", web::post().to(import))
-        .route("/api/v1/environments/{env}/preview", web::post().to(preview))
+        .route(
+            "/api/v1/environments/{env}/preview",
+            web::post().to(preview),
+        )
         .route("/api/v1/environments/{env}/audit", web::get().to(audit))
         .route("/api/v1/keys", web::get().to(list_keys))
         .route("/api/v1/keys", web::post().to(create_key))
@@ -34,7 +37,10 @@ struct EnvironmentSummary {
     experiments: usize,
 }
 
-async fn list_environments(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list_environments(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let mut out = Vec::new();
     for key in state.environment_keys() {
@@ -89,7 +95,9 @@ async fn export(
     res.insert_header((header::ETAG, current.etag.clone()))
         .insert_header(("X-Tailor-Revision", current.revision.to_string()));
     match query.format.as_deref() {
-        None | Some("json") => Ok(res.content_type("application/json").body(doc.to_json_pretty())),
+        None | Some("json") => Ok(res
+            .content_type("application/json")
+            .body(doc.to_json_pretty())),
         Some("yaml") => Ok(res.content_type("application/yaml").body(doc.to_yaml())),
         Some(other) => Err(ApiError::BadRequest(format!(
             "format: must be `json` or `yaml`, got `{other}`"
@@ -120,25 +128,49 @@ fn diff_kind<T: Serialize>(
 ) {
     for n in new {
         match old.iter().find(|o| key(o) == key(n)) {
-            None => out.push(DiffEntry { kind, key: key(n).to_string(), change: "added" }),
+            None => out.push(DiffEntry {
+                kind,
+                key: key(n).to_string(),
+                change: "added",
+            }),
             Some(o) if serde_json::to_value(o).ok() != serde_json::to_value(n).ok() => {
-                out.push(DiffEntry { kind, key: key(n).to_string(), change: "changed" })
+                out.push(DiffEntry {
+                    kind,
+                    key: key(n).to_string(),
+                    change: "changed",
+                })
             }
             Some(_) => {}
         }
     }
     for o in old {
         if !new.iter().any(|n| key(n) == key(o)) {
-            out.push(DiffEntry { kind, key: key(o).to_string(), change: "removed" });
+            out.push(DiffEntry {
+                kind,
+                key: key(o).to_string(),
+                change: "removed",
+            });
         }
     }
 }
 
 fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Vec<DiffEntry> {
     let mut out = Vec::new();
-    diff_kind("segment", &old.segments, &new.segments, |s| &s.key, &mut out);
+    diff_kind(
+        "segment",
+        &old.segments,
+        &new.segments,
+        |s| &s.key,
+        &mut out,
+    );
     diff_kind("flag", &old.flags, &new.flags, |f| &f.key, &mut out);
-    diff_kind("experiment", &old.experiments, &new.experiments, |e| &e.key, &mut out);
+    diff_kind(
+        "experiment",
+        &old.experiments,
+        &new.experiments,
+        |e| &e.key,
+        &mut out,
+    );
     diff_kind("layer", &old.layers, &new.layers, |l| &l.key, &mut out);
     out
 }
@@ -319,7 +351,11 @@ async fn revoke_key(
             "id: a key cannot revoke itself; use another admin key".into(),
         ));
     }
-    if !state.store.revoke_key(&path, &crate::state::now_rfc3339()).await? {
+    if !state
+        .store
+        .revoke_key(&path, &crate::state::now_rfc3339())
+        .await?
+    {
         return Err(ApiError::NotFound(format!("no active key `{path}`")));
     }
     state.reload_keys().await?;

@@ -119,17 +119,22 @@ pub(crate) async fn ingest(
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
-    let outcome = if good.is_empty() {
-        Default::default()
+    let fresh = if good.is_empty() {
+        Vec::new()
     } else {
-        state.store.append_events(&environment, &good).await.map_err(|e| {
-            state.metrics.store_errors.inc();
-            ApiError::from(e)
-        })?
+        state
+            .collector
+            .ingest(state.store.as_ref(), &environment, &good)
+            .await
+            .map_err(|e| {
+                state.metrics.store_errors.inc();
+                ApiError::from(e)
+            })?
     };
+    let duplicates = fresh.iter().filter(|f| !**f).count();
     Ok(HttpResponse::Ok().json(IngestResponse {
-        accepted: outcome.inserted + outcome.duplicates,
-        duplicates: outcome.duplicates,
+        accepted: good.len(),
+        duplicates,
         rejected,
     }))
 }

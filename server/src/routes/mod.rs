@@ -5,6 +5,7 @@ pub mod environments;
 pub mod events;
 pub mod ofrep;
 pub mod ops;
+pub mod results;
 pub mod sdk;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     sdk::configure(cfg);
     ofrep::configure(cfg);
     environments::configure(cfg);
+    results::configure(cfg);
     admin::configure(cfg);
 }
 
@@ -40,7 +42,10 @@ pub fn sdk_cors() -> actix_cors::Cors {
             header::HeaderName::from_static("last-event-id"),
             header::HeaderName::from_static("x-api-key"),
         ])
-        .expose_headers([header::ETAG, header::HeaderName::from_static("x-tailor-revision")])
+        .expose_headers([
+            header::ETAG,
+            header::HeaderName::from_static("x-tailor-revision"),
+        ])
         .max_age(3600)
 }
 
@@ -68,19 +73,30 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKey, ApiEr
 /// Parses a JSON body (or YAML when `Content-Type` says so); errors name the offending field.
 pub fn parse_body<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::BadRequest("request body is empty; send JSON".into()));
+        return Err(ApiError::BadRequest(
+            "request body is empty; send JSON".into(),
+        ));
     }
     if is_yaml(req.headers()) {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::BadRequest("request body is not UTF-8".into()))?;
         let de = serde_yaml_ng::Deserializer::from_str(text);
         return serde_path_to_error::deserialize(de).map_err(|e| {
-            ApiError::BadRequest(format!("invalid YAML body at `{}`: {}", e.path(), e.inner()))
+            ApiError::BadRequest(format!(
+                "invalid YAML body at `{}`: {}",
+                e.path(),
+                e.inner()
+            ))
         });
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body at `{}`: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid JSON body at `{}`: {}",
+            e.path(),
+            e.inner()
+        ))
+    })
 }
 
 fn is_yaml(headers: &HeaderMap) -> bool {

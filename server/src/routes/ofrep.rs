@@ -39,7 +39,12 @@ struct Failure<'a> {
     error_details: String,
 }
 
-fn failure(status: StatusCode, key: Option<&str>, code: &'static str, details: String) -> HttpResponse {
+fn failure(
+    status: StatusCode,
+    key: Option<&str>,
+    code: &'static str,
+    details: String,
+) -> HttpResponse {
     HttpResponse::build(status).json(Failure {
         key,
         error_code: code,
@@ -49,10 +54,17 @@ fn failure(status: StatusCode, key: Option<&str>, code: &'static str, details: S
 
 /// Reads `{"context": {...}}` into a user; `Err` is an OFREP error code and details.
 fn parse_context(body: &[u8]) -> Result<User, (&'static str, String)> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ("PARSE_ERROR", format!("request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        (
+            "PARSE_ERROR",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
     let Some(context) = value.get("context") else {
-        return Err(("INVALID_CONTEXT", "request body needs a `context` object".into()));
+        return Err((
+            "INVALID_CONTEXT",
+            "request body needs a `context` object".into(),
+        ));
     };
     let Some(context) = context.as_object() else {
         return Err(("INVALID_CONTEXT", "`context` must be an object".into()));
@@ -176,7 +188,9 @@ async fn evaluate_one(
     let key = path.into_inner();
     let user = match parse_context(&body) {
         Ok(u) => u,
-        Err((code, details)) => return Ok(failure(StatusCode::BAD_REQUEST, Some(&key), code, details)),
+        Err((code, details)) => {
+            return Ok(failure(StatusCode::BAD_REQUEST, Some(&key), code, details))
+        }
     };
     let current = env.current();
     match evaluation(&current.snapshot, &user, &key) {

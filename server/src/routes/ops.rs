@@ -22,8 +22,9 @@ async fn healthz() -> HttpResponse {
 /// 200 once the store is loaded and answering; 503 otherwise.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if !state.is_ready() {
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "loading", "message": "the store is not loaded yet"}));
+        return HttpResponse::ServiceUnavailable().json(
+            serde_json::json!({"status": "loading", "message": "the store is not loaded yet"}),
+        );
     }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),

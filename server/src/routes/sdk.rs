@@ -33,7 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The environment a server-side SDK key reads. Client keys may not see rules.
-fn sdk_environment(req: &HttpRequest, state: &AppState) -> Result<(ApiKey, Arc<Environment>), ApiError> {
+fn sdk_environment(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(ApiKey, Arc<Environment>), ApiError> {
     let key = authenticate(req, state)?;
     let env_key = match (key.kind, &key.environment) {
         (KeyKind::Sdk, Some(env)) => env.clone(),
@@ -106,6 +109,9 @@ impl Drop for StreamGuard {
 
 struct StreamState {
     env: Arc<Environment>,
+    state: web::Data<AppState>,
+    /// Digest of the key that opened the stream: a revoked key's stream ends.
+    key_digest: String,
     updates: tokio::sync::broadcast::Receiver<Arc<Published>>,
     last_sent: Option<u64>,
     pending: Option<Bytes>,
@@ -123,7 +129,7 @@ async fn stream_updates(
     state: web::Data<AppState>,
     keepalive: web::Data<KeepAlive>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, env) = sdk_environment(&req, &state)?;
+    let (key, env) = sdk_environment(&req, &state)?;
     // Subscribe before reading the current revision so none can slip in between.
     let updates = env.subscribe();
     let current = env.current();
@@ -145,6 +151,8 @@ async fn stream_updates(
     interval.reset();
     let st = StreamState {
         env,
+        state: state.clone(),
+        key_digest: key.digest,
         updates,
         last_sent,
         pending: Some(Bytes::from(first)),
@@ -164,6 +172,9 @@ async fn stream_updates(
                 },
                 _ = st.keepalive.tick() => None,
             };
+            if !st.state.key_is_active(&st.key_digest) {
+                return None;
+            }
             match next {
                 Some(p) if st.last_sent.is_none_or(|r| p.revision > r) => {
                     st.last_sent = Some(p.revision);

@@ -16,6 +16,7 @@
 //!   batch is durable.
 
 pub mod sqlite;
+mod sqlite_events;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -99,14 +100,8 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
-/// What an append did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct AppendOutcome {
-    /// Newly stored events.
-    pub inserted: usize,
-    /// Events whose id was already stored (ignored).
-    pub duplicates: usize,
-}
+/// Events read back from the store, in chunks, for rebuilding aggregates.
+pub type EventScan = tokio::sync::mpsc::Receiver<Result<Vec<Event>, StoreError>>;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +143,11 @@ pub trait Store: Send + Sync + 'static {
     async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError>;
 
     /// Creates an environment with `document` (revision as given, normally 1).
-    async fn create_environment(&self, key: &str, document: &ConfigDocument) -> Result<(), StoreError>;
+    async fn create_environment(
+        &self,
+        key: &str,
+        document: &ConfigDocument,
+    ) -> Result<(), StoreError>;
 
     /// Atomically replaces the document if the stored revision equals `expected_revision`, and
     /// appends `audit`. `document.revision` must be `expected_revision + 1`.
@@ -161,7 +160,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// The audit log of an environment, newest first.
-    async fn audit(&self, environment: &str, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit(
+        &self,
+        environment: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores a new key.
     async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError>;
@@ -172,8 +175,16 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked; false if there is no such key.
     async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError>;
 
-    /// Durably appends events, skipping ids already stored for this environment.
-    async fn append_events(&self, environment: &str, events: &[Event]) -> Result<AppendOutcome, StoreError>;
+    /// Durably appends events, skipping ids already stored for this environment. Returns, per
+    /// event, whether it was newly stored (`false`: a duplicate id, ignored).
+    async fn append_events(
+        &self,
+        environment: &str,
+        events: &[Event],
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Every stored event of an environment, in chunks (any order).
+    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError>;
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -13,18 +13,20 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 
+use super::sqlite_events::EventLog;
 use super::{
-    ApiKey, AppendOutcome, AuditEntry, AuditQuery, KeyKind, Store, StoreError, StoredEnvironment,
+    ApiKey, AuditEntry, AuditQuery, EventScan, KeyKind, Store, StoreError, StoredEnvironment,
 };
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    events: Arc<EventLog>,
     path: PathBuf,
 }
 
-fn backend(message: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+pub(super) fn backend(message: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Backend {
         message: message.to_string(),
         source: Box::new(e),
@@ -50,15 +52,6 @@ CREATE TABLE IF NOT EXISTS audit (
     after TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_resource ON audit (environment, kind, key, id);
-CREATE TABLE IF NOT EXISTS events (
-    environment TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    user_key TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (environment, id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -85,8 +78,10 @@ impl SqliteStore {
         .map_err(backend("configuring the database"))?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the schema"))?;
+        let events = Arc::new(EventLog::open(&path)?);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            events,
             path,
         })
     }
@@ -168,7 +163,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_environment(&self, key: &str, document: &ConfigDocument) -> Result<(), StoreError> {
+    async fn create_environment(
+        &self,
+        key: &str,
+        document: &ConfigDocument,
+    ) -> Result<(), StoreError> {
         let key = key.to_string();
         let text = document.to_json_pretty();
         let revision = document.revision as i64;
@@ -245,7 +244,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit(&self, environment: &str, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit(
+        &self,
+        environment: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let environment = environment.to_string();
         let query = query.clone();
         self.with(move |conn| {
@@ -380,44 +383,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_events(&self, environment: &str, events: &[Event]) -> Result<AppendOutcome, StoreError> {
-        let environment = environment.to_string();
-        let rows: Vec<(String, &'static str, String, i64, String)> = events
-            .iter()
-            .map(|e| {
-                let (kind, user, ts) = match e {
-                    Event::Exposure(x) => ("exposure", x.user_key.clone(), x.timestamp),
-                    Event::Conversion(c) => ("conversion", c.user_key.clone(), c.timestamp),
-                };
-                let payload = serde_json::to_string(e).unwrap_or_default();
-                (e.id().to_string(), kind, user, ts, payload)
-            })
-            .collect();
-        self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend("starting an event append"))?;
-            let mut outcome = AppendOutcome::default();
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO events (environment, id, kind, user_key, timestamp, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )
-                    .map_err(backend("preparing the event append"))?;
-                for (id, kind, user, ts, payload) in &rows {
-                    let n = stmt
-                        .execute(params![environment, id, kind, user, ts, payload])
-                        .map_err(backend("appending an event"))?;
-                    if n == 1 {
-                        outcome.inserted += 1;
-                    } else {
-                        outcome.duplicates += 1;
-                    }
-                }
-            }
-            tx.commit().map_err(backend("committing events"))?;
-            Ok(outcome)
-        })
-        .await
+    async fn append_events(
+        &self,
+        environment: &str,
+        events: &[Event],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.events.append(environment, events).await
+    }
+
+    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError> {
+        self.events.scan(environment)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,92 @@
+//! Traffic simulator: drives the real SDK against a real server with synthetic users whose true
+//! conversion rates per segment and variant are known, then prints what Tailor measured next to
+//! the truth.
+//!
+//! ```text
+//! cargo run --release -p tailor-server -- serve &        # with TAILOR_ADMIN_KEY set
+//! TAILOR_ADMIN_KEY=... cargo run --release -p tailor-examples --example simulate -- 30000 7
+//! ```
+//! Arguments: number of visitors (default 30,000) and seed (default 1). It replaces the
+//! `development` environment's config with the simulation's (through the import API).
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tailor::Client;
+use tailor_examples::simulation::{self, Population, SEGMENTS};
+
+async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("TAILOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let admin = std::env::var("TAILOR_ADMIN_KEY").context("set TAILOR_ADMIN_KEY")?;
+    let visitors: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(30_000);
+    let seed: u64 = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(1);
+    let http = reqwest::Client::new();
+    let env = format!("{url}/api/v1/environments/development");
+
+    call(http.post(format!("{env}/import")).bearer_auth(&admin).json(&simulation::config())).await?;
+    let key = call(
+        http.post(format!("{url}/api/v1/keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "simulator", "kind": "sdk", "environment": "development"})),
+    )
+    .await?;
+    let sdk_key = key["secret"].as_str().context("no SDK key returned")?.to_string();
+
+    let client = Client::builder(&url, sdk_key).event_capacity(100_000).build().await?;
+    let mut population = Population::new(seed);
+    for _ in 0..visitors {
+        let visitor = population.visitor();
+        let detail = client.variant_detail(&visitor.user, simulation::FLAG);
+        let personalized = detail.key.as_deref() != Some("generic");
+        if population.converts(&visitor, personalized) {
+            client.track(&visitor.user, simulation::METRIC, Some(25.0));
+        }
+    }
+    client.close().await?;
+    let stats = client.event_stats();
+    println!("events: {} delivered, {} dropped", stats.delivered, stats.dropped);
+
+    let report = call(
+        http.get(format!("{env}/experiments/{}/results", simulation::EXPERIMENT))
+            .bearer_auth(&admin),
+    )
+    .await?;
+    println!("\n{:<10} {:>22} {:>22} {:>10} {:>30} {:>8}", "segment", "generic true/measured", "personal true/measured", "true lift", "measured lift [95% CI]", "covers");
+    for truth in SEGMENTS {
+        let lift = report["personalization"]["segments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["segment"] == truth.key)
+            .context("segment missing from the results")?;
+        let rate = |users: &str, conv: &str| lift[conv].as_f64().unwrap_or(0.0) / lift[users].as_f64().unwrap_or(1.0).max(1.0);
+        let abs = &lift["comparison"]["absolute"];
+        let (est, lo, hi) = (abs["estimate"].as_f64(), abs["ci"]["lower"].as_f64(), abs["ci"]["upper"].as_f64());
+        let covers = matches!((lo, hi), (Some(l), Some(h)) if l <= truth.lift() && truth.lift() <= h);
+        println!(
+            "{:<10} {:>10.4}/{:<11.4} {:>10.4}/{:<11.4} {:>10.4} {:>9.4} [{:.4}, {:.4}] {:>8}",
+            truth.key,
+            truth.generic_rate,
+            rate("generic_users", "generic_converted"),
+            truth.personalized_rate,
+            rate("personalized_users", "personalized_converted"),
+            truth.lift(),
+            est.unwrap_or(f64::NAN),
+            lo.unwrap_or(f64::NAN),
+            hi.unwrap_or(f64::NAN),
+            if covers { "yes" } else { "no" }
+        );
+    }
+    println!("\nwarnings: {}", report["data_quality"]["warnings"]);
+    Ok(())
+}

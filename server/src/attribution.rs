@@ -1,0 +1,486 @@
+//! Attribution (DESIGN §5) with incrementally maintained per-arm aggregates.
+//!
+//! Rules: a user counts once per experiment, in the variant of their **first** exposure (earliest
+//! timestamp; ties broken by event id hash so the answer never depends on arrival order). A
+//! conversion counts for an experiment when its timestamp is at or after that first exposure, and
+//! within the experiment's attribution window if it has one. Users exposed to more than one
+//! variant stay in their first and are counted as a data-quality warning.
+//!
+//! How it stays incremental: each stored event updates only its user. The user's contribution to
+//! each affected experiment is recomputed from that user's own events and the difference is
+//! applied to the experiment's aggregates, so reading results never rescans events and events may
+//! arrive in any order. Values are summed as integer micro-units so that incremental updates and a
+//! rebuild from raw events give bit-identical numbers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
+use serde::Serialize;
+use tailor_core::events::Event;
+
+/// Values are stored as integer millionths.
+const MICROS: f64 = 1_000_000.0;
+
+/// Interns names (experiments, variants, segments, metrics) as small integers.
+#[derive(Debug, Default)]
+struct Names {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ExposureRec {
+    experiment: u32,
+    variant: u32,
+    segment: u32,
+    personalized: bool,
+    timestamp: i64,
+    tie: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ConversionRec {
+    metric: u32,
+    timestamp: i64,
+    micros: i64,
+}
+
+/// The analysis cell a user falls in: arm, segment (or rule) and personalized-or-generic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CellKey {
+    variant: u32,
+    segment: u32,
+    personalized: bool,
+}
+
+/// One user's share of one experiment's aggregates.
+#[derive(Debug, Clone, PartialEq)]
+struct Contribution {
+    cell: CellKey,
+    multi_variant: bool,
+    /// `(metric, number of attributed conversions, sum of their values in micros)`.
+    metrics: Vec<(u32, u32, i128)>,
+}
+
+#[derive(Debug, Default)]
+struct UserState {
+    exposures: Vec<ExposureRec>,
+    conversions: Vec<ConversionRec>,
+    contributions: Vec<(u32, Contribution)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct MetricSums {
+    converted: u64,
+    sum: i128,
+    sum_sq: i128,
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    users: u64,
+    metrics: FxHashMap<u32, MetricSums>,
+}
+
+#[derive(Debug, Default)]
+struct ExperimentAggregate {
+    cells: FxHashMap<CellKey, Cell>,
+    multi_variant_users: u64,
+}
+
+/// All attribution state of one environment.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    names: Names,
+    users: FxHashMap<Box<str>, UserState>,
+    experiments: FxHashMap<u32, ExperimentAggregate>,
+    /// Attribution window per experiment, milliseconds.
+    windows: FxHashMap<u32, i64>,
+    events: u64,
+}
+
+/// Per-metric totals of one cell, in the event's value units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MetricTotals {
+    /// Users with at least one attributed conversion.
+    pub converted: u64,
+    /// Sum over users of their attributed value.
+    pub sum: f64,
+    /// Sum over users of the square of their attributed value.
+    pub sum_sq: f64,
+}
+
+/// One cell's totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellTotals {
+    /// Variant of first exposure.
+    pub variant: String,
+    /// The matched rule's segment, or `rule <n>` when its audience is not one segment.
+    pub segment: String,
+    /// Tailored content (true) or the generic default from a holdout (false).
+    pub personalized: bool,
+    /// Users counted.
+    pub users: u64,
+    /// Totals per conversion event name.
+    pub metrics: BTreeMap<String, MetricTotals>,
+}
+
+/// An experiment's aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentTotals {
+    /// Cells in a stable order (variant, segment, personalized).
+    pub cells: Vec<CellTotals>,
+    /// Users exposed to more than one variant (each counted in their first).
+    pub multi_variant_users: u64,
+}
+
+fn tie_of(id: &str) -> u64 {
+    let mut h = FxHasher::default();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl Attribution {
+    /// Number of events applied.
+    pub fn events_applied(&self) -> u64 {
+        self.events
+    }
+
+    /// Sets an experiment's attribution window (`None`: unlimited). Recomputes its users when the
+    /// window changes, so aggregates always reflect the current window.
+    pub fn set_window(&mut self, experiment: &str, hours: Option<u32>) {
+        let id = self.names.id(experiment);
+        let new = hours.map(|h| i64::from(h) * 3_600_000);
+        let old = self.windows.get(&id).copied();
+        if old == new {
+            return;
+        }
+        match new {
+            Some(ms) => self.windows.insert(id, ms),
+            None => self.windows.remove(&id),
+        };
+        let keys: Vec<Box<str>> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.exposures.iter().any(|e| e.experiment == id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(user) = self.users.get_mut(&key) {
+                recompute(user, id, &self.windows, &mut self.experiments);
+            }
+        }
+    }
+
+    /// Applies one newly stored event (never call it twice for the same event id).
+    pub fn apply(&mut self, event: &Event) {
+        self.events += 1;
+        match event {
+            Event::Exposure(e) => {
+                let rec = ExposureRec {
+                    experiment: self.names.id(&e.experiment),
+                    variant: self.names.id(&e.variant),
+                    segment: match &e.segment {
+                        Some(s) => self.names.id(s),
+                        None => self.names.id(&format!("rule {}", e.rule)),
+                    },
+                    personalized: e.personalized,
+                    timestamp: e.timestamp,
+                    tie: tie_of(&e.id),
+                };
+                let user = self.users.entry(e.user_key.as_str().into()).or_default();
+                user.exposures.push(rec);
+                recompute(user, rec.experiment, &self.windows, &mut self.experiments);
+            }
+            Event::Conversion(c) => {
+                let rec = ConversionRec {
+                    metric: self.names.id(&c.event),
+                    timestamp: c.timestamp,
+                    micros: c.value.map_or(0, |v| (v * MICROS).round() as i64),
+                };
+                let user = self.users.entry(c.user_key.as_str().into()).or_default();
+                user.conversions.push(rec);
+                let mut experiments: Vec<u32> = user.exposures.iter().map(|e| e.experiment).collect();
+                experiments.sort_unstable();
+                experiments.dedup();
+                for experiment in experiments {
+                    recompute(user, experiment, &self.windows, &mut self.experiments);
+                }
+            }
+        }
+    }
+
+    /// The aggregates of an experiment, or `None` if nobody was exposed to it.
+    pub fn totals(&self, experiment: &str) -> Option<ExperimentTotals> {
+        let id = self.names.get(experiment)?;
+        let agg = self.experiments.get(&id)?;
+        let mut keys: Vec<&CellKey> = agg.cells.keys().collect();
+        keys.sort_by(|a, b| {
+            (self.names.name(a.variant), self.names.name(a.segment), a.personalized).cmp(&(
+                self.names.name(b.variant),
+                self.names.name(b.segment),
+                b.personalized,
+            ))
+        });
+        let cells = keys
+            .into_iter()
+            .filter_map(|k| {
+                let cell = agg.cells.get(k)?;
+                (cell.users > 0).then(|| CellTotals {
+                    variant: self.names.name(k.variant).to_string(),
+                    segment: self.names.name(k.segment).to_string(),
+                    personalized: k.personalized,
+                    users: cell.users,
+                    metrics: cell
+                        .metrics
+                        .iter()
+                        .filter(|(_, m)| m.converted > 0)
+                        .map(|(id, m)| {
+                            (
+                                self.names.name(*id).to_string(),
+                                MetricTotals {
+                                    converted: m.converted,
+                                    sum: m.sum as f64 / MICROS,
+                                    sum_sq: m.sum_sq as f64 / (MICROS * MICROS),
+                                },
+                            )
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        Some(ExperimentTotals {
+            cells,
+            multi_variant_users: agg.multi_variant_users,
+        })
+    }
+}
+
+/// The user's contribution to `experiment` given all their events.
+fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Option<Contribution> {
+    let mut exposures = user.exposures.iter().filter(|e| e.experiment == experiment);
+    let first_candidate = *exposures.next()?;
+    let mut first = first_candidate;
+    let mut multi_variant = false;
+    for e in exposures {
+        if (e.timestamp, e.tie) < (first.timestamp, first.tie) {
+            first = *e;
+        }
+    }
+    for e in user.exposures.iter().filter(|e| e.experiment == experiment) {
+        if e.variant != first.variant {
+            multi_variant = true;
+        }
+    }
+    let end = window.map(|w| first.timestamp.saturating_add(w));
+    let mut metrics: Vec<(u32, u32, i128)> = Vec::new();
+    for c in &user.conversions {
+        if c.timestamp < first.timestamp || end.is_some_and(|end| c.timestamp > end) {
+            continue;
+        }
+        match metrics.iter_mut().find(|(m, _, _)| *m == c.metric) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += i128::from(c.micros);
+            }
+            None => metrics.push((c.metric, 1, i128::from(c.micros))),
+        }
+    }
+    metrics.sort_unstable_by_key(|m| m.0);
+    Some(Contribution {
+        cell: CellKey {
+            variant: first.variant,
+            segment: first.segment,
+            personalized: first.personalized,
+        },
+        multi_variant,
+        metrics,
+    })
+}
+
+fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
+    let cell = agg.cells.entry(c.cell).or_default();
+    cell.users = cell.users.wrapping_add_signed(sign);
+    if c.multi_variant {
+        agg.multi_variant_users = agg.multi_variant_users.wrapping_add_signed(sign);
+    }
+    for &(metric, count, sum) in &c.metrics {
+        if count == 0 {
+            continue;
+        }
+        let m = cell.metrics.entry(metric).or_default();
+        m.converted = m.converted.wrapping_add_signed(sign);
+        m.sum += sum * i128::from(sign);
+        m.sum_sq += sum * sum * i128::from(sign);
+    }
+}
+
+fn recompute(
+    user: &mut UserState,
+    experiment: u32,
+    windows: &FxHashMap<u32, i64>,
+    experiments: &mut FxHashMap<u32, ExperimentAggregate>,
+) {
+    let new = contribution(user, experiment, windows.get(&experiment).copied());
+    let slot = user.contributions.iter().position(|(e, _)| *e == experiment);
+    let old = slot.map(|i| &user.contributions[i].1);
+    if old == new.as_ref() {
+        return;
+    }
+    let agg = experiments.entry(experiment).or_default();
+    if let Some(old) = old {
+        add(agg, old, -1);
+    }
+    if let Some(new) = &new {
+        add(agg, new, 1);
+    }
+    match (slot, new) {
+        (Some(i), Some(new)) => user.contributions[i].1 = new,
+        (Some(i), None) => {
+            user.contributions.swap_remove(i);
+        }
+        (None, Some(new)) => user.contributions.push((experiment, new)),
+        (None, None) => {}
+    }
+}
+
+/// Attribution for every environment, keyed by environment.
+pub type ByEnvironment = HashMap<String, Attribution>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tailor_core::events::{Conversion, Exposure};
+
+    fn exposure(id: &str, user: &str, variant: &str, ts: i64) -> Event {
+        Event::Exposure(Exposure {
+            id: id.into(),
+            timestamp: ts,
+            user_key: user.into(),
+            flag: "homepage".into(),
+            variant: variant.into(),
+            experiment: "exp".into(),
+            rule: 0,
+            segment: Some("beginners".into()),
+            personalized: variant != "generic",
+            revision: 1,
+            spec_version: 1,
+        })
+    }
+
+    fn conversion(id: &str, user: &str, ts: i64, value: Option<f64>) -> Event {
+        Event::Conversion(Conversion {
+            id: id.into(),
+            timestamp: ts,
+            user_key: user.into(),
+            event: "purchase".into(),
+            value,
+        })
+    }
+
+    fn cell<'a>(t: &'a ExperimentTotals, variant: &str) -> &'a CellTotals {
+        t.cells.iter().find(|c| c.variant == variant).unwrap()
+    }
+
+    #[test]
+    fn conversion_before_exposure_does_not_count() {
+        let mut a = Attribution::default();
+        a.apply(&conversion("c1", "u1", 100, Some(5.0)));
+        a.apply(&exposure("e1", "u1", "personal", 200));
+        let t = a.totals("exp").unwrap();
+        assert_eq!(cell(&t, "personal").users, 1);
+        assert!(cell(&t, "personal").metrics.is_empty());
+        a.apply(&conversion("c2", "u1", 300, Some(7.5)));
+        let t = a.totals("exp").unwrap();
+        let m = cell(&t, "personal").metrics["purchase"];
+        assert_eq!((m.converted, m.sum, m.sum_sq), (1, 7.5, 56.25));
+    }
+
+    #[test]
+    fn a_user_counts_once_in_the_variant_of_first_exposure_even_out_of_order() {
+        let mut a = Attribution::default();
+        a.apply(&exposure("e2", "u1", "generic", 500));
+        a.apply(&conversion("c1", "u1", 400, None));
+        // The earlier exposure arrives late: the user moves to it, and the conversion at 400
+        // (after 300) now counts.
+        a.apply(&exposure("e1", "u1", "personal", 300));
+        let t = a.totals("exp").unwrap();
+        assert_eq!(t.cells.len(), 1, "{t:?}");
+        assert_eq!(cell(&t, "personal").users, 1);
+        assert_eq!(cell(&t, "personal").metrics["purchase"].converted, 1);
+        assert_eq!(t.multi_variant_users, 1);
+    }
+
+    #[test]
+    fn repeated_exposures_and_conversions_count_one_user() {
+        let mut a = Attribution::default();
+        for i in 0..5 {
+            a.apply(&exposure(&format!("e{i}"), "u1", "personal", 100 + i));
+            a.apply(&conversion(&format!("c{i}"), "u1", 200 + i, Some(1.0)));
+        }
+        let t = a.totals("exp").unwrap();
+        let c = cell(&t, "personal");
+        assert_eq!(c.users, 1);
+        let m = c.metrics["purchase"];
+        assert_eq!((m.converted, m.sum, m.sum_sq), (1, 5.0, 25.0));
+        assert_eq!(t.multi_variant_users, 0);
+    }
+
+    #[test]
+    fn the_attribution_window_limits_conversions_and_can_change() {
+        let mut a = Attribution::default();
+        a.set_window("exp", Some(1));
+        a.apply(&exposure("e1", "u1", "personal", 0));
+        a.apply(&conversion("c1", "u1", 3_600_000, Some(1.0)));
+        a.apply(&conversion("c2", "u1", 3_600_001, Some(2.0)));
+        let t = a.totals("exp").unwrap();
+        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 1.0);
+        a.set_window("exp", None);
+        let t = a.totals("exp").unwrap();
+        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 3.0);
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_totals() {
+        let mut events = Vec::new();
+        for u in 0..50 {
+            let user = format!("u{u}");
+            let v = if u % 3 == 0 { "generic" } else { "personal" };
+            events.push(exposure(&format!("e{u}a"), &user, v, 1000 + u));
+            if u % 7 == 0 {
+                events.push(exposure(&format!("e{u}b"), &user, "personal", 900 + u));
+            }
+            for k in 0..(u % 4) {
+                events.push(conversion(&format!("c{u}-{k}"), &user, 950 + u * 10 + k, Some(0.1 * k as f64 + 0.07)));
+            }
+        }
+        let mut forward = Attribution::default();
+        events.iter().for_each(|e| forward.apply(e));
+        let mut backward = Attribution::default();
+        events.iter().rev().for_each(|e| backward.apply(e));
+        assert_eq!(forward.totals("exp"), backward.totals("exp"));
+        assert!(forward.totals("exp").unwrap().multi_variant_users > 0);
+    }
+}

@@ -1,0 +1,99 @@
+//! Results API (admin key): an experiment's analysis as JSON or CSV, and the aggregate rebuild.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::require_admin;
+use crate::error::ApiError;
+use crate::results::{self, ResultsError, ResultsQuery};
+use crate::state::{now_rfc3339, AppState};
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/api/v1/environments/{env}/experiments/{key}/results",
+        web::get().to(experiment_results),
+    )
+    .route(
+        "/api/v1/environments/{env}/results/rebuild",
+        web::post().to(rebuild),
+    );
+}
+
+// Fields are listed here rather than `#[serde(flatten)]`ed from `ResultsQuery`: with flatten,
+// the query-string deserializer hands booleans and numbers over as strings and rejects them.
+#[derive(Deserialize)]
+struct Query {
+    metric: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    sequential: bool,
+    alpha: Option<f64>,
+    format: Option<String>,
+}
+
+impl From<ResultsError> for ApiError {
+    fn from(e: ResultsError) -> Self {
+        match e {
+            ResultsError::UnknownExperiment(_) => ApiError::NotFound(e.to_string()),
+            ResultsError::BadQuery(_) | ResultsError::Stats(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// `GET …/experiments/{key}/results?metric=purchase&kind=conversion|value&sequential=true&format=csv`
+async fn experiment_results(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let (env_key, experiment) = path.into_inner();
+    let current = state.environment(&env_key)?.current();
+    let totals = state.collector.totals(&env_key, &experiment);
+    let query = query.into_inner();
+    let results_query = ResultsQuery {
+        metric: query.metric,
+        kind: query.kind,
+        sequential: query.sequential,
+        alpha: query.alpha,
+    };
+    let report = results::report(
+        &env_key,
+        &current.snapshot,
+        &experiment,
+        totals.as_ref(),
+        &results_query,
+        now_rfc3339(),
+    )?;
+    match query.format.as_deref() {
+        None | Some("json") => Ok(HttpResponse::Ok().json(report)),
+        Some("csv") => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(results::to_csv(&report))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format: must be `json` or `csv`, got `{other}`"
+        ))),
+    }
+}
+
+/// Rebuilds the environment's aggregates from its raw events (ingestion pauses meanwhile).
+async fn rebuild(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let current = state.environment(&path)?.current();
+    let started = std::time::Instant::now();
+    let events = state
+        .collector
+        .rebuild(state.store.as_ref(), &path, current.snapshot.document())
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "environment": path.into_inner(),
+        "events_replayed": events,
+        "seconds": started.elapsed().as_secs_f64(),
+    })))
+}

@@ -1,0 +1,361 @@
+//! The engine's inputs: per-arm sufficient statistics, the experiment around them, the analysis
+//! options, their validation, and [`StatsError`] for input that cannot be analysed at all.
+
+use serde::{Deserialize, Serialize};
+
+/// Sufficient statistics of one arm (variant) for one metric.
+///
+/// `users` is the number of exposed users (the experiment unit). Metrics are per user: a
+/// binomial metric counts users who converted at least once; a continuous metric sums one
+/// value per user (users without a conversion contribute 0 to both sums).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "metric", rename_all = "snake_case")]
+pub enum ArmStats {
+    /// Conversion-rate metric: `conversions` of `users` converted (gbstats `ProportionStatistic`).
+    Binomial {
+        /// Exposed users.
+        users: u64,
+        /// Users who converted; at most `users`.
+        conversions: u64,
+    },
+    /// Value-per-user metric (gbstats `SampleMeanStatistic`).
+    Continuous {
+        /// Exposed users.
+        users: u64,
+        /// Sum over users of each user's value.
+        sum: f64,
+        /// Sum over users of each user's value squared.
+        sum_squares: f64,
+    },
+}
+
+/// Which kind of metric an [`ArmStats`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Conversion rate (users converted / users).
+    Binomial,
+    /// Mean value per user.
+    Continuous,
+}
+
+/// Mean and variance of one arm, computed exactly as gbstats does.
+///
+/// `variance` is gbstats' per-user variance: `p(1 − p)` for a proportion (no Bessel
+/// correction) and `(Σx² − (Σx)²/n) / (n − 1)` for a continuous metric, 0 when `n ≤ 1`. It can
+/// be slightly negative through rounding when all values are equal; the tests treat any
+/// `variance ≤ 0` as "zero variance", like gbstats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Moments {
+    /// Users, as a float for the formulas.
+    pub n: f64,
+    /// Mean per user (0 when `n = 0`, as in gbstats).
+    pub mean: f64,
+    /// Per-user variance (see above).
+    pub variance: f64,
+}
+
+impl ArmStats {
+    /// A binomial arm: `conversions` of `users` converted.
+    pub fn binomial(users: u64, conversions: u64) -> Self {
+        Self::Binomial { users, conversions }
+    }
+
+    /// A continuous arm: `users` values with the given sum and sum of squares.
+    pub fn continuous(users: u64, sum: f64, sum_squares: f64) -> Self {
+        Self::Continuous {
+            users,
+            sum,
+            sum_squares,
+        }
+    }
+
+    /// Exposed users.
+    pub fn users(&self) -> u64 {
+        match *self {
+            Self::Binomial { users, .. } | Self::Continuous { users, .. } => users,
+        }
+    }
+
+    /// The metric kind.
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            Self::Binomial { .. } => MetricKind::Binomial,
+            Self::Continuous { .. } => MetricKind::Continuous,
+        }
+    }
+
+    /// Checks the statistics are internally consistent; `arm` names the arm in the error.
+    pub fn validate(&self, arm: usize) -> Result<(), StatsError> {
+        match *self {
+            Self::Binomial { users, conversions } if conversions > users => {
+                Err(StatsError::ConversionsExceedUsers {
+                    arm,
+                    users,
+                    conversions,
+                })
+            }
+            Self::Binomial { .. } => Ok(()),
+            Self::Continuous {
+                users,
+                sum,
+                sum_squares,
+            } => {
+                if !sum.is_finite() {
+                    return Err(StatsError::NonFiniteInput { arm, field: "sum" });
+                }
+                if !sum_squares.is_finite() {
+                    return Err(StatsError::NonFiniteInput {
+                        arm,
+                        field: "sum_squares",
+                    });
+                }
+                if sum_squares < 0.0 {
+                    return Err(StatsError::NegativeSumOfSquares { arm, sum_squares });
+                }
+                if users == 0 && (sum != 0.0 || sum_squares != 0.0) {
+                    return Err(StatsError::ValuesWithoutUsers { arm });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// gbstats' mean and variance of this arm.
+    pub(crate) fn moments(&self) -> Moments {
+        match *self {
+            Self::Binomial { users, conversions } => {
+                let n = users as f64;
+                let mean = if users == 0 {
+                    0.0
+                } else {
+                    conversions as f64 / n
+                };
+                Moments {
+                    n,
+                    mean,
+                    variance: mean * (1.0 - mean),
+                }
+            }
+            Self::Continuous {
+                users,
+                sum,
+                sum_squares,
+            } => {
+                let n = users as f64;
+                let mean = if users == 0 { 0.0 } else { sum / n };
+                let variance = if users <= 1 {
+                    0.0
+                } else {
+                    (sum_squares - sum * sum / n) / (n - 1.0)
+                };
+                Moments { n, mean, variance }
+            }
+        }
+    }
+}
+
+/// One experiment's data for one metric: every arm's statistics, the configured split, and
+/// which arm is the control (or, for personalization, the generic experience).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentStats {
+    /// Arms in variant order; all of the same [`MetricKind`].
+    pub arms: Vec<ArmStats>,
+    /// Configured traffic weights, one per arm, any positive scale (basis points, fractions…).
+    /// Used only by the sample-ratio-mismatch check.
+    pub weights: Vec<f64>,
+    /// Index of the control arm in `arms`.
+    pub control: usize,
+}
+
+impl ExperimentStats {
+    /// Checks arm count, weights, control index, metric kinds and every arm.
+    pub fn validate(&self) -> Result<(), StatsError> {
+        let arms = self.arms.len();
+        if arms < 2 {
+            return Err(StatsError::TooFewArms { arms });
+        }
+        if self.control >= arms {
+            return Err(StatsError::ControlOutOfRange {
+                control: self.control,
+                arms,
+            });
+        }
+        validate_weights(arms, &self.weights)?;
+        let kind = self.arms[0].kind();
+        for (i, arm) in self.arms.iter().enumerate() {
+            if arm.kind() != kind {
+                return Err(StatsError::MixedMetricKinds { arm: i });
+            }
+            arm.validate(i)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `weights` has one finite, non-negative entry per arm and a positive total.
+pub(crate) fn validate_weights(arms: usize, weights: &[f64]) -> Result<(), StatsError> {
+    if weights.len() != arms {
+        return Err(StatsError::WeightCount {
+            arms,
+            weights: weights.len(),
+        });
+    }
+    if let Some((index, &weight)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !w.is_finite() || **w < 0.0)
+    {
+        return Err(StatsError::InvalidWeight { index, weight });
+    }
+    if weights.iter().sum::<f64>() <= 0.0 {
+        return Err(StatsError::ZeroTotalWeight);
+    }
+    Ok(())
+}
+
+/// Analysis options. The defaults are gbstats' defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalysisConfig {
+    /// Significance level: intervals are `1 − alpha` (default 0.05 → 95%).
+    pub alpha: f64,
+    /// Lower is better for this metric (e.g. page load time): flips the Bayesian chance to win
+    /// and swaps the two risks, as gbstats' `inverse` metric setting does.
+    pub inverse: bool,
+    /// Also compute always-valid sequential intervals and p-values.
+    pub sequential: Option<SequentialConfig>,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.05,
+            inverse: false,
+            sequential: None,
+        }
+    }
+}
+
+impl AnalysisConfig {
+    /// Checks `alpha ∈ (0, 1)` and a positive, finite tuning parameter.
+    pub fn validate(&self) -> Result<(), StatsError> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(StatsError::InvalidAlpha { alpha: self.alpha });
+        }
+        if let Some(seq) = self.sequential {
+            if !(seq.tuning_parameter > 0.0 && seq.tuning_parameter.is_finite()) {
+                return Err(StatsError::InvalidTuningParameter {
+                    value: seq.tuning_parameter,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Options of the always-valid sequential test (gbstats `SequentialConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SequentialConfig {
+    /// The sample size (both arms together) at which the interval is tightest; gbstats'
+    /// `sequential_tuning_parameter`, default 5000.
+    pub tuning_parameter: f64,
+}
+
+impl Default for SequentialConfig {
+    fn default() -> Self {
+        Self {
+            tuning_parameter: 5000.0,
+        }
+    }
+}
+
+/// Input the engine refuses to analyse. (Valid input with too little data is not an error: it
+/// yields a [`NotEnoughData`](super::NotEnoughData) status.)
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// Fewer than two arms: nothing to compare.
+    #[error("an experiment needs at least 2 arms, got {arms}")]
+    TooFewArms {
+        /// Arms given.
+        arms: usize,
+    },
+    /// The control index is not an arm.
+    #[error("control arm {control} does not exist (there are {arms} arms)")]
+    ControlOutOfRange {
+        /// The given control index.
+        control: usize,
+        /// Arms given.
+        arms: usize,
+    },
+    /// Not one weight per arm.
+    #[error("expected {arms} weights (one per arm), got {weights}")]
+    WeightCount {
+        /// Arms given.
+        arms: usize,
+        /// Weights given.
+        weights: usize,
+    },
+    /// A weight is negative, NaN or infinite.
+    #[error("weight {index} is {weight}; weights must be finite and non-negative")]
+    InvalidWeight {
+        /// Index of the offending weight.
+        index: usize,
+        /// Its value.
+        weight: f64,
+    },
+    /// All weights are zero.
+    #[error("weights sum to zero")]
+    ZeroTotalWeight,
+    /// Arms mix binomial and continuous statistics.
+    #[error("arm {arm} has a different metric kind from arm 0")]
+    MixedMetricKinds {
+        /// First arm whose kind differs.
+        arm: usize,
+    },
+    /// More conversions than users.
+    #[error("arm {arm} has {conversions} conversions but only {users} users")]
+    ConversionsExceedUsers {
+        /// Offending arm.
+        arm: usize,
+        /// Its users.
+        users: u64,
+        /// Its conversions.
+        conversions: u64,
+    },
+    /// A sum is NaN or infinite.
+    #[error("arm {arm}: {field} is not finite")]
+    NonFiniteInput {
+        /// Offending arm.
+        arm: usize,
+        /// `sum` or `sum_squares`.
+        field: &'static str,
+    },
+    /// A sum of squares below zero.
+    #[error("arm {arm}: sum_squares is {sum_squares}; it cannot be negative")]
+    NegativeSumOfSquares {
+        /// Offending arm.
+        arm: usize,
+        /// Its value.
+        sum_squares: f64,
+    },
+    /// Non-zero sums with zero users.
+    #[error("arm {arm} has values but no users")]
+    ValuesWithoutUsers {
+        /// Offending arm.
+        arm: usize,
+    },
+    /// `alpha` outside `(0, 1)`.
+    #[error("alpha must be in (0, 1), got {alpha}")]
+    InvalidAlpha {
+        /// The given alpha.
+        alpha: f64,
+    },
+    /// Sequential tuning parameter not positive and finite.
+    #[error("the sequential tuning parameter must be positive and finite, got {value}")]
+    InvalidTuningParameter {
+        /// The given value.
+        value: f64,
+    },
+}

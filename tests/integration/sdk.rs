@@ -1,0 +1,558 @@
+//! The SDK against a real `tailor-server`: live config changes (streaming and polling), server
+//! down at start (bootstrap file, disk cache), server killed and restarted mid-run (events still
+//! delivered, none twice), a rejected key, and a misbehaving server (garbage, oversized, slow).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tailor::{BuildError, Client, ConfigSource, Connection, Reason, User};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::{fixtures, send, server_binary, Server, ADMIN_KEY, PATIENCE};
+
+/// A client tuned for tests: short timeouts and backoff.
+fn builder(url: &str, key: &str) -> tailor::ClientBuilder {
+    Client::builder(url, key)
+        .start_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(2))
+        .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .flush_interval(Duration::from_millis(100))
+        .flush_timeout(Duration::from_secs(20))
+}
+
+async fn put_flag(server: &Server, flag: &Value) -> u64 {
+    let key = flag["key"].as_str().unwrap();
+    let res = send(
+        server
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/environments/development/flags/{key}"),
+            )
+            .header("If-Match", "*")
+            .json(flag),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+    res.revision()
+}
+
+async fn config_change_reaches(streaming: bool) {
+    let server = Server::start().await;
+    let (_, sdk_key) = server.create_key("sdk", Some("development")).await;
+    server
+        .create("development", "flags", &fixtures::bool_flag("banner"))
+        .await;
+    let client = builder(&server.url(""), &sdk_key)
+        .streaming(streaming)
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.status().source, ConfigSource::Server);
+    let user = User::new("u1");
+    assert!(!client.bool_value(&user, "banner", true));
+
+    let mut flag = fixtures::bool_flag("banner");
+    flag["default_variant"] = json!("on");
+    let started = Instant::now();
+    let revision = put_flag(&server, &flag).await;
+    assert!(
+        client.wait_for_revision(revision, PATIENCE).await,
+        "revision {revision} never reached the client: {:?}",
+        client.status()
+    );
+    eprintln!(
+        "streaming={streaming}: change reached the client in {:?}",
+        started.elapsed()
+    );
+    assert!(client.bool_value(&user, "banner", false));
+    let expected = if streaming {
+        Connection::Streaming
+    } else {
+        Connection::Polling
+    };
+    assert_eq!(client.status().connection, expected);
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_config_change_reaches_a_streaming_client() {
+    config_change_reaches(true).await;
+}
+
+#[tokio::test]
+async fn a_config_change_reaches_a_polling_client() {
+    config_change_reaches(false).await;
+}
+
+#[tokio::test]
+async fn a_rejected_key_fails_the_build_with_the_status() {
+    let server = Server::start().await;
+    let err = builder(&server.url(""), "tlr_sdk_not_a_real_key")
+        .build()
+        .await
+        .err()
+        .expect("build must fail");
+    assert!(
+        matches!(err, BuildError::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
+    // A client key may not download rules: 403, also permanent.
+    let (_, client_key) = server.create_key("client", Some("development")).await;
+    let err = builder(&server.url(""), &client_key)
+        .build()
+        .await
+        .err()
+        .expect("403");
+    assert!(
+        matches!(err, BuildError::Unauthorized { status: 403, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_build_error() {
+    let err = Client::builder("localhost:8080", "k")
+        .build()
+        .await
+        .err()
+        .expect("error");
+    assert!(matches!(err, BuildError::InvalidUrl { .. }), "{err}");
+}
+
+/// An address where nothing listens.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+fn homepage_doc(default_variant: &str) -> Value {
+    json!({
+        "environment": "development",
+        "revision": 7,
+        "flags": [{
+            "key": "homepage",
+            "type": "string",
+            "variants": [{"key": "generic", "value": "Hello"}, {"key": "fresh", "value": "Hi there"}],
+            "default_variant": default_variant,
+        }],
+    })
+}
+
+#[tokio::test]
+async fn a_bootstrap_file_serves_when_the_server_is_down_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootstrap.json");
+    std::fs::write(&path, homepage_doc("fresh").to_string()).unwrap();
+    let started = Instant::now();
+    let client = builder(&dead_url(), "tlr_sdk_whatever")
+        .start_timeout(Duration::from_millis(300))
+        .bootstrap_file(&path)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "build waited {:?}",
+        started.elapsed()
+    );
+    let status = client.status();
+    assert_eq!(status.source, ConfigSource::Bootstrap);
+    assert_eq!(status.revision, Some(7));
+    assert!(
+        status.last_error.is_some(),
+        "the connection failure is reported: {status:?}"
+    );
+    let v = client.variant(&User::new("u"), "homepage");
+    assert_eq!(v.key(), Some("fresh"));
+    assert_eq!(v.value(), &json!("Hi there"));
+    client.close().await.unwrap();
+
+    // A broken bootstrap file is a build error naming the file, not a silent empty client.
+    std::fs::write(&path, "{ not json").unwrap();
+    let err = builder(&dead_url(), "k")
+        .bootstrap_file(&path)
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, BuildError::Bootstrap { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_disk_cache_serves_the_last_good_config_when_the_server_is_gone() {
+    let mut server = Server::start().await;
+    let (_, sdk_key) = server.create_key("sdk", Some("development")).await;
+    let mut flag = fixtures::bool_flag("banner");
+    flag["default_variant"] = json!("on");
+    let revision = server
+        .create("development", "flags", &flag)
+        .await
+        .revision();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache").join("tailor.json");
+
+    let client = builder(&server.url(""), &sdk_key)
+        .cache_path(&cache)
+        .build()
+        .await
+        .unwrap();
+    assert!(client.wait_for_revision(revision, PATIENCE).await);
+    crate::support::eventually("the cache file", PATIENCE, || {
+        let cache = cache.clone();
+        async move {
+            let text = std::fs::read_to_string(&cache).ok()?;
+            let doc: Value = serde_json::from_str(&text).ok()?;
+            (doc["revision"] == json!(revision)).then_some(())
+        }
+    })
+    .await;
+    client.close().await.unwrap();
+    let url = server.url("");
+    server.stop().await;
+
+    let client = builder(&url, &sdk_key)
+        .start_timeout(Duration::from_millis(300))
+        .cache_path(&cache)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.status().source, ConfigSource::DiskCache);
+    assert_eq!(client.status().revision, Some(revision));
+    assert!(client.bool_value(&User::new("u"), "banner", false));
+    client.close().await.unwrap();
+}
+
+/// A server process on a fixed port, so a client can keep its URL across a restart.
+struct FixedPortServer {
+    port: u16,
+    data: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl FixedPortServer {
+    async fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut s = FixedPortServer {
+            port,
+            data,
+            child: None,
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(server_binary())
+            .arg("serve")
+            .env("TAILOR_BIND", format!("127.0.0.1:{}", self.port))
+            .env("TAILOR_DATA_DIR", self.data.path())
+            .env("TAILOR_ADMIN_KEY", ADMIN_KEY)
+            .env("TAILOR_WORKERS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        crate::support::eventually("the server to be ready", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                let ok = reqwest::get(&url).await.ok()?.status() == StatusCode::OK;
+                ok.then_some(())
+            }
+        })
+        .await;
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn event_ids(&self) -> Vec<String> {
+        let db = rusqlite::Connection::open(self.data.path().join("tailor.db")).unwrap();
+        let mut stmt = db.prepare("SELECT id FROM events ORDER BY id").unwrap();
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        ids
+    }
+}
+
+impl Drop for FixedPortServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test]
+async fn events_survive_a_server_killed_and_restarted_and_are_stored_once() {
+    let mut server = FixedPortServer::start().await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(server.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "sdk", "kind": "sdk", "environment": "development"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sdk_key = created["secret"].as_str().unwrap().to_string();
+    for (plural, body) in [
+        ("experiments", fixtures::experiment("hp")),
+        ("flags", {
+            let mut f = fixtures::split_flag("homepage", 10_000);
+            f["rules"][0]["experiment"] = json!("hp");
+            f
+        }),
+    ] {
+        let res = http
+            .post(server.url(&format!("/api/v1/environments/development/{plural}")))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+
+    let client = builder(&server.url(""), &sdk_key)
+        .max_batch(50)
+        .build()
+        .await
+        .unwrap();
+    let mut expected = 0u64;
+    let mut record = |from: u32, to: u32| {
+        for i in from..to {
+            let user = User::new(format!("user-{i}"));
+            let v = client.variant(&user, "homepage");
+            assert!(v.key().is_some());
+            // A duplicate exposure is not recorded twice.
+            let _ = client.variant(&user, "homepage");
+            client.track(&user, "purchase", Some(f64::from(i)));
+            expected += 2;
+        }
+    };
+    record(0, 300);
+    client.flush().await.unwrap();
+
+    server.kill9();
+    record(300, 600); // queued while the server is down; delivery keeps retrying
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn().await;
+    record(600, 900);
+    client.flush().await.unwrap();
+
+    let stats = client.event_stats();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(stats.queued, expected, "{stats:?}");
+    assert_eq!(stats.delivered, expected, "{stats:?}");
+    assert!(
+        stats.failed_attempts > 0,
+        "the outage was noticed and retried: {stats:?}"
+    );
+    client.close().await.unwrap();
+    let ids = server.event_ids();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no event is stored twice");
+    assert_eq!(ids.len() as u64, expected, "every event is stored");
+}
+
+/// A tiny HTTP server that answers every request with `respond(path)` after `delay`, to play a
+/// misbehaving Tailor server.
+async fn fake_server(delay: Duration, respond: fn(&str) -> (u16, Vec<u8>)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                tokio::time::sleep(delay).await;
+                let (status, body) = respond(&path);
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn garbage_from_the_server_is_rejected_and_the_last_good_config_keeps_serving() {
+    let url = fake_server(Duration::ZERO, |path| {
+        if path.starts_with("/sdk/v1/config") {
+            (200, b"{\"flags\": [{\"key\": 12}]} garbage".to_vec())
+        } else {
+            (500, Vec::new())
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootstrap.json");
+    std::fs::write(&path, homepage_doc("fresh").to_string()).unwrap();
+    let client = builder(&url, "k")
+        .start_timeout(Duration::from_millis(500))
+        .bootstrap_file(&path)
+        .build()
+        .await
+        .unwrap();
+    crate::support::eventually("a rejected config", PATIENCE, || {
+        let n = client.status().rejected_configs;
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(client.status().source, ConfigSource::Bootstrap);
+    assert_eq!(
+        client.variant(&User::new("u"), "homepage").key(),
+        Some("fresh")
+    );
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_config_is_refused() {
+    let url = fake_server(Duration::ZERO, |path| {
+        if path.starts_with("/sdk/v1/config") {
+            let mut doc = homepage_doc("fresh");
+            doc["padding"] = json!("x".repeat(200_000));
+            (200, doc.to_string().into_bytes())
+        } else {
+            (503, Vec::new())
+        }
+    })
+    .await;
+    let client = builder(&url, "k")
+        .start_timeout(Duration::from_millis(800))
+        .max_config_bytes(64 * 1024)
+        .build()
+        .await
+        .unwrap();
+    let status = client.status();
+    assert_eq!(status.source, ConfigSource::None, "{status:?}");
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("larger than"), "{error}");
+    // With no config every getter returns the caller's default.
+    assert_eq!(
+        client.string_value(&User::new("u"), "homepage", "default"),
+        "default"
+    );
+    let detail = client.variant_detail(&User::new("u"), "homepage");
+    assert_eq!(detail.reason, Reason::UnknownFlag);
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_server_does_not_block_build_or_evaluation() {
+    let url = fake_server(Duration::from_secs(3), |_| {
+        (200, homepage_doc("fresh").to_string().into_bytes())
+    })
+    .await;
+    let started = Instant::now();
+    let client = builder(&url, "k")
+        .streaming(false)
+        .poll_interval(Duration::from_millis(100))
+        .request_timeout(Duration::from_secs(10))
+        .start_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "build took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        client.string_value(&User::new("u"), "homepage", "default"),
+        "default"
+    );
+    // The slow answer still arrives and is installed in the background.
+    assert!(
+        client.wait_for_revision(7, PATIENCE).await,
+        "{:?}",
+        client.status()
+    );
+    assert_eq!(
+        client.string_value(&User::new("u"), "homepage", "default"),
+        "Hi there"
+    );
+    client.close().await.unwrap();
+}
+
+/// Every case of tailor-core's conformance suite, through the SDK's public API.
+#[test]
+fn the_conformance_suite_passes_through_the_sdk() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/conformance");
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("conformance fixtures") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let suite: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let doc = serde_json::from_value(suite["config"].clone()).unwrap();
+        let client = Client::offline(doc).unwrap();
+        for case in suite["cases"].as_array().unwrap() {
+            cases += 1;
+            let user: User = serde_json::from_value(case["user"].clone()).unwrap();
+            let flag = case["flag"].as_str().unwrap();
+            let detail = client.variant_detail(&user, flag);
+            let expected = &case["expected"];
+            let got_variant = detail.key.as_deref().map_or(Value::Null, |k| json!(k));
+            let got_reason = serde_json::to_value(detail.reason).unwrap();
+            let got_experiment = detail
+                .experiment
+                .as_deref()
+                .map_or(Value::Null, |k| json!(k));
+            if got_variant != expected["variant"]
+                || got_reason != expected["reason"]
+                || got_experiment != expected["experiment"]
+            {
+                failures.push(format!(
+                    "{}: {}: got {got_variant} {got_reason} {got_experiment}, expected {expected}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    case["name"]
+                ));
+            }
+        }
+    }
+    assert!(cases >= 100, "only {cases} conformance cases found");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
