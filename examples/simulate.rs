@@ -28,21 +28,40 @@ async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("TAILOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let admin = std::env::var("TAILOR_ADMIN_KEY").context("set TAILOR_ADMIN_KEY")?;
-    let visitors: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(30_000);
-    let seed: u64 = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(1);
+    let visitors: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(30_000);
+    let seed: u64 = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1);
     let http = reqwest::Client::new();
     let env = format!("{url}/api/v1/environments/development");
 
-    call(http.post(format!("{env}/import")).bearer_auth(&admin).json(&simulation::config())).await?;
+    call(
+        http.post(format!("{env}/import"))
+            .bearer_auth(&admin)
+            .json(&simulation::config()),
+    )
+    .await?;
     let key = call(
         http.post(format!("{url}/api/v1/keys"))
             .bearer_auth(&admin)
             .json(&json!({"name": "simulator", "kind": "sdk", "environment": "development"})),
     )
     .await?;
-    let sdk_key = key["secret"].as_str().context("no SDK key returned")?.to_string();
+    let sdk_key = key["secret"]
+        .as_str()
+        .context("no SDK key returned")?
+        .to_string();
 
-    let client = Client::builder(&url, sdk_key).event_capacity(100_000).build().await?;
+    let client = Client::builder(&url, sdk_key)
+        .event_capacity(100_000)
+        .build()
+        .await?;
     let mut population = Population::new(seed);
     for _ in 0..visitors {
         let visitor = population.visitor();
@@ -54,14 +73,28 @@ async fn main() -> anyhow::Result<()> {
     }
     client.close().await?;
     let stats = client.event_stats();
-    println!("events: {} delivered, {} dropped", stats.delivered, stats.dropped);
+    println!(
+        "events: {} delivered, {} dropped",
+        stats.delivered, stats.dropped
+    );
 
     let report = call(
-        http.get(format!("{env}/experiments/{}/results", simulation::EXPERIMENT))
-            .bearer_auth(&admin),
+        http.get(format!(
+            "{env}/experiments/{}/results",
+            simulation::EXPERIMENT
+        ))
+        .bearer_auth(&admin),
     )
     .await?;
-    println!("\n{:<10} {:>22} {:>22} {:>10} {:>30} {:>8}", "segment", "generic true/measured", "personal true/measured", "true lift", "measured lift [95% CI]", "covers");
+    println!(
+        "\n{:<10} {:>22} {:>22} {:>10} {:>30} {:>8}",
+        "segment",
+        "generic true/measured",
+        "personal true/measured",
+        "true lift",
+        "measured lift [95% CI]",
+        "covers"
+    );
     for truth in SEGMENTS {
         let lift = report["personalization"]["segments"]
             .as_array()
@@ -69,10 +102,17 @@ async fn main() -> anyhow::Result<()> {
             .flatten()
             .find(|s| s["segment"] == truth.key)
             .context("segment missing from the results")?;
-        let rate = |users: &str, conv: &str| lift[conv].as_f64().unwrap_or(0.0) / lift[users].as_f64().unwrap_or(1.0).max(1.0);
+        let rate = |users: &str, conv: &str| {
+            lift[conv].as_f64().unwrap_or(0.0) / lift[users].as_f64().unwrap_or(1.0).max(1.0)
+        };
         let abs = &lift["comparison"]["absolute"];
-        let (est, lo, hi) = (abs["estimate"].as_f64(), abs["ci"]["lower"].as_f64(), abs["ci"]["upper"].as_f64());
-        let covers = matches!((lo, hi), (Some(l), Some(h)) if l <= truth.lift() && truth.lift() <= h);
+        let (est, lo, hi) = (
+            abs["estimate"].as_f64(),
+            abs["ci"]["lower"].as_f64(),
+            abs["ci"]["upper"].as_f64(),
+        );
+        let covers =
+            matches!((lo, hi), (Some(l), Some(h)) if l <= truth.lift() && truth.lift() <= h);
         println!(
             "{:<10} {:>10.4}/{:<11.4} {:>10.4}/{:<11.4} {:>10.4} {:>9.4} [{:.4}, {:.4}] {:>8}",
             truth.key,

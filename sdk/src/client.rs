@@ -385,6 +385,18 @@ impl Client {
 
     /// Like [`Client::variant`], with the reason and experiment, as owned data.
     pub fn variant_detail(&self, user: &User, flag: &str) -> VariantDetail {
+        self.variant_detail_if(user, flag, |_| true)
+    }
+
+    /// [`Client::variant_detail`] that records the exposure only if `serves(value)` (always
+    /// called once when there is a config) says the caller will serve this value: a caller that falls back to its own default (OpenFeature
+    /// on a type mismatch) must not report an exposure to a variant the user never saw.
+    pub(crate) fn variant_detail_if(
+        &self,
+        user: &User,
+        flag: &str,
+        serves: impl FnOnce(&Value) -> bool,
+    ) -> VariantDetail {
         let snapshot = self.inner.shared.config.load();
         let Some(s) = snapshot.as_ref() else {
             return VariantDetail {
@@ -397,7 +409,9 @@ impl Client {
             };
         };
         let a = assign(s, user, flag);
-        if a.experiment.is_some() {
+        // Always asked (not only for experiments): the caller may convert the value in it.
+        let served = serves(a.value());
+        if a.experiment.is_some() && served {
             self.record_exposure(s, user, flag, &a);
         }
         VariantDetail {
@@ -441,6 +455,10 @@ impl Client {
         }
     }
 
+    /// The hot half of exposure recording: is this a new exposure? Almost every call is a
+    /// repeat (a user sees the same page many times), so this stays small enough to inline and
+    /// building the event is left to the cold [`push_exposure`].
+    #[inline]
     fn record_exposure(
         &self,
         snapshot: &Snapshot,
@@ -453,22 +471,9 @@ impl Client {
         else {
             return;
         };
-        if !events::first_sighting(queue.instance(), user.key(), flag, variant, experiment) {
-            return;
+        if events::first_sighting(queue.instance(), user.key(), flag, variant, experiment) {
+            push_exposure(queue, snapshot, user, flag, a);
         }
-        queue.push(Event::Exposure(Exposure {
-            id: queue.next_id(),
-            timestamp: events::now_ms(),
-            user_key: user.key().to_string(),
-            flag: flag.to_string(),
-            variant: variant.to_string(),
-            experiment: experiment.to_string(),
-            rule: a.rule_index().unwrap_or(0),
-            segment: a.segment.map(str::to_string),
-            personalized: a.personalized(),
-            revision: snapshot.revision(),
-            spec_version: SPEC_VERSION,
-        }));
     }
 
     /// Records a conversion (`purchase`, `signup`, …) with an optional value. Never blocks; an
@@ -570,4 +575,33 @@ impl Client {
         .await
         .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// Queues a new exposure: the rarely taken half of [`Client::record_exposure`], kept out of
+/// line so the hot path does not pay for its stack frame.
+#[cold]
+#[inline(never)]
+fn push_exposure(
+    queue: &EventQueue,
+    snapshot: &Snapshot,
+    user: &User,
+    flag: &str,
+    a: &tailor_core::Assignment<'_>,
+) {
+    let (Some(experiment), Some(variant)) = (a.experiment, a.variant_key()) else {
+        return;
+    };
+    queue.push(Event::Exposure(Exposure {
+        id: queue.next_id(),
+        timestamp: events::now_ms(),
+        user_key: user.key().to_string(),
+        flag: flag.to_string(),
+        variant: variant.to_string(),
+        experiment: experiment.to_string(),
+        rule: a.rule_index().unwrap_or(0),
+        segment: a.segment.map(str::to_string),
+        personalized: a.personalized(),
+        revision: snapshot.revision(),
+        spec_version: SPEC_VERSION,
+    }));
 }

@@ -6,7 +6,7 @@
 //! are retried with exponential backoff and jitter, and because every event carries a unique id
 //! the collector stores a retried event once.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,11 +133,13 @@ const SEEN_SLOTS: usize = 4096;
 thread_local! {
     // Per-thread, direct-mapped cache of recently recorded exposures: no lock and no shared
     // cache line on the hot path. A collision only causes an extra exposure, which the collector
-    // de-duplicates by counting each user once per experiment.
-    static SEEN: RefCell<Box<[u64]>> = RefCell::new(vec![0u64; SEEN_SLOTS].into_boxed_slice());
+    // de-duplicates by counting each user once per experiment. `Cell` slots, not a `RefCell`:
+    // nothing here can be re-entered, so a borrow flag would be pure overhead.
+    static SEEN: Box<[Cell<u64>]> = (0..SEEN_SLOTS).map(|_| Cell::new(0)).collect();
 }
 
 /// Returns true the first time (per thread, within the cache's memory) this exposure is seen.
+#[inline]
 pub(crate) fn first_sighting(
     instance: u64,
     user_key: &str,
@@ -145,24 +147,27 @@ pub(crate) fn first_sighting(
     variant: &str,
     experiment: &str,
 ) -> bool {
-    let mut h = FxHasher::default();
-    h.write_u64(instance);
-    for part in [user_key, flag, variant, experiment] {
-        h.write(part.as_bytes());
-        h.write_u8(0xff);
-    }
+    // The client instance seeds the hash. `write` hashes each part together with its length, so
+    // field boundaries count (("ab", "c") differs from ("a", "bc")) without separators; each
+    // write is one link of a serial multiply chain, so fewer writes is a shorter chain.
+    let mut h = FxHasher::with_seed(instance as usize);
+    h.write(user_key.as_bytes());
+    h.write(flag.as_bytes());
+    h.write(variant.as_bytes());
+    h.write(experiment.as_bytes());
     // Never 0, so an empty slot never matches.
     let fingerprint = h.finish() | 1;
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        let slot = (fingerprint as usize ^ (fingerprint >> 32) as usize) % SEEN_SLOTS;
-        if seen[slot] == fingerprint {
-            false
-        } else {
-            seen[slot] = fingerprint;
+    let slot = (fingerprint as usize ^ (fingerprint >> 32) as usize) % SEEN_SLOTS;
+    // `try_with`: during thread teardown the cache is gone; then every sighting is a first one.
+    SEEN.try_with(|seen| match seen.get(slot) {
+        Some(cell) if cell.get() == fingerprint => false,
+        Some(cell) => {
+            cell.set(fingerprint);
             true
         }
+        None => true,
     })
+    .unwrap_or(true)
 }
 
 /// Delivery settings.
@@ -242,15 +247,26 @@ async fn post_batch(
     }
 }
 
+/// Whether the client is closing and its delivery deadline has passed, or is gone (dropped
+/// without `close()`: nobody can set a deadline any more, and waiting for a change of `stop`
+/// would return at once, so retrying would spin).
+fn giving_up(stop: &watch::Receiver<Option<tokio::time::Instant>>) -> bool {
+    let deadline_passed = stop
+        .borrow()
+        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline);
+    deadline_passed || stop.has_changed().is_err()
+}
+
 /// Posts `batch` until it is delivered or refused, backing off between attempts. Gives up only
-/// when `stop` says the client is closing and `deadline` has passed.
+/// when `stop` says the client is closing and its deadline has passed (or the client is gone);
+/// returns false when it gave up (the batch is then dropped and counted).
 async fn deliver(
     http: &reqwest::Client,
     settings: &DeliverySettings,
     batch: &mut Vec<Event>,
     counters: &EventCounters,
     stop: &mut watch::Receiver<Option<tokio::time::Instant>>,
-) {
+) -> bool {
     let mut backoff =
         crate::refresh::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     while !batch.is_empty() {
@@ -258,19 +274,16 @@ async fn deliver(
             Outcome::Delivered | Outcome::Refused => batch.clear(),
             Outcome::Retry => {
                 counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                let deadline = *stop.borrow();
-                if let Some(deadline) = deadline {
-                    if tokio::time::Instant::now() >= deadline {
-                        tracing::warn!(
-                            events = batch.len(),
-                            "client closed before these events could be delivered"
-                        );
-                        counters
-                            .dropped
-                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        batch.clear();
-                        return;
-                    }
+                if giving_up(stop) {
+                    tracing::warn!(
+                        events = batch.len(),
+                        "client closed before these events could be delivered"
+                    );
+                    counters
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    batch.clear();
+                    return false;
                 }
                 let wait = backoff.next_delay();
                 tokio::select! {
@@ -280,9 +293,45 @@ async fn deliver(
             }
         }
     }
+    true
 }
 
-/// The delivery task: batches by size and time, answers flushes in order.
+/// After `close()` (its flush is over, the deadline has passed): what is still queued gets one
+/// attempt per batch; once one fails the rest is dropped and counted without more attempts.
+/// A flush still waiting in the queue is answered with an error (its sender is dropped).
+async fn deliver_rest(
+    rx: &mut mpsc::Receiver<Command>,
+    http: &reqwest::Client,
+    settings: &DeliverySettings,
+    batch: &mut Vec<Event>,
+    counters: &EventCounters,
+    stop: &mut watch::Receiver<Option<tokio::time::Instant>>,
+) {
+    let mut reachable = true;
+    loop {
+        while batch.len() < settings.max_batch {
+            match rx.try_recv() {
+                Ok(Command::Event(e)) => batch.push(e),
+                Ok(Command::Flush(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        if reachable {
+            reachable = deliver(http, settings, batch, counters, stop).await;
+        } else {
+            counters
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+        }
+    }
+}
+
+/// The delivery task: batches by size and time, answers flushes in order, and ends once the
+/// client is closed (or dropped).
 pub(crate) async fn run_delivery(
     mut rx: mpsc::Receiver<Command>,
     http: reqwest::Client,
@@ -294,6 +343,12 @@ pub(crate) async fn run_delivery(
     let mut tick = tokio::time::interval(settings.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Checked on every turn, not only when `stop` changes: `deliver` may have consumed the
+        // change notification while it was backing off.
+        if stop.borrow().is_some() || stop.has_changed().is_err() {
+            deliver_rest(&mut rx, &http, &settings, &mut batch, &counters, &mut stop).await;
+            return;
+        }
         tokio::select! {
             command = rx.recv() => match command {
                 Some(Command::Event(e)) => {
@@ -314,11 +369,14 @@ pub(crate) async fn run_delivery(
             _ = tick.tick() => {
                 deliver(&http, &settings, &mut batch, &counters, &mut stop).await;
             }
+            // Wakes the loop so the check above sees a deadline (or a dropped client).
+            _ = stop.changed() => {}
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is the test failure
 mod tests {
     use super::*;
 
@@ -368,5 +426,85 @@ mod tests {
         let b = queue.next_id();
         assert_ne!(a, b);
         assert!(a.starts_with(&format!("{:016x}-", queue.instance())));
+    }
+
+    /// Delivery settings for a collector that refuses connections (a port nobody listens on).
+    fn unreachable() -> DeliverySettings {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        DeliverySettings {
+            url: format!("http://127.0.0.1:{port}/sdk/v1/events"),
+            sdk_key: "tlr_sdk_test".into(),
+            max_batch: 10,
+            flush_interval: Duration::from_millis(20),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn conversion(queue: &EventQueue) -> Event {
+        Event::Conversion(tailor_core::events::Conversion {
+            id: queue.next_id(),
+            timestamp: now_ms(),
+            user_key: "u".into(),
+            event: "e".into(),
+            value: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_delivery_task_ends_at_close_and_counts_what_it_could_not_send() {
+        let counters = Arc::new(EventCounters::default());
+        let (queue, rx) = EventQueue::new(100, Arc::clone(&counters));
+        let (deadline, stop) = watch::channel(None);
+        let task = tokio::spawn(run_delivery(
+            rx,
+            reqwest::Client::new(),
+            unreachable(),
+            Arc::clone(&counters),
+            stop,
+        ));
+        for _ in 0..25 {
+            queue.push(conversion(&queue));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.send_replace(Some(tokio::time::Instant::now()));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends after close")
+            .unwrap();
+        assert_eq!(counters.snapshot().dropped, 25);
+        drop(queue);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_client_does_not_leave_the_delivery_task_spinning() {
+        let counters = Arc::new(EventCounters::default());
+        let (queue, rx) = EventQueue::new(100, Arc::clone(&counters));
+        let (deadline, stop) = watch::channel(None);
+        let task = tokio::spawn(run_delivery(
+            rx,
+            reqwest::Client::new(),
+            unreachable(),
+            Arc::clone(&counters),
+            stop,
+        ));
+        for _ in 0..25 {
+            queue.push(conversion(&queue));
+        }
+        // What dropping a client without `close()` does: both senders go away.
+        drop(queue);
+        drop(deadline);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends")
+            .unwrap();
+        let stats = counters.snapshot();
+        assert_eq!(stats.dropped, 25);
+        assert!(
+            stats.failed_attempts <= 3,
+            "one attempt per batch at most, no retry loop: {stats:?}"
+        );
     }
 }

@@ -22,8 +22,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Evaluation is the same local, synchronous evaluation as [`Client::variant_detail`] (so
-//! exposures are recorded exactly as there); the OpenFeature API merely wraps it in a future.
+//! Evaluation is the same local, synchronous evaluation as [`Client::variant_detail`], and
+//! exposures are recorded as there, except that a value of the wrong type (the caller then
+//! serves its own default) records none. The OpenFeature API merely wraps it in a future.
 //!
 //! # Mapping
 //! - **Context → [`User`]**: the targeting key is the user key (required:
@@ -49,10 +50,13 @@
 
 use std::collections::HashMap;
 
-use open_feature::provider::{FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails};
+use open_feature::provider::{
+    FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
+};
 use open_feature::{
-    async_trait, EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode,
-    EvaluationReason, EvaluationResult, FlagMetadata, StructValue, Value as OfValue,
+    async_trait, EvaluationContext, EvaluationContextFieldValue, EvaluationError,
+    EvaluationErrorCode, EvaluationReason, EvaluationResult, FlagMetadata, StructValue,
+    Value as OfValue,
 };
 use serde_json::Value;
 use tailor_core::{AttributeValue, Reason, User};
@@ -95,7 +99,13 @@ impl TailorProvider {
         convert: impl FnOnce(&Value) -> Option<T>,
     ) -> EvaluationResult<ResolutionDetails<T>> {
         let user = user_from_context(context)?;
-        let detail = self.client.variant_detail(&user, flag);
+        // Convert while evaluating, so a value of the wrong type (the caller then serves its
+        // own default) records no exposure.
+        let mut converted = None;
+        let detail = self.client.variant_detail_if(&user, flag, |v| {
+            converted = convert(v);
+            converted.is_some()
+        });
         let revision = match (detail.reason, detail.revision) {
             (_, None) => {
                 return Err(error(
@@ -111,10 +121,13 @@ impl TailorProvider {
             }
             (_, Some(revision)) => revision,
         };
-        let Some(value) = convert(&detail.value) else {
+        let Some(value) = converted else {
             return Err(error(
                 EvaluationErrorCode::TypeMismatch,
-                format!("flag `{flag}` served {}, not {expected}", describe(&detail.value)),
+                format!(
+                    "flag `{flag}` served {}, not {expected}",
+                    describe(&detail.value)
+                ),
             ));
         };
         Ok(ResolutionDetails {
@@ -263,7 +276,9 @@ fn to_openfeature(v: &Value) -> Option<OfValue> {
             None => OfValue::Float(n.as_f64()?),
         },
         Value::String(s) => OfValue::String(s.clone()),
-        Value::Array(items) => OfValue::Array(items.iter().map(to_openfeature).collect::<Option<_>>()?),
+        Value::Array(items) => {
+            OfValue::Array(items.iter().map(to_openfeature).collect::<Option<_>>()?)
+        }
         Value::Object(members) => {
             let mut fields = HashMap::with_capacity(members.len());
             for (name, member) in members {
@@ -301,7 +316,12 @@ pub fn user_from_context(context: &EvaluationContext) -> EvaluationResult<User> 
     };
     let mut user = User::new(key);
     for (name, field) in &context.custom_fields {
-        let invalid = |why: String| error(EvaluationErrorCode::InvalidContext, format!("context field `{name}`: {why}"));
+        let invalid = |why: String| {
+            error(
+                EvaluationErrorCode::InvalidContext,
+                format!("context field `{name}`: {why}"),
+            )
+        };
         if name == "key" {
             return Err(invalid(
                 "`key` is the user key in Tailor; pass it as the targeting key".into(),
@@ -368,8 +388,10 @@ mod tests {
 
     #[test]
     fn json_converts_to_openfeature_values() {
-        let v = to_openfeature(&json!({"a": 1, "b": 2.5, "c": [true, "x"], "d": null, "e": {"f": u64::MAX}}))
-            .unwrap();
+        let v = to_openfeature(
+            &json!({"a": 1, "b": 2.5, "c": [true, "x"], "d": null, "e": {"f": u64::MAX}}),
+        )
+        .unwrap();
         let s = v.as_struct().unwrap();
         assert_eq!(s.fields["a"], OfValue::Int(1));
         assert_eq!(s.fields["b"], OfValue::Float(2.5));
@@ -378,7 +400,10 @@ mod tests {
             OfValue::Array(vec![OfValue::Bool(true), OfValue::String("x".into())])
         );
         assert!(!s.fields.contains_key("d"));
-        assert_eq!(s.fields["e"].as_struct().unwrap().fields["f"], OfValue::Float(u64::MAX as f64));
+        assert_eq!(
+            s.fields["e"].as_struct().unwrap().fields["f"],
+            OfValue::Float(u64::MAX as f64)
+        );
         assert_eq!(to_openfeature(&json!([1, null])), None);
     }
 }

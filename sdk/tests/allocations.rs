@@ -101,7 +101,10 @@ fn assert_no_allocations(client: &Client, flag: &str) {
             evaluate(client, &user, flag);
         }
     });
-    assert_eq!(n, 0, "{flag}: {n} allocations in 1,000 warm calls to variant()");
+    assert_eq!(
+        n, 0,
+        "{flag}: {n} allocations in 1,000 warm calls to variant()"
+    );
 }
 
 fn offline() -> Client {
@@ -157,7 +160,11 @@ fn plain_flag_on_a_delivering_client() {
     let dir = tempfile::tempdir().unwrap();
     let client = delivering(&rt, &dir);
     assert_no_allocations(&client, "dark-mode");
-    assert_eq!(client.event_stats().queued, 0, "a plain flag records no exposure");
+    assert_eq!(
+        client.event_stats().queued,
+        0,
+        "a plain flag records no exposure"
+    );
 }
 
 #[test]
@@ -169,7 +176,11 @@ fn duplicate_exposure_on_a_delivering_client() {
     // duplicate and must neither record nor allocate.
     assert_no_allocations(&client, "checkout");
     let stats = client.event_stats();
-    assert_eq!((stats.queued, stats.dropped), (1, 0), "one exposure recorded: {stats:?}");
+    assert_eq!(
+        (stats.queued, stats.dropped),
+        (1, 0),
+        "one exposure recorded: {stats:?}"
+    );
 
     // A new user is a new exposure: it is recorded (this is the path that may allocate).
     client.variant(&User::new("someone-else"), "checkout");

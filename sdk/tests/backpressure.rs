@@ -1,17 +1,17 @@
 //! Sustained load with the event server unreachable: memory stays bounded and every event is
 //! accounted for.
 //!
-//! Four threads record 120,000 unique exposures and conversions (each carrying a 1 KiB user
-//! key, so an unbounded queue would grow by over 100 MiB) into a client whose queue holds 1,000
+//! Four threads record 600,000 unique exposures and conversions (each carrying a 1 KiB user
+//! key, so an unbounded queue would grow by over 600 MiB) into a client whose queue holds 1,000
 //! events and whose collector URL is a closed port. Checked:
 //! - the queue never holds more than its capacity (sampled by a monitor thread throughout);
 //! - accepted events not yet delivered ≤ capacity + `max_batch` (the batch the delivery task
 //!   keeps retrying);
 //! - `dropped` = produced − accepted before close, and = produced after close (nothing could
 //!   be delivered);
-//! - the process RSS once all 120,000 events (120 queue-fuls) were recorded exceeds the RSS
+//! - the process RSS once all 600,000 events (600 queue-fuls) were recorded exceeds the RSS
 //!   right after the queue first filled by less than 4 KiB per queue slot (4 MiB; a queue that
-//!   grew would add over 100 MiB; measured growth is about 0.2 MiB).
+//!   grew would add over 600 MiB; measured growth is about 0.2 MiB).
 //!
 //! This test is alone in its binary so no other test's allocations move the RSS.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +26,7 @@ const MAX_BATCH: usize = 100;
 const THREADS: usize = 4;
 /// Events per thread in the first phase (fills the queue) and in the second.
 const FIRST_PHASE: usize = 1_000;
-const SECOND_PHASE: usize = 29_000;
+const SECOND_PHASE: usize = 149_000;
 const KEY_PADDING: usize = 1_024;
 
 const CONFIG: &str = r#"{
@@ -114,7 +114,11 @@ fn the_event_queue_stays_bounded_when_the_server_is_unreachable() {
             }
         });
         let mut produced = produce(&client, "first", FIRST_PHASE);
-        assert_eq!(client.queued_len(), CAPACITY, "the first phase fills the queue");
+        assert_eq!(
+            client.queued_len(),
+            CAPACITY,
+            "the first phase fills the queue"
+        );
         let rss_after_first_fill = rss_bytes();
         produced += produce(&client, "second", SECOND_PHASE);
         let rss_after_all = rss_bytes();
@@ -131,10 +135,17 @@ fn the_event_queue_stays_bounded_when_the_server_is_unreachable() {
         rss_after_all / 1024,
         produced / CAPACITY
     );
-    assert!(max_seen <= CAPACITY, "queue length {max_seen} exceeded {CAPACITY}");
+    assert!(
+        max_seen <= CAPACITY,
+        "queue length {max_seen} exceeded {CAPACITY}"
+    );
     assert!(max_seen > 0, "the monitor saw the queue");
     assert_eq!(stats.delivered, 0, "nothing can be delivered");
-    assert_eq!(stats.queued + stats.dropped, produced as u64, "every event is accepted or dropped");
+    assert_eq!(
+        stats.queued + stats.dropped,
+        produced as u64,
+        "every event is accepted or dropped"
+    );
     assert!(
         stats.queued <= (CAPACITY + MAX_BATCH) as u64,
         "{} accepted and undelivered events: more than the queue and one batch hold",
@@ -160,5 +171,9 @@ fn the_event_queue_stays_bounded_when_the_server_is_unreachable() {
     let stats = client.event_stats();
     assert_eq!(stats.dropped, produced as u64, "{stats:?}");
     assert_eq!(client.queued_len(), 0);
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }

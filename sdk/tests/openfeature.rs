@@ -99,7 +99,8 @@ fn offline() -> Client {
 /// An OpenFeature client bound (by `name`) to a Tailor provider over `client`.
 async fn openfeature(name: &str, client: Client) -> OfClient {
     let mut api = OpenFeature::singleton_mut().await;
-    api.set_named_provider(name, TailorProvider::new(client)).await;
+    api.set_named_provider(name, TailorProvider::new(client))
+        .await;
     api.create_named_client(name)
 }
 
@@ -134,37 +135,67 @@ async fn bool_values_and_reasons() {
     let flags = openfeature("bool", offline()).await;
 
     let us = user("u1").with_custom_field("country", "US");
-    let d = flags.get_bool_details("dark-mode", Some(&us), None).await.unwrap();
+    let d = flags
+        .get_bool_details("dark-mode", Some(&us), None)
+        .await
+        .unwrap();
     assert!(d.value);
     assert_eq!(d.reason, Some(EvaluationReason::TargetingMatch));
     assert_eq!(d.variant.as_deref(), Some("on"));
-    assert_eq!(meta_str(&d.flag_metadata, "tailorReason").as_deref(), Some("rule"));
-    assert_eq!(d.flag_metadata.values["revision"], FlagMetadataValue::Int(7));
+    assert_eq!(
+        meta_str(&d.flag_metadata, "tailorReason").as_deref(),
+        Some("rule")
+    );
+    assert_eq!(
+        d.flag_metadata.values["revision"],
+        FlagMetadataValue::Int(7)
+    );
 
-    let d = flags.get_bool_details("dark-mode", Some(&user("vip")), None).await.unwrap();
+    let d = flags
+        .get_bool_details("dark-mode", Some(&user("vip")), None)
+        .await
+        .unwrap();
     assert!(d.value);
     assert_eq!(d.reason, Some(EvaluationReason::TargetingMatch));
-    assert_eq!(meta_str(&d.flag_metadata, "tailorReason").as_deref(), Some("override"));
+    assert_eq!(
+        meta_str(&d.flag_metadata, "tailorReason").as_deref(),
+        Some("override")
+    );
 
     let fr = user("u2").with_custom_field("country", "FR");
-    let d = flags.get_bool_details("dark-mode", Some(&fr), None).await.unwrap();
+    let d = flags
+        .get_bool_details("dark-mode", Some(&fr), None)
+        .await
+        .unwrap();
     assert!(!d.value);
     assert_eq!(d.reason, Some(EvaluationReason::Default));
     assert_eq!(d.variant.as_deref(), Some("off"));
-    assert_eq!(meta_str(&d.flag_metadata, "tailorReason").as_deref(), Some("fallthrough"));
+    assert_eq!(
+        meta_str(&d.flag_metadata, "tailorReason").as_deref(),
+        Some("fallthrough")
+    );
 
-    let d = flags.get_bool_details("killed", Some(&us), None).await.unwrap();
+    let d = flags
+        .get_bool_details("killed", Some(&us), None)
+        .await
+        .unwrap();
     assert!(!d.value);
     assert_eq!(d.reason, Some(EvaluationReason::Disabled));
 
-    assert!(flags.get_bool_value("dark-mode", Some(&us), None).await.unwrap());
+    assert!(flags
+        .get_bool_value("dark-mode", Some(&us), None)
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
 async fn string_values_splits_and_experiment_metadata() {
     let flags = openfeature("string", offline()).await;
 
-    let d = flags.get_string_details("banner", Some(&user("u1")), None).await.unwrap();
+    let d = flags
+        .get_string_details("banner", Some(&user("u1")), None)
+        .await
+        .unwrap();
     assert_eq!(d.value, "Hello");
     assert_eq!(d.reason, Some(EvaluationReason::Default));
     assert_eq!(d.variant.as_deref(), Some("plain"));
@@ -177,10 +208,20 @@ async fn string_values_splits_and_experiment_metadata() {
             .await
             .unwrap();
         assert_eq!(d.reason, Some(EvaluationReason::Split));
-        assert_eq!(meta_str(&d.flag_metadata, "tailorReason").as_deref(), Some("split"));
-        assert_eq!(meta_str(&d.flag_metadata, "experiment").as_deref(), Some("checkout-test"));
+        assert_eq!(
+            meta_str(&d.flag_metadata, "tailorReason").as_deref(),
+            Some("split")
+        );
+        assert_eq!(
+            meta_str(&d.flag_metadata, "experiment").as_deref(),
+            Some("checkout-test")
+        );
         let variant = d.variant.unwrap();
-        let expected = if variant == "control" { "one-page" } else { "two-step" };
+        let expected = if variant == "control" {
+            "one-page"
+        } else {
+            "two-step"
+        };
         assert_eq!(d.value, expected);
         seen.insert(variant);
     }
@@ -191,12 +232,21 @@ async fn string_values_splits_and_experiment_metadata() {
         "interests",
         EvaluationContextFieldValue::new_struct(vec!["yoga".to_string(), "running".to_string()]),
     );
-    let d = flags.get_string_details("homepage", Some(&yogi), None).await.unwrap();
+    let d = flags
+        .get_string_details("homepage", Some(&yogi), None)
+        .await
+        .unwrap();
     assert_eq!(d.value, "Welcome");
     assert_eq!(d.variant.as_deref(), Some("generic"));
     assert_eq!(d.reason, Some(EvaluationReason::Split));
-    assert_eq!(meta_str(&d.flag_metadata, "tailorReason").as_deref(), Some("holdout"));
-    assert_eq!(meta_str(&d.flag_metadata, "segment").as_deref(), Some("yogis"));
+    assert_eq!(
+        meta_str(&d.flag_metadata, "tailorReason").as_deref(),
+        Some("holdout")
+    );
+    assert_eq!(
+        meta_str(&d.flag_metadata, "segment").as_deref(),
+        Some("yogis")
+    );
     assert_eq!(
         meta_str(&d.flag_metadata, "experiment").as_deref(),
         Some("homepage-personalization")
@@ -210,19 +260,43 @@ async fn int_and_float_values() {
     let pro = user("u1").with_custom_field("plan", "pro");
     let trial = user("u1").with_custom_field("plan", "trial");
 
-    assert_eq!(flags.get_int_value("max-items", Some(&free), None).await.unwrap(), 10);
+    assert_eq!(
+        flags
+            .get_int_value("max-items", Some(&free), None)
+            .await
+            .unwrap(),
+        10
+    );
     // 50.0 is an integral number: an int flag may be written either way.
-    let d = flags.get_int_details("max-items", Some(&pro), None).await.unwrap();
+    let d = flags
+        .get_int_details("max-items", Some(&pro), None)
+        .await
+        .unwrap();
     assert_eq!(d.value, 50);
     assert_eq!(d.variant.as_deref(), Some("many"));
     assert_eq!(d.reason, Some(EvaluationReason::TargetingMatch));
 
-    let e = flags.get_int_value("max-items", Some(&trial), None).await.unwrap_err();
+    let e = flags
+        .get_int_value("max-items", Some(&trial), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
     assert!(e.message.unwrap().contains("not an integer"));
 
-    assert_eq!(flags.get_float_value("max-items", Some(&free), None).await.unwrap(), 10.0);
-    assert_eq!(flags.get_float_value("max-items", Some(&trial), None).await.unwrap(), 2.5);
+    assert_eq!(
+        flags
+            .get_float_value("max-items", Some(&free), None)
+            .await
+            .unwrap(),
+        10.0
+    );
+    assert_eq!(
+        flags
+            .get_float_value("max-items", Some(&trial), None)
+            .await
+            .unwrap(),
+        2.5
+    );
 }
 
 #[tokio::test]
@@ -239,13 +313,19 @@ async fn struct_values() {
     assert_eq!(s.fields["ratio"], OfValue::Float(0.5));
     assert_eq!(
         s.fields["tags"],
-        OfValue::Array(vec![OfValue::String("a".into()), OfValue::String("b".into())])
+        OfValue::Array(vec![
+            OfValue::String("a".into()),
+            OfValue::String("b".into())
+        ])
     );
     assert_eq!(
         s.fields["nested"].as_struct().unwrap().fields["bold"],
         OfValue::Bool(true)
     );
-    assert!(!s.fields.contains_key("missing"), "null members are left out");
+    assert!(
+        !s.fields.contains_key("missing"),
+        "null members are left out"
+    );
 
     // An array is not a struct.
     let legacy = user("u1").with_custom_field("legacy", true);
@@ -260,14 +340,29 @@ async fn struct_values() {
 async fn type_mismatches_are_errors() {
     let flags = openfeature("mismatch", offline()).await;
     let ctx = user("u1");
-    let e = flags.get_string_value("dark-mode", Some(&ctx), None).await.unwrap_err();
+    let e = flags
+        .get_string_value("dark-mode", Some(&ctx), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
-    assert!(e.message.unwrap().contains("served a boolean, not a string"));
-    let e = flags.get_bool_value("banner", Some(&ctx), None).await.unwrap_err();
+    assert!(e
+        .message
+        .unwrap()
+        .contains("served a boolean, not a string"));
+    let e = flags
+        .get_bool_value("banner", Some(&ctx), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
-    let e = flags.get_int_value("banner", Some(&ctx), None).await.unwrap_err();
+    let e = flags
+        .get_int_value("banner", Some(&ctx), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
-    let e = flags.get_float_value("theme", Some(&ctx), None).await.unwrap_err();
+    let e = flags
+        .get_float_value("theme", Some(&ctx), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
     let e = flags
         .get_struct_value::<StructValue>("max-items", Some(&ctx), None)
@@ -280,17 +375,74 @@ async fn type_mismatches_are_errors() {
 async fn unknown_flags_and_missing_keys_are_errors() {
     let flags = openfeature("errors", offline()).await;
 
-    let e = flags.get_bool_value("nope", Some(&user("u1")), None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("nope", Some(&user("u1")), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::FlagNotFound);
     assert!(e.message.unwrap().contains("nope"));
 
     let no_key = EvaluationContext::default().with_custom_field("country", "US");
-    let e = flags.get_bool_value("dark-mode", Some(&no_key), None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("dark-mode", Some(&no_key), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
-    let e = flags.get_bool_value("dark-mode", None, None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("dark-mode", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
-    let e = flags.get_bool_value("dark-mode", Some(&user("")), None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("dark-mode", Some(&user("")), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
+}
+
+#[tokio::test]
+async fn exposures_are_recorded_only_for_served_values() {
+    // A client with an event queue (its server is a closed port; config from a bootstrap file).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::builder(format!("http://127.0.0.1:{port}"), "tlr_sdk_test")
+        .start_timeout(std::time::Duration::from_millis(50))
+        .flush_timeout(std::time::Duration::from_millis(100))
+        .bootstrap_file(path)
+        .build()
+        .await
+        .unwrap();
+    let flags = openfeature("exposures", client.clone()).await;
+
+    let d = flags
+        .get_string_details("checkout", Some(&user("u1")), None)
+        .await
+        .unwrap();
+    assert_eq!(d.reason, Some(EvaluationReason::Split));
+    assert_eq!(
+        client.event_stats().queued,
+        1,
+        "the served split is an exposure"
+    );
+
+    // The wrong type: the caller serves its own default, so the user saw no variant.
+    let e = flags
+        .get_bool_value("checkout", Some(&user("u2")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::TypeMismatch);
+    assert_eq!(
+        client.event_stats().queued,
+        1,
+        "no exposure for a type mismatch"
+    );
+    drop(flags);
+    let _ = client.close().await;
 }
 
 #[tokio::test]
@@ -308,7 +460,10 @@ async fn a_client_without_config_is_not_ready() {
     let provider = TailorProvider::new(client.clone());
     assert_eq!(provider.status(), ProviderStatus::NotReady);
     let flags = openfeature("not-ready", client.clone()).await;
-    let e = flags.get_bool_value("dark-mode", Some(&user("u1")), None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("dark-mode", Some(&user("u1")), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::ProviderNotReady);
     let _ = client.close().await;
 }
@@ -318,7 +473,12 @@ async fn every_context_field_type_reaches_targeting() {
     let flags = openfeature("context", offline()).await;
     let on = |ctx: EvaluationContext| {
         let flags = &flags;
-        async move { flags.get_bool_value("launch", Some(&ctx), None).await.unwrap() }
+        async move {
+            flags
+                .get_bool_value("launch", Some(&ctx), None)
+                .await
+                .unwrap()
+        }
     };
     assert!(!on(user("u1")).await);
     let signed_up = time::macros::datetime!(2026-03-01 12:00 UTC);
@@ -329,7 +489,10 @@ async fn every_context_field_type_reaches_targeting() {
     assert!(!on(user("u1").with_custom_field("age", 12)).await);
     assert!(on(user("u1").with_custom_field("score", 0.75)).await);
     assert!(on(user("u1").with_custom_field("beta", true)).await);
-    assert!(!on(user("u1").with_custom_field("beta", "true")).await, "a string is not a bool");
+    assert!(
+        !on(user("u1").with_custom_field("beta", "true")).await,
+        "a string is not a bool"
+    );
 }
 
 #[test]
@@ -341,23 +504,30 @@ fn context_maps_to_a_user() {
         .with_custom_field("age", 31)
         .with_custom_field("score", 0.5)
         .with_custom_field("signed_up", t)
-        .with_custom_field("tags", EvaluationContextFieldValue::new_struct(vec!["a", "b"]))
+        .with_custom_field(
+            "tags",
+            EvaluationContextFieldValue::new_struct(vec!["a", "b"]),
+        )
         .with_custom_field(
             "plan",
             EvaluationContextFieldValue::new_struct(AttributeValue::String("pro".into())),
         );
     let u = user_from_context(&ctx).unwrap();
+    let attr = |name: &str| u.get(name).map(AttributeValue::from);
     assert_eq!(u.key(), "user-42");
-    assert_eq!(u.get("country"), Some(&AttributeValue::String("US".into())));
-    assert_eq!(u.get("vip"), Some(&AttributeValue::Bool(true)));
-    assert_eq!(u.get("age"), Some(&AttributeValue::Number(31.0)));
-    assert_eq!(u.get("score"), Some(&AttributeValue::Number(0.5)));
-    assert_eq!(u.get("signed_up"), Some(&AttributeValue::Datetime(1_769_860_800_000)));
+    assert_eq!(attr("country"), Some(AttributeValue::String("US".into())));
+    assert_eq!(attr("vip"), Some(AttributeValue::Bool(true)));
+    assert_eq!(attr("age"), Some(AttributeValue::Number(31.0)));
+    assert_eq!(attr("score"), Some(AttributeValue::Number(0.5)));
     assert_eq!(
-        u.get("tags"),
-        Some(&AttributeValue::List(vec!["a".into(), "b".into()]))
+        attr("signed_up"),
+        Some(AttributeValue::Datetime(1_769_860_800_000))
     );
-    assert_eq!(u.get("plan"), Some(&AttributeValue::String("pro".into())));
+    assert_eq!(
+        attr("tags"),
+        Some(AttributeValue::List(vec!["a".into(), "b".into()]))
+    );
+    assert_eq!(attr("plan"), Some(AttributeValue::String("pro".into())));
 }
 
 #[test]
@@ -365,17 +535,29 @@ fn unusable_context_fields_are_rejected_with_the_reason() {
     #[derive(Debug)]
     struct Opaque;
     let cases: Vec<(EvaluationContextFieldValue, &str)> = vec![
-        (EvaluationContextFieldValue::Struct(Arc::new(Opaque)), "struct Tailor cannot read"),
+        (
+            EvaluationContextFieldValue::Struct(Arc::new(Opaque)),
+            "struct Tailor cannot read",
+        ),
         (EvaluationContextFieldValue::Int(1 << 60), "beyond ±2^53"),
-        (EvaluationContextFieldValue::Float(f64::NAN), "not a finite number"),
-        (EvaluationContextFieldValue::Float(f64::INFINITY), "not a finite number"),
+        (
+            EvaluationContextFieldValue::Float(f64::NAN),
+            "not a finite number",
+        ),
+        (
+            EvaluationContextFieldValue::Float(f64::INFINITY),
+            "not a finite number",
+        ),
     ];
     for (value, why) in cases {
         let ctx = user("u1").with_custom_field("field", value);
         let e = user_from_context(&ctx).unwrap_err();
         assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
         let message = e.message.unwrap();
-        assert!(message.contains("`field`") && message.contains(why), "{message}");
+        assert!(
+            message.contains("`field`") && message.contains(why),
+            "{message}"
+        );
     }
     let e = user_from_context(&user("u1").with_custom_field("key", "other")).unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
@@ -386,6 +568,9 @@ fn unusable_context_fields_are_rejected_with_the_reason() {
 async fn invalid_context_reaches_the_caller() {
     let flags = openfeature("invalid-context", offline()).await;
     let ctx = user("u1").with_custom_field("age", EvaluationContextFieldValue::Int(i64::MAX));
-    let e = flags.get_bool_value("launch", Some(&ctx), None).await.unwrap_err();
+    let e = flags
+        .get_bool_value("launch", Some(&ctx), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
 }

@@ -161,7 +161,10 @@ fn main() -> anyhow::Result<()> {
     };
     rt.block_on(common::wait_ready(ceiling.addr, "/"))?;
 
-    println!("1-min load average at the start: {}", common::load_average());
+    println!(
+        "1-min load average at the start: {}",
+        common::load_average()
+    );
     println!(
         "config: {flags} flags, {} bytes JSON, {} bytes gzip, ETag {etag}; servers: {workers} workers each; \
          wrk -t{threads} -c{connections} -d{duration}s --latency; {runs} run(s) per cell",
@@ -182,12 +185,29 @@ fn main() -> anyhow::Result<()> {
         let mut ours = Vec::new();
         let mut base = Vec::new();
         // Warm both up briefly, then alternate measured runs.
-        for (target, pid) in [(addr, server.child.id()), (ceiling.addr, ceiling.child.id())] {
+        for (target, pid) in [
+            (addr, server.child.id()),
+            (ceiling.addr, ceiling.child.id()),
+        ] {
             wrk(target, pid, &headers, threads, connections, 2)?;
         }
         for _ in 0..runs {
-            ours.push(wrk(addr, server.child.id(), &headers, threads, connections, duration)?);
-            base.push(wrk(ceiling.addr, ceiling.child.id(), &headers, threads, connections, duration)?);
+            ours.push(wrk(
+                addr,
+                server.child.id(),
+                &headers,
+                threads,
+                connections,
+                duration,
+            )?);
+            base.push(wrk(
+                ceiling.addr,
+                ceiling.child.id(),
+                &headers,
+                threads,
+                connections,
+                duration,
+            )?);
         }
         rows.push((case.name, median(ours), median(base)));
     }
@@ -226,6 +246,7 @@ fn median(mut v: Vec<WrkResult>) -> WrkResult {
 
 fn wrk(
     addr: SocketAddr,
+    pid: u32,
     headers: &[String],
     threads: usize,
     connections: usize,
@@ -295,7 +316,10 @@ fn parse_wrk(text: &str) -> Option<WrkResult> {
     for line in text.lines() {
         let t = line.trim();
         if t.contains(" requests in ") {
-            requests = t.split_whitespace().next().and_then(|n| n.parse::<f64>().ok());
+            requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<f64>().ok());
         } else if let Some(v) = t.strip_prefix("Requests/sec:") {
             rps = v.trim().parse::<f64>().ok();
         } else if let Some(v) = t.strip_prefix("Transfer/sec:") {

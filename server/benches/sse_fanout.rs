@@ -112,7 +112,9 @@ async fn client(
             "GET /sdk/v1/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {secret}\r\nAccept: text/event-stream\r\n\r\n"
         );
         stream.write_all(req.as_bytes()).await?;
-        let mut buf = vec![0u8; 32 * 1024];
+        // Filled with a non-zero byte so its pages are touched now, not during the measured
+        // fan-out (a zeroed allocation would fault its pages in on first use).
+        let mut buf = vec![0xffu8; 32 * 1024];
         let mut head = Vec::new();
         let mut chunked = Chunked::default();
         let mut sse = SseScan::default();
@@ -341,7 +343,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let fanout_wall = t0.elapsed();
-    let server_cpu = server_pid.map(common::cpu_time).zip(server_cpu0).map(|(b, a)| b.saturating_sub(a));
+    let server_cpu = server_pid
+        .map(common::cpu_time)
+        .zip(server_cpu0)
+        .map(|(b, a)| b.saturating_sub(a));
     let client_cpu = common::cpu_time(std::process::id()).saturating_sub(client_cpu0);
     let _ = stop_tx.send(true);
 
@@ -384,6 +389,13 @@ async fn main() -> anyhow::Result<()> {
         "| latency max | {} |",
         ms(lat.last().copied().unwrap_or_default())
     );
+    println!(
+        "| CPU during fan-out (write → last receipt, {}) | server {}, load generator {} |",
+        ms(fanout_wall),
+        server_cpu.map(ms).unwrap_or_else(|| "?".into()),
+        ms(client_cpu)
+    );
+    println!("| 1-min load average before the write | {load} |");
     println!();
     println!("latency = from sending the admin write to having read the whole new event (through its blank line)");
     // Give the client tasks a moment to drop their sockets, then stop the server (on drop).

@@ -9,11 +9,13 @@ use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
+use crate::dashboard::session::{SessionConfig, Sessions};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::sdk::KeepAlive;
 use crate::settings::Settings;
 use crate::state::{AppState, StartupError};
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{KeyKind, Store};
 
@@ -35,9 +37,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the embedded store in `settings.data_dir` and binds.
+    /// Opens the store (Redis with `--redis-url`, else the embedded store in
+    /// `settings.data_dir`) and binds.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir)?);
+        let store: Arc<dyn Store> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisStore::connect(url, &settings.redis_prefix).await?),
+            None => Arc::new(SqliteStore::open(&settings.data_dir)?),
+        };
         Self::build_with_store(settings, store).await
     }
 
@@ -47,7 +53,11 @@ impl Application {
         store: Arc<dyn Store>,
     ) -> Result<Self, StartupError> {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
-        let state = AppState::load(store, metrics).await?;
+        let mut state = AppState::load(store, metrics).await?;
+        state.sessions = Sessions::new(SessionConfig {
+            lifetime: Duration::from_secs(settings.dashboard_session_hours.max(1) * 3600),
+            secure_cookies: settings.dashboard_secure_cookies,
+        });
         let new_keys = bootstrap(&state, settings).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.clone(),
@@ -61,6 +71,8 @@ impl Application {
             })?
             .port();
         let state = web::Data::new(state);
+        // Follow changes made through other instances (shared stores only).
+        crate::state::spawn_sync(state.clone().into_inner());
         let keepalive = web::Data::new(KeepAlive(Duration::from_secs(
             settings.sse_keepalive_secs.max(1),
         )));
@@ -133,10 +145,17 @@ impl Application {
 async fn bootstrap(state: &AppState, settings: &Settings) -> Result<Vec<NewKey>, StartupError> {
     let fail = |e: crate::error::ApiError| StartupError::Bootstrap(e.to_string());
     let mut new_keys = Vec::new();
-    let first_start = state.environment_keys().is_empty();
+    let mut first_start = state.environment_keys().is_empty();
     if first_start {
+        // Instances sharing a store may start together: the one that creates an environment
+        // makes its keys; the others adopt what it created.
+        first_start = false;
         for env in ["development", "production"] {
-            state.create_environment(env).await.map_err(fail)?;
+            match state.create_environment(env).await {
+                Ok(_) => first_start = true,
+                Err(crate::error::ApiError::Conflict(_)) => {}
+                Err(e) => return Err(fail(e)),
+            }
         }
     }
     if let Some(secret) = &settings.admin_key {
@@ -157,15 +176,22 @@ async fn bootstrap(state: &AppState, settings: &Settings) -> Result<Vec<NewKey>,
                 "TAILOR_ADMIN_KEY has been revoked and is not accepted; set a new one or use another admin key"
             );
         } else if state.authenticate(secret).is_none() {
-            state
+            let created = state
                 .create_key(
                     "admin (TAILOR_ADMIN_KEY)",
                     KeyKind::Admin,
                     None,
                     Some(secret.clone()),
                 )
-                .await
-                .map_err(fail)?;
+                .await;
+            match created {
+                Ok(_) => {}
+                // Stored meanwhile by another instance sharing the store.
+                Err(crate::error::ApiError::Conflict(_)) => {
+                    state.reload_keys().await.map_err(StartupError::Store)?
+                }
+                Err(e) => return Err(fail(e)),
+            }
         }
     } else if !state.has_admin_key() {
         let (_, secret) = state

@@ -74,13 +74,20 @@ struct CellKey {
     personalized: bool,
 }
 
+/// Hours since the Unix epoch: the time series' bucket.
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(3_600_000)
+}
+
 /// One user's share of one experiment's aggregates.
 #[derive(Debug, Clone, PartialEq)]
 struct Contribution {
     cell: CellKey,
     multi_variant: bool,
-    /// `(metric, number of attributed conversions, sum of their values in micros)`.
-    metrics: Vec<(u32, u32, i128)>,
+    /// Hour of the first exposure.
+    exposed_hour: i64,
+    /// `(metric, attributed conversions, sum of their values in micros, hour of the first)`.
+    metrics: Vec<(u32, u32, i128, i64)>,
 }
 
 #[derive(Debug, Default)]
@@ -103,10 +110,19 @@ struct Cell {
     metrics: FxHashMap<u32, MetricSums>,
 }
 
+/// Per variant and hour: users first exposed, and per metric users first converting.
+#[derive(Debug, Default)]
+struct HourDeltas {
+    exposed: i64,
+    converted: FxHashMap<u32, i64>,
+}
+
 #[derive(Debug, Default)]
 struct ExperimentAggregate {
     cells: FxHashMap<CellKey, Cell>,
     multi_variant_users: u64,
+    /// Variant → hour → deltas, for cumulative curves.
+    timeline: FxHashMap<u32, BTreeMap<i64, HourDeltas>>,
 }
 
 /// All attribution state of one environment.
@@ -117,6 +133,8 @@ pub struct Attribution {
     experiments: FxHashMap<u32, ExperimentAggregate>,
     /// Attribution window per experiment, milliseconds.
     windows: FxHashMap<u32, i64>,
+    /// Interned `rule <n>` labels by rule index, so exposures do not format one each.
+    rule_labels: Vec<u32>,
     events: u64,
 }
 
@@ -144,6 +162,26 @@ pub struct CellTotals {
     pub users: u64,
     /// Totals per conversion event name.
     pub metrics: BTreeMap<String, MetricTotals>,
+}
+
+/// One point of a cumulative curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CumulativePoint {
+    /// Start of the hour, Unix milliseconds.
+    pub at: i64,
+    /// Users exposed up to the end of this hour.
+    pub users: u64,
+    /// Of them, users converted up to the end of this hour.
+    pub converted: u64,
+}
+
+/// A variant's cumulative exposure and conversion curve for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantSeries {
+    /// Variant key.
+    pub variant: String,
+    /// Points in time order, one per hour with any change.
+    pub points: Vec<CumulativePoint>,
 }
 
 /// An experiment's aggregates.
@@ -193,6 +231,18 @@ impl Attribution {
         }
     }
 
+    fn rule_label(&mut self, rule: usize) -> u32 {
+        while self.rule_labels.len() <= rule.min(1024) {
+            let label = format!("rule {}", self.rule_labels.len());
+            let id = self.names.id(&label);
+            self.rule_labels.push(id);
+        }
+        match self.rule_labels.get(rule) {
+            Some(&id) => id,
+            None => self.names.id(&format!("rule {rule}")),
+        }
+    }
+
     /// Applies one newly stored event (never call it twice for the same event id).
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
@@ -203,7 +253,7 @@ impl Attribution {
                     variant: self.names.id(&e.variant),
                     segment: match &e.segment {
                         Some(s) => self.names.id(s),
-                        None => self.names.id(&format!("rule {}", e.rule)),
+                        None => self.rule_label(e.rule),
                     },
                     personalized: e.personalized,
                     timestamp: e.timestamp,
@@ -221,7 +271,8 @@ impl Attribution {
                 };
                 let user = self.users.entry(c.user_key.as_str().into()).or_default();
                 user.conversions.push(rec);
-                let mut experiments: Vec<u32> = user.exposures.iter().map(|e| e.experiment).collect();
+                let mut experiments: Vec<u32> =
+                    user.exposures.iter().map(|e| e.experiment).collect();
                 experiments.sort_unstable();
                 experiments.dedup();
                 for experiment in experiments {
@@ -231,17 +282,66 @@ impl Attribution {
         }
     }
 
+    /// Cumulative users and converted users per variant over time (hourly), for `metric`.
+    pub fn timeline(&self, experiment: &str, metric: &str) -> Vec<VariantSeries> {
+        let Some(agg) = self
+            .names
+            .get(experiment)
+            .and_then(|id| self.experiments.get(&id))
+        else {
+            return Vec::new();
+        };
+        let metric = self.names.get(metric);
+        let mut series: Vec<VariantSeries> = agg
+            .timeline
+            .iter()
+            .map(|(variant, hours)| {
+                let mut users = 0i64;
+                let mut converted = 0i64;
+                let points = hours
+                    .iter()
+                    .filter_map(|(hour, d)| {
+                        users += d.exposed;
+                        converted += metric
+                            .and_then(|m| d.converted.get(&m))
+                            .copied()
+                            .unwrap_or(0);
+                        let changed = d.exposed != 0
+                            || metric.is_some_and(|m| d.converted.get(&m).is_some_and(|c| *c != 0));
+                        changed.then_some(CumulativePoint {
+                            at: hour * 3_600_000,
+                            users: users.max(0) as u64,
+                            converted: converted.max(0) as u64,
+                        })
+                    })
+                    .collect();
+                VariantSeries {
+                    variant: self.names.name(*variant).to_string(),
+                    points,
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        series.sort_by(|a, b| a.variant.cmp(&b.variant));
+        series
+    }
+
     /// The aggregates of an experiment, or `None` if nobody was exposed to it.
     pub fn totals(&self, experiment: &str) -> Option<ExperimentTotals> {
         let id = self.names.get(experiment)?;
         let agg = self.experiments.get(&id)?;
         let mut keys: Vec<&CellKey> = agg.cells.keys().collect();
         keys.sort_by(|a, b| {
-            (self.names.name(a.variant), self.names.name(a.segment), a.personalized).cmp(&(
-                self.names.name(b.variant),
-                self.names.name(b.segment),
-                b.personalized,
-            ))
+            (
+                self.names.name(a.variant),
+                self.names.name(a.segment),
+                a.personalized,
+            )
+                .cmp(&(
+                    self.names.name(b.variant),
+                    self.names.name(b.segment),
+                    b.personalized,
+                ))
         });
         let cells = keys
             .into_iter()
@@ -294,17 +394,19 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
         }
     }
     let end = window.map(|w| first.timestamp.saturating_add(w));
-    let mut metrics: Vec<(u32, u32, i128)> = Vec::new();
+    let mut metrics: Vec<(u32, u32, i128, i64)> = Vec::new();
     for c in &user.conversions {
         if c.timestamp < first.timestamp || end.is_some_and(|end| c.timestamp > end) {
             continue;
         }
-        match metrics.iter_mut().find(|(m, _, _)| *m == c.metric) {
+        let hour = hour_of(c.timestamp);
+        match metrics.iter_mut().find(|(m, _, _, _)| *m == c.metric) {
             Some(entry) => {
                 entry.1 += 1;
                 entry.2 += i128::from(c.micros);
+                entry.3 = entry.3.min(hour);
             }
-            None => metrics.push((c.metric, 1, i128::from(c.micros))),
+            None => metrics.push((c.metric, 1, i128::from(c.micros), hour)),
         }
     }
     metrics.sort_unstable_by_key(|m| m.0);
@@ -315,6 +417,7 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
             personalized: first.personalized,
         },
         multi_variant,
+        exposed_hour: hour_of(first.timestamp),
         metrics,
     })
 }
@@ -325,7 +428,7 @@ fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
     if c.multi_variant {
         agg.multi_variant_users = agg.multi_variant_users.wrapping_add_signed(sign);
     }
-    for &(metric, count, sum) in &c.metrics {
+    for &(metric, count, sum, _) in &c.metrics {
         if count == 0 {
             continue;
         }
@@ -333,6 +436,18 @@ fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
         m.converted = m.converted.wrapping_add_signed(sign);
         m.sum += sum * i128::from(sign);
         m.sum_sq += sum * sum * i128::from(sign);
+    }
+    let hours = agg.timeline.entry(c.cell.variant).or_default();
+    hours.entry(c.exposed_hour).or_default().exposed += sign;
+    for &(metric, count, _, hour) in &c.metrics {
+        if count > 0 {
+            *hours
+                .entry(hour)
+                .or_default()
+                .converted
+                .entry(metric)
+                .or_default() += sign;
+        }
     }
 }
 
@@ -343,7 +458,10 @@ fn recompute(
     experiments: &mut FxHashMap<u32, ExperimentAggregate>,
 ) {
     let new = contribution(user, experiment, windows.get(&experiment).copied());
-    let slot = user.contributions.iter().position(|(e, _)| *e == experiment);
+    let slot = user
+        .contributions
+        .iter()
+        .position(|(e, _)| *e == experiment);
     let old = slot.map(|i| &user.contributions[i].1);
     if old == new.as_ref() {
         return;
@@ -463,6 +581,46 @@ mod tests {
     }
 
     #[test]
+    fn the_timeline_is_cumulative_per_variant_and_follows_late_corrections() {
+        let hour = 3_600_000;
+        let mut a = Attribution::default();
+        a.apply(&exposure("e1", "u1", "personal", 0));
+        a.apply(&exposure("e2", "u2", "personal", 2 * hour + 5));
+        a.apply(&conversion("c1", "u1", 3 * hour, None));
+        a.apply(&conversion("c2", "u1", 4 * hour, None));
+        a.apply(&exposure("e3", "u3", "generic", hour));
+        let series = a.timeline("exp", "purchase");
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].variant, "generic");
+        let p: Vec<(i64, u64, u64)> = series[1]
+            .points
+            .iter()
+            .map(|p| (p.at / hour, p.users, p.converted))
+            .collect();
+        assert_eq!(p, [(0, 1, 0), (2, 2, 0), (3, 2, 1)]);
+        // A late, earlier exposure moves u2 to `generic` at hour 1.
+        a.apply(&exposure("e0", "u2", "generic", hour));
+        let series = a.timeline("exp", "purchase");
+        let g: Vec<(i64, u64)> = series[0]
+            .points
+            .iter()
+            .map(|p| (p.at / hour, p.users))
+            .collect();
+        assert_eq!(g, [(1, 2)]);
+        let p: Vec<(i64, u64, u64)> = series[1]
+            .points
+            .iter()
+            .map(|p| (p.at / hour, p.users, p.converted))
+            .collect();
+        assert_eq!(p, [(0, 1, 0), (3, 1, 1)]);
+        assert!(a
+            .timeline("exp", "signup")
+            .iter()
+            .all(|s| s.points.iter().all(|p| p.converted == 0)));
+        assert!(a.timeline("nope", "purchase").is_empty());
+    }
+
+    #[test]
     fn arrival_order_does_not_change_the_totals() {
         let mut events = Vec::new();
         for u in 0..50 {
@@ -473,7 +631,12 @@ mod tests {
                 events.push(exposure(&format!("e{u}b"), &user, "personal", 900 + u));
             }
             for k in 0..(u % 4) {
-                events.push(conversion(&format!("c{u}-{k}"), &user, 950 + u * 10 + k, Some(0.1 * k as f64 + 0.07)));
+                events.push(conversion(
+                    &format!("c{u}-{k}"),
+                    &user,
+                    950 + u * 10 + k,
+                    Some(0.1 * k as f64 + 0.07),
+                ));
             }
         }
         let mut forward = Attribution::default();
@@ -481,6 +644,10 @@ mod tests {
         let mut backward = Attribution::default();
         events.iter().rev().for_each(|e| backward.apply(e));
         assert_eq!(forward.totals("exp"), backward.totals("exp"));
+        assert_eq!(
+            forward.timeline("exp", "purchase"),
+            backward.timeline("exp", "purchase")
+        );
         assert!(forward.totals("exp").unwrap().multi_variant_users > 0);
     }
 }

@@ -50,6 +50,20 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::NoSuchEnvironment(_) => ApiError::NotFound(e.to_string()),
             StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Unavailable { .. } => {
+                let mut message = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    message.push_str(": ");
+                    message.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                tracing::warn!(error = %message, "store unavailable");
+                ApiError::Unavailable(format!(
+                    "{message}. Changes and events are refused until the store is back (retry \
+                     later); SDKs keep receiving the last published config"
+                ))
+            }
             e => ApiError::Store(e),
         }
     }
@@ -121,7 +135,8 @@ impl ResponseError for ApiError {
 /// Rewrites the plain-text error responses that actix-web itself produces (a body over the
 /// size limit: 413; a malformed query string: 400; a failed extractor) into the API's JSON
 /// error body, so every error a client sees has the same `{error, message}` shape. Status and
-/// headers are kept; JSON errors from handlers pass through untouched.
+/// headers are kept; JSON errors from handlers (and the dashboard's HTML pages) pass through
+/// untouched.
 pub fn json_error_body<B>(
     res: actix_web::dev::ServiceResponse<B>,
     body_limit: usize,
@@ -130,12 +145,14 @@ pub fn json_error_body<B>(
     use actix_web::http::header::{self, HeaderValue};
     use actix_web::middleware::ErrorHandlerResponse;
 
-    let is_json = res
+    // JSON errors from API handlers and HTML error pages from the dashboard are already in
+    // their final shape.
+    let is_final = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if is_final {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -1,17 +1,23 @@
-//! Tailor's server: config server, SDK delivery, OFREP, operations.
+//! Tailor's server: config server, SDK delivery, OFREP, results, the web dashboard, operations.
 //!
 //! # Layout
 //! - [`settings`]: the `serve` command's options (each also an environment variable).
 //! - [`app`]: `Application::build(settings)` → bound server; first-start bootstrap of
 //!   environments and keys.
-//! - [`state`]: environments' published revisions and the single validated write path.
+//! - [`state`]: environments' published revisions and the single validated write path;
+//!   `state::sync` follows changes made through other instances sharing a Redis store.
 //! - [`publish`]: a revision's pre-serialized, pre-gzipped bytes and ETag.
-//! - [`store`]: the storage contract; [`store::sqlite`] is the embedded default.
+//! - [`store`]: the storage contract; [`store::sqlite`] is the embedded default,
+//!   [`store::redis`] the shared store for several instances (`--redis-url`, single node or
+//!   cluster: key layout, Lua scripts, change feed, durability).
 //! - [`keys`]: API key generation, hashing, constant-time checks.
 //! - [`routes`]: HTTP handlers by area — `admin` (CRUD, rollout), `environments` (import/export,
 //!   preview, audit, keys), `sdk` (config + SSE), `ofrep`, `ops` (health, metrics, OpenAPI).
+//! - [`dashboard`]: the web dashboard under `/dashboard` (sign-in sessions, CSRF, HTML pages,
+//!   server-side SVG charts, rollout forms that share the admin API's flag actions).
 //! - [`collector`]: ingested events → [`attribution`] (first exposure, attribution window,
-//!   incrementally maintained per-arm aggregates, rebuildable from raw events).
+//!   incrementally maintained per-arm aggregates, rebuildable from raw events); with a shared
+//!   store every instance tails the event log (`collector::tail`).
 //! - [`results`]: totals + config → per-variant, per-segment and personalization statistics
 //!   (via [`stats`]), SRM, data-quality warnings, CSV.
 //! - [`metrics`]: Prometheus metrics.
@@ -23,6 +29,7 @@
 pub mod app;
 pub mod attribution;
 pub mod collector;
+pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod metrics;

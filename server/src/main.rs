@@ -23,12 +23,9 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");
     }
-    let app = Application::build(&settings).await.with_context(|| {
-        format!(
-            "starting with data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
+    let app = Application::build(&settings)
+        .await
+        .with_context(|| format!("starting with {}", settings.store_description()))?;
     if !app.new_keys.is_empty() {
         println!("\nFirst start: these keys are shown once. Store them now.");
         for key in &app.new_keys {
@@ -38,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(
         port = app.port(),
-        data_dir = %settings.data_dir.display(),
+        store = %settings.store_description(),
         "tailor-server listening"
     );
     app.run_until_stopped().await.context("server failed")

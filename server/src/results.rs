@@ -13,8 +13,10 @@ use serde::Serialize;
 use tailor_core::model::{Condition, Flag, FULL_COVERAGE};
 use tailor_core::Snapshot;
 
-use crate::attribution::{CellTotals, ExperimentTotals};
-use crate::stats::{self, AnalysisConfig, ArmStats, Comparison, ExperimentResult, ExperimentStats, SequentialConfig};
+use crate::attribution::{CellTotals, ExperimentTotals, VariantSeries};
+use crate::stats::{
+    self, AnalysisConfig, ArmStats, Comparison, ExperimentResult, ExperimentStats, SequentialConfig,
+};
 
 /// Which metric and how to analyse it.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -66,9 +68,12 @@ pub struct ScopeReport {
     pub scope: String,
     /// Arms in the flag's variant order; the control first.
     pub arms: Vec<ArmReport>,
-    /// Sample-ratio mismatch against the configured split; `None` when no rule of the current
-    /// config tracks this scope, so there is no expected split to compare with.
+    /// Sample-ratio mismatch against the configured split, over the arms the scope's rules
+    /// serve; `None` when fewer than two arms are served (or no rule of the current config
+    /// tracks this scope), so there is no split to compare with.
     pub srm: Option<stats::Outcome<stats::Srm>>,
+    /// Variants with users that the scope's rules never serve (a data-quality problem).
+    pub unexpected_variants: Vec<String>,
 }
 
 /// Personalized content against the generic default, in one segment or pooled.
@@ -126,6 +131,9 @@ pub struct ExperimentReport {
     pub personalization: Option<Personalization>,
     /// Warnings about the data.
     pub data_quality: DataQuality,
+    /// Cumulative users and converted users per variant over time (filled in by the caller that
+    /// holds the attribution state; empty otherwise).
+    pub timeline: Vec<VariantSeries>,
 }
 
 /// Personalization lift.
@@ -148,7 +156,10 @@ fn rule_label(flag: &Flag, index: usize) -> String {
 /// Expected share of each variant among a rule's exposed users, in basis points.
 fn rule_weights(flag: &Flag, index: usize) -> BTreeMap<String, f64> {
     let rule = &flag.rules[index];
-    let holdout = rule.holdout.as_ref().map_or(0, |h| h.basis_points.min(FULL_COVERAGE));
+    let holdout = rule
+        .holdout
+        .as_ref()
+        .map_or(0, |h| h.basis_points.min(FULL_COVERAGE));
     let treated = f64::from(FULL_COVERAGE - holdout) / f64::from(FULL_COVERAGE);
     let mut weights = BTreeMap::new();
     if let Some(v) = &rule.variant {
@@ -214,7 +225,9 @@ pub fn report(
         .clone()
         .or_else(|| experiment.primary_metric.clone())
         .ok_or_else(|| {
-            ResultsError::BadQuery("metric: the experiment has no primary_metric; pass ?metric=<event>".into())
+            ResultsError::BadQuery(
+                "metric: the experiment has no primary_metric; pass ?metric=<event>".into(),
+            )
         })?;
     let config = AnalysisConfig {
         alpha: query.alpha.unwrap_or(0.05),
@@ -240,7 +253,10 @@ pub fn report(
         .or_else(|| totals.cells.first().map(|c| c.variant.clone()))
         .unwrap_or_default();
     let mut variants: Vec<String> = vec![control.clone()];
-    for v in flag.iter().flat_map(|f| f.variants.iter().map(|v| v.key.clone())) {
+    for v in flag
+        .iter()
+        .flat_map(|f| f.variants.iter().map(|v| v.key.clone()))
+    {
         let used = totals.cells.iter().any(|c| c.variant == v)
             || flag.is_some_and(|f| {
                 f.rules
@@ -284,7 +300,10 @@ pub fn report(
         }
     }
 
-    let scope = |name: &str, cells: &[&CellTotals], weights: Vec<f64>| -> Result<ScopeReport, ResultsError> {
+    let scope = |name: &str,
+                 cells: &[&CellTotals],
+                 weights: Vec<f64>|
+     -> Result<ScopeReport, ResultsError> {
         let sums: Vec<Sums> = variants
             .iter()
             .map(|v| {
@@ -295,19 +314,29 @@ pub fn report(
                 s
             })
             .collect();
-        let configured = weights.iter().sum::<f64>() > 0.0;
-        // The engine needs weights; without a configured split the SRM result is discarded.
-        let weights = if configured {
-            weights
+        // The SRM check runs over the arms this scope's rules serve. (gbstats counts arms with
+        // zero expected weight in the degrees of freedom, which makes a segment's check too
+        // lenient when most variants are never served there; users in such arms are reported
+        // separately as unexpected.)
+        let served: Vec<usize> = (0..variants.len()).filter(|&i| weights[i] > 0.0).collect();
+        let unexpected: Vec<String> = (0..variants.len())
+            .filter(|&i| weights[i] <= 0.0 && sums[i].users > 0 && !served.is_empty())
+            .map(|i| variants[i].clone())
+            .collect();
+        let srm = if served.len() >= 2 {
+            let users: Vec<u64> = served.iter().map(|&i| sums[i].users).collect();
+            let served_weights: Vec<f64> = served.iter().map(|&i| weights[i]).collect();
+            Some(stats::check_srm(&users, &served_weights)?)
         } else {
-            vec![1.0; variants.len()]
+            None
         };
         let stats_input = ExperimentStats {
             arms: sums.iter().map(|s| s.arm(value)).collect(),
-            weights,
+            // Only the SRM check reads weights, and it is computed above.
+            weights: vec![1.0; variants.len()],
             control: 0,
         };
-        let ExperimentResult { arms, srm, .. } = stats::analyze(&stats_input, &config)?;
+        let ExperimentResult { arms, .. } = stats::analyze(&stats_input, &config)?;
         Ok(ScopeReport {
             scope: name.to_string(),
             arms: variants
@@ -322,7 +351,8 @@ pub fn report(
                     result,
                 })
                 .collect(),
-            srm: configured.then_some(srm),
+            srm,
+            unexpected_variants: unexpected,
         })
     };
     let weights_for = |label: &str| -> Vec<f64> {
@@ -337,7 +367,11 @@ pub fn report(
     let mut overall_weights = vec![0.0; variants.len()];
     let mut untracked_data = false;
     for label in &labels {
-        let cells: Vec<&CellTotals> = totals.cells.iter().filter(|c| &c.segment == label).collect();
+        let cells: Vec<&CellTotals> = totals
+            .cells
+            .iter()
+            .filter(|c| &c.segment == label)
+            .collect();
         let weights = weights_for(label);
         let n: u64 = cells.iter().map(|c| c.users).sum();
         let total: f64 = weights.iter().sum();
@@ -377,12 +411,16 @@ pub fn report(
             comparison: stats::compare(&g.arm(value), &p.arm(value), &config)?,
         })
     };
-    let has_holdout_data = totals.cells.iter().any(|c| !c.personalized)
-        && totals.cells.iter().any(|c| c.personalized);
+    let has_holdout_data =
+        totals.cells.iter().any(|c| !c.personalized) && totals.cells.iter().any(|c| c.personalized);
     let personalization = if has_holdout_data {
         let mut per = Vec::new();
         for label in &labels {
-            let cells: Vec<&CellTotals> = totals.cells.iter().filter(|c| &c.segment == label).collect();
+            let cells: Vec<&CellTotals> = totals
+                .cells
+                .iter()
+                .filter(|c| &c.segment == label)
+                .collect();
             per.push(lift(label, &cells)?);
         }
         Some(Personalization {
@@ -395,7 +433,16 @@ pub fn report(
 
     let mut warnings = Vec::new();
     for s in std::iter::once(&overall).chain(&segments) {
-        if s.srm.is_none() && s.arms.iter().any(|a| a.users > 0) {
+        if !s.unexpected_variants.is_empty() {
+            warnings.push(format!(
+                "{} has users in {} although its rules never serve {}: check for stale caches or manual exposure logging",
+                s.scope,
+                s.unexpected_variants.join(", "),
+                if s.unexpected_variants.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        let tracked = label_weights.contains_key(&s.scope) || s.scope == "overall";
+        if !tracked && s.arms.iter().any(|a| a.users > 0) {
             warnings.push(format!(
                 "{} has data from rules that are no longer in the config; its numbers mix old and new allocations",
                 s.scope
@@ -433,6 +480,7 @@ pub fn report(
             multi_variant_users: totals.multi_variant_users,
             warnings,
         },
+        timeline: Vec::new(),
     })
 }
 
@@ -478,7 +526,9 @@ pub fn to_csv(report: &ExperimentReport) -> String {
                 rel.map(|a| num(a, |l| l.ci.lower)).unwrap_or_default(),
                 rel.map(|a| num(a, |l| l.ci.upper)).unwrap_or_default(),
                 rel.map(|a| num(a, |l| l.p_value)).unwrap_or_default(),
-                bayes.map(|b| num(b, |l| l.chance_to_win)).unwrap_or_default(),
+                bayes
+                    .map(|b| num(b, |l| l.chance_to_win))
+                    .unwrap_or_default(),
                 csv_field(&status),
             ];
             out.push_str(&cells.join(","));

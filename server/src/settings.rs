@@ -36,9 +36,18 @@ pub struct Settings {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "TAILOR_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// Directory of the embedded store.
+    /// Directory of the embedded store (unused with `--redis-url`).
     #[arg(long, env = "TAILOR_DATA_DIR", default_value = "./tailor-data")]
     pub data_dir: PathBuf,
+    /// Keep all state in Redis instead, shared by every instance given the same URL and prefix:
+    /// `redis://[user:password@]host:port[/db]` for one server, or
+    /// `redis+cluster://[user:password@]host:port,host:port,…` for a Redis Cluster. Redis must
+    /// run with `appendonly yes` (see README, "Running several instances").
+    #[arg(long, env = "TAILOR_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "TAILOR_REDIS_PREFIX", default_value = "tailor")]
+    pub redis_prefix: String,
     /// Log format.
     #[arg(long, env = "TAILOR_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -55,6 +64,13 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "TAILOR_WORKERS")]
     pub workers: Option<usize>,
+    /// Hours a dashboard sign-in lasts.
+    #[arg(long, env = "TAILOR_DASHBOARD_SESSION_HOURS", default_value_t = 8)]
+    pub dashboard_session_hours: u64,
+    /// Mark the dashboard's cookies `Secure` (set it when the dashboard is served over https,
+    /// directly or behind a TLS-terminating proxy).
+    #[arg(long, env = "TAILOR_DASHBOARD_SECURE_COOKIES")]
+    pub dashboard_secure_cookies: bool,
 }
 
 impl Settings {
@@ -63,11 +79,28 @@ impl Settings {
         Settings {
             bind: "127.0.0.1:0".into(),
             data_dir,
+            redis_url: None,
+            redis_prefix: "tailor".into(),
             log_format: LogFormat::Pretty,
             admin_key: Some(admin_key.into()),
             sse_keepalive_secs: 15,
             body_limit_bytes: 2 * 1024 * 1024,
             workers: Some(2),
+            dashboard_session_hours: 8,
+            dashboard_secure_cookies: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Where state is kept, for logs: the Redis server(s) or the data directory.
+    pub fn store_description(&self) -> String {
+        match &self.redis_url {
+            Some(url) => match crate::store::redis::Target::parse(url) {
+                Ok(target) => format!("Redis at {}", target.describe()),
+                Err(_) => "Redis (invalid URL)".into(),
+            },
+            None => format!("data directory {}", self.data_dir.display()),
         }
     }
 }

@@ -5,6 +5,9 @@
 //! with every problem named), commit it to the store with compare-and-swap on the revision, then
 //! publish the new revision to readers and SSE subscribers. Readers never lock: they load the
 //! current [`Published`] from an `ArcSwap`.
+//!
+//! With a store shared by several instances, `state/sync.rs` keeps this instance's published
+//! revisions, keys and attribution in step with changes made through the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +19,15 @@ use tailor_core::{compile, ConfigDocument};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::collector::Collector;
+use crate::dashboard::session::Sessions;
 use crate::error::ApiError;
 use crate::keys::{self, Actor};
 use crate::metrics::Metrics;
 use crate::publish::Published;
 use crate::store::{ApiKey, AuditEntry, KeyKind, Store, StoreError};
+
+mod sync;
+pub use sync::spawn_sync;
 
 /// How many revisions an SSE subscriber may fall behind before it skips to the newest. Each
 /// event is a whole config, so skipping intermediate ones loses nothing and bounds memory.
@@ -90,6 +97,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Event attribution per environment.
     pub collector: Collector,
+    /// Dashboard sign-ins.
+    pub sessions: Sessions,
     ready: AtomicBool,
 }
 
@@ -109,6 +118,7 @@ impl AppState {
             keys: RwLock::new(HashMap::new()),
             metrics,
             collector: Collector::default(),
+            sessions: Sessions::default(),
             ready: AtomicBool::new(false),
         };
         for env in state.store.environments().await? {
@@ -122,7 +132,11 @@ impl AppState {
                 .collector
                 .load_environment(state.store.as_ref(), &env.key, snapshot.document())
                 .await?;
-            tracing::info!(environment = env.key, events = applied, "attribution loaded");
+            tracing::info!(
+                environment = env.key,
+                events = applied,
+                "attribution loaded"
+            );
             state.insert_environment(Environment::new(env.key, Published::new(snapshot)));
         }
         state.reload_keys().await?;
@@ -135,9 +149,19 @@ impl AppState {
         self.ready.load(Ordering::Acquire)
     }
 
-    fn insert_environment(&self, env: Environment) {
+    /// Adds an environment unless one with its key exists (SSE subscribers hold the existing
+    /// one, so it is never replaced); returns the existing one in that case.
+    fn insert_environment(&self, env: Environment) -> Option<Arc<Environment>> {
         let mut map = self.environments.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(env.key.clone(), Arc::new(env));
+        match map.entry(env.key.clone()) {
+            std::collections::btree_map::Entry::Occupied(existing) => {
+                Some(Arc::clone(existing.get()))
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(env));
+                None
+            }
+        }
     }
 
     /// Re-reads keys from the store.
@@ -179,14 +203,25 @@ impl AppState {
             revision: 1,
             ..ConfigDocument::default()
         };
-        self.store.create_environment(key, &document).await?;
+        if let Err(e) = self.store.create_environment(key, &document).await {
+            if matches!(e, StoreError::AlreadyExists(_)) && self.store.shared().is_some() {
+                // Created through another instance and not announced yet: serve it now.
+                if let Err(e) = self.refresh_environment(key).await {
+                    tracing::warn!(environment = key, error = %e, "cannot load an existing environment");
+                }
+            }
+            return Err(e.into());
+        }
         let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
         let published = Published::new(snapshot);
         let env = Environment::new(key.to_string(), published);
         let current = env.current();
         self.metrics.set_revision(key, current.revision);
-        self.insert_environment(env);
-        Ok(current)
+        match self.insert_environment(env) {
+            // Its creation was already adopted from the store's notification.
+            Some(existing) => Ok(existing.current()),
+            None => Ok(current),
+        }
     }
 
     /// The key presenting this secret, if it exists and is not revoked.
@@ -289,10 +324,16 @@ impl AppState {
             .await;
         if let Err(e) = result {
             self.metrics.store_errors.inc();
+            if matches!(e, StoreError::Conflict { .. }) && self.store.shared().is_some() {
+                // Another instance committed first and its notification is still on its way:
+                // serve its revision now, so a retry of this change is based on it.
+                self.adopt_latest(&env).await;
+            }
             return Err(e.into());
         }
         self.metrics.set_revision(environment, snapshot.revision());
-        self.collector.config_changed(environment, snapshot.document());
+        self.collector
+            .config_changed(environment, snapshot.document());
         tracing::info!(
             environment,
             revision = snapshot.revision(),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::bucketing::Salt;
 use crate::model::{Variant, FULL_COVERAGE};
 use crate::snapshot::{CompiledFlag, CompiledRule, Serve, Snapshot, Unit};
-use crate::targeting::AttrRef;
+use crate::user::AttributeRef;
 use crate::user::User;
 
 /// Why a user got their variant.
@@ -243,8 +243,8 @@ fn evaluate_rule<'s>(
 #[inline]
 fn bucket_of(salt: &Salt, unit: &Unit, user: &User) -> Option<u32> {
     match unit.lookup(user)? {
-        AttrRef::Str(s) => Some(salt.bucket(s)),
-        AttrRef::Num(n) => {
+        AttributeRef::Str(s) => Some(salt.bucket(s)),
+        AttributeRef::Number(n) => {
             let mut buf = [0u8; 24];
             let digits = format_integer(n, &mut buf)?;
             Some(crate::bucketing::scale(salt.hash(digits)))

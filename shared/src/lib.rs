@@ -61,4 +61,4 @@ pub use error::{ConfigError, Problem};
 pub use evaluation::{assign, Assignment, Reason, VariantRef};
 pub use model::{ConfigDocument, ParseError};
 pub use snapshot::Snapshot;
-pub use user::{AttributeValue, User};
+pub use user::{AttributeList, AttributeRef, AttributeValue, User};

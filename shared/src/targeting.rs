@@ -2,7 +2,10 @@
 //!
 //! Compiling turns every operand into its typed form once (regexes built, semvers and datetimes
 //! parsed, case-insensitive operands lowercased) so matching never parses operands, never
-//! fails and never allocates. A user attribute of the wrong type simply does not match.
+//! fails and never allocates. A user attribute of the wrong type simply does not match, with one
+//! deliberate exception: the numeric operators (`lt`, `lte`, `gt`, `gte`) also accept a string that
+//! parses as a number (as GrowthBook does), because numbers often arrive as strings from forms and
+//! URLs; `eq`/`in` stay type-strict (`"30"` is not `30`).
 
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -10,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::Problems;
 use crate::model::{AttributeCondition, Condition, Operator};
-use crate::user::{parse_rfc3339_millis, AttributeValue, User};
+use crate::user::{parse_rfc3339_millis, same, AttributeRef, User};
 
 /// Which attribute a condition reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,77 +34,10 @@ impl AttrName {
     }
 
     #[inline]
-    pub(crate) fn lookup<'u>(&self, user: &'u User) -> Option<AttrRef<'u>> {
+    pub(crate) fn lookup<'u>(&self, user: &'u User) -> Option<AttributeRef<'u>> {
         match self {
-            AttrName::Key => Some(AttrRef::Str(user.key())),
-            AttrName::Named(name) => find_attribute(user, name).map(AttrRef::from),
-        }
-    }
-}
-
-/// Up to this many attributes, [`find_attribute`] scans instead of binary searching.
-const LINEAR_SCAN_MAX: usize = 32;
-
-/// The user's attribute `name`; the same answer as [`User::get`], found faster.
-///
-/// Every probe of `User::get`'s binary search reads a name through its heap pointer (a likely
-/// cache miss when a million distinct users are evaluated) and calls `memcmp`; that was most of
-/// the time of a two-condition rule. Names' lengths sit inline in the attribute table, so a scan
-/// that compares lengths first reads the bytes of only the one or two names of the right length.
-/// Names are unique within a user, so the first match is the match.
-#[inline]
-fn find_attribute<'u>(user: &'u User, name: &str) -> Option<&'u AttributeValue> {
-    let mut attributes = user.attributes();
-    if attributes.size_hint().0 > LINEAR_SCAN_MAX {
-        return user.get(name);
-    }
-    attributes.find(|(n, _)| same(n, name)).map(|(_, v)| v)
-}
-
-/// String equality without a call to `memcmp` for the short strings targeting compares
-/// (attribute names, countries, plans): lengths first, then at most two overlapping
-/// fixed-size loads from each side. Longer strings use the library comparison.
-#[inline(always)]
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let n = a.len();
-    // Reads `N` bytes at `at` as an integer; `at + N <= n` holds at each call below.
-    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
-        let mut w = [0u8; N];
-        w.copy_from_slice(&s[at..at + N]);
-        w
-    }
-    match n {
-        0 => true,
-        1 => a[0] == b[0],
-        2..=3 => word::<2>(a, 0) == word::<2>(b, 0) && a[n - 1] == b[n - 1],
-        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
-        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
-        _ => a == b,
-    }
-}
-
-/// A borrowed attribute value.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum AttrRef<'u> {
-    Str(&'u str),
-    Num(f64),
-    Bool(bool),
-    List(&'u [String]),
-    Datetime(i64),
-}
-
-impl<'u> From<&'u AttributeValue> for AttrRef<'u> {
-    fn from(v: &'u AttributeValue) -> Self {
-        match v {
-            AttributeValue::String(s) => AttrRef::Str(s),
-            AttributeValue::Number(n) => AttrRef::Num(*n),
-            AttributeValue::Bool(b) => AttrRef::Bool(*b),
-            AttributeValue::List(l) => AttrRef::List(l),
-            AttributeValue::Datetime(ms) => AttrRef::Datetime(*ms),
+            AttrName::Key => Some(AttributeRef::Str(user.key())),
+            AttrName::Named(name) => user.get(name),
         }
     }
 }
@@ -213,43 +149,60 @@ impl Cond {
     pub(crate) fn matches(&self, user: &User, segments: &[CompiledSegment]) -> bool {
         match self {
             Cond::Always => true,
-            Cond::All(children) => children.iter().all(|c| c.matches(user, segments)),
-            Cond::Any(children) => children.iter().any(|c| c.matches(user, segments)),
+            Cond::All(children) => children.iter().all(|c| c.matches_child(user, segments)),
+            Cond::Any(children) => children.iter().any(|c| c.matches_child(user, segments)),
             Cond::Not(child) => !child.matches(user, segments),
             Cond::Segment(i) => segments.get(*i).is_some_and(|s| s.contains(user, segments)),
-            Cond::Attr { name, test } => match name.lookup(user) {
-                None => false,
-                Some(value) => test.matches(value),
-            },
+            Cond::Attr { name, test } => Cond::attribute_matches(name, test, user),
+        }
+    }
+
+    /// [`Cond::matches`] for a child of `all`/`any`: attribute tests (nearly every child) are
+    /// evaluated in the caller's loop instead of through another call to `matches`.
+    #[inline(always)]
+    fn matches_child(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+        match self {
+            Cond::Attr { name, test } => Cond::attribute_matches(name, test, user),
+            other => other.matches(user, segments),
+        }
+    }
+
+    #[inline(always)]
+    fn attribute_matches(name: &AttrName, test: &Test, user: &User) -> bool {
+        match name.lookup(user) {
+            None => false,
+            Some(value) => test.matches(value),
         }
     }
 }
 
 impl Test {
     #[inline]
-    fn matches(&self, value: AttrRef<'_>) -> bool {
+    fn matches(&self, value: AttributeRef<'_>) -> bool {
         match self {
             Test::Exists => true,
             Test::ContainsAny(items) => match value {
-                AttrRef::List(list) => items.iter().any(|i| list.iter().any(|v| same(v, i))),
-                AttrRef::Str(s) => items.iter().any(|i| same(i, s)),
+                AttributeRef::List(list) => items.iter().any(|i| list.iter().any(|v| same(v, i))),
+                AttributeRef::Str(s) => items.iter().any(|i| same(i, s)),
                 _ => false,
             },
             Test::ContainsAll(items) => match value {
-                AttrRef::List(list) => items.iter().all(|i| list.iter().any(|v| same(v, i))),
-                AttrRef::Str(s) => items.iter().all(|i| same(i, s)),
+                AttributeRef::List(list) => items.iter().all(|i| list.iter().any(|v| same(v, i))),
+                AttributeRef::Str(s) => items.iter().all(|i| same(i, s)),
                 _ => false,
             },
             // A list attribute matches a scalar test when any element does (LaunchDarkly's rule).
             _ => match value {
-                AttrRef::List(list) => list.iter().any(|s| self.matches_scalar(AttrRef::Str(s))),
+                AttributeRef::List(list) => list
+                    .iter()
+                    .any(|s| self.matches_scalar(AttributeRef::Str(s))),
                 scalar => self.matches_scalar(scalar),
             },
         }
     }
 
     #[inline]
-    fn matches_scalar(&self, value: AttrRef<'_>) -> bool {
+    fn matches_scalar(&self, value: AttributeRef<'_>) -> bool {
         match (self, value) {
             (
                 Test::Equals {
@@ -257,7 +210,7 @@ impl Test {
                     ignore_case,
                     ..
                 },
-                AttrRef::Str(s),
+                AttributeRef::Str(s),
             ) => {
                 if *ignore_case {
                     strings.iter().any(|n| text::eq_ci(s, n))
@@ -265,22 +218,22 @@ impl Test {
                     strings.iter().any(|n| same(n, s))
                 }
             }
-            (Test::Equals { numbers, .. }, AttrRef::Num(x)) => numbers.contains(&x),
-            (Test::Equals { bools, .. }, AttrRef::Bool(b)) => bools.contains(&b),
+            (Test::Equals { numbers, .. }, AttributeRef::Number(x)) => numbers.contains(&x),
+            (Test::Equals { bools, .. }, AttributeRef::Bool(b)) => bools.contains(&b),
             (
                 Test::Str {
                     op,
                     needles,
                     ignore_case,
                 },
-                AttrRef::Str(s),
+                AttributeRef::Str(s),
             ) => needles.iter().any(|n| text::test(*op, s, n, *ignore_case)),
-            (Test::Regex(res), AttrRef::Str(s)) => res.iter().any(|r| r.is_match(s)),
+            (Test::Regex(res), AttributeRef::Str(s)) => res.iter().any(|r| r.is_match(s)),
             (Test::Number { cmp, value }, v) => match number_of(v) {
                 Some(x) => x.partial_cmp(value).is_some_and(|o| cmp.holds(o)),
                 None => false,
             },
-            (Test::Semver { cmp, version }, AttrRef::Str(s)) => {
+            (Test::Semver { cmp, version }, AttributeRef::Str(s)) => {
                 semver_text::cmp_precedence(s, version).is_some_and(|o| cmp.holds(o))
             }
             (Test::Datetime { cmp, millis }, v) => match millis_of(v) {
@@ -379,19 +332,19 @@ mod semver_text {
     }
 }
 
-fn number_of(v: AttrRef<'_>) -> Option<f64> {
+fn number_of(v: AttributeRef<'_>) -> Option<f64> {
     match v {
-        AttrRef::Num(x) => Some(x),
-        AttrRef::Str(s) => s.trim().parse().ok(),
+        AttributeRef::Number(x) => Some(x),
+        AttributeRef::Str(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
-fn millis_of(v: AttrRef<'_>) -> Option<i64> {
+fn millis_of(v: AttributeRef<'_>) -> Option<i64> {
     match v {
-        AttrRef::Datetime(ms) => Some(ms),
-        AttrRef::Num(x) if x.is_finite() => Some(x as i64),
-        AttrRef::Str(s) => parse_rfc3339_millis(s).ok(),
+        AttributeRef::Datetime(ms) => Some(ms),
+        AttributeRef::Number(x) if x.is_finite() => Some(x as i64),
+        AttributeRef::Str(s) => parse_rfc3339_millis(s).ok(),
         _ => None,
     }
 }
@@ -694,6 +647,16 @@ fn compile_test(a: &AttributeCondition, path: &str, problems: &mut Problems) -> 
                 millis,
             }
         }
+        Operator::ContainsAny | Operator::ContainsAll if a.ignore_case => {
+            problems.push(
+                path.trim_end_matches(".values").to_string() + ".ignore_case",
+                format!(
+                    "operator `{}` compares list items exactly; `ignore_case` is not supported",
+                    op_name(a.op)
+                ),
+            );
+            return None;
+        }
         Operator::ContainsAny => Test::ContainsAny(strings(values, false, path, problems)),
         Operator::ContainsAll => Test::ContainsAll(strings(values, false, path, problems)),
     };
@@ -728,10 +691,9 @@ pub(crate) fn op_name(op: Operator) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::same;
     use super::text;
     use super::StrOp;
-    use super::{find_attribute, same, LINEAR_SCAN_MAX};
-    use crate::user::User;
 
     #[test]
     fn same_agrees_with_string_equality_at_every_length() {
@@ -747,21 +709,6 @@ mod tests {
                 if let Ok(b) = std::str::from_utf8(&b) {
                     assert_eq!(same(a, b), a == b, "{a:?} vs {b:?}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn find_attribute_agrees_with_user_get() {
-        for count in [0, 1, 9, LINEAR_SCAN_MAX, LINEAR_SCAN_MAX + 1, 100] {
-            let mut user = User::new("u");
-            for i in 0..count {
-                user.set(format!("attr-{i}"), i as i64);
-            }
-            user.set("city", "Paris");
-            user.set("plan", "pro");
-            for name in ["city", "plan", "attr-0", "attr-8", "attr-99", "missing", "cit", ""] {
-                assert_eq!(find_attribute(&user, name), user.get(name), "{count} {name:?}");
             }
         }
     }

@@ -1078,3 +1078,16 @@ fn duplicate_rule_ids_name_the_rule() {
     assert_problem(&found, "flags.homepage.rules[3].id", "must not be empty");
     assert_eq!(found.len(), 2, "{}", list(&found));
 }
+
+#[test]
+fn list_operators_reject_ignore_case_instead_of_ignoring_it() {
+    for op in ["contains_any", "contains_all"] {
+        assert_only_problem(
+            with_condition(
+                json!({"attribute": "tags", "op": op, "values": ["Yoga"], "ignore_case": true}),
+            ),
+            "flags.homepage.rules[0].when.ignore_case",
+            "`ignore_case` is not supported",
+        );
+    }
+}

@@ -638,3 +638,58 @@ async fn audit_log_can_be_filtered() {
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found", "nowhere");
 }
+
+#[tokio::test]
+async fn an_import_of_the_wrong_document_is_refused_instead_of_wiping_the_environment() {
+    let server = Server::start().await;
+    server
+        .create("development", "flags", &fixtures::bool_flag("banner"))
+        .await;
+    let before = server.revision("development").await;
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"flgas": []}), "flgas"),
+        (json!({"flags": [], "extra": 1}), "extra"),
+        (json!([1, 2]), "body"),
+    ] {
+        let res = send(
+            server
+                .admin(Method::POST, "/api/v1/environments/development/import")
+                .json(&body),
+        )
+        .await;
+        res.assert_error(StatusCode::BAD_REQUEST, "bad_request", field);
+    }
+    assert_eq!(
+        server.revision("development").await,
+        before,
+        "nothing was imported"
+    );
+    // Emptying an environment stays possible, explicitly.
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/import")
+            .json(&json!({"flags": [], "segments": []})),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn key_listings_never_show_digests_and_yaml_bodies_are_capped() {
+    let server = Server::start().await;
+    let res = send(server.admin(Method::GET, "/api/v1/keys")).await;
+    res.assert_status(StatusCode::OK);
+    assert!(!res.text.contains("digest"), "{}", res.text);
+    assert!(res.body.as_array().is_some_and(|k| !k.is_empty()));
+    let big = format!("flags: []\nsegments: []\n# {}\n", "x".repeat(300 * 1024));
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/import")
+            .header("Content-Type", "application/yaml")
+            .body(big),
+    )
+    .await;
+    res.assert_status(StatusCode::BAD_REQUEST);
+    assert!(res.text.contains("YAML bodies are limited"), "{}", res.text);
+}

@@ -552,9 +552,14 @@ async fn yaml_bodies_are_accepted_and_errors_name_the_path() {
 async fn keys_with_any_characters_are_addressable() {
     let server = Server::start().await;
     for key in ["café au lait", "a/b", "100%", "ünïcødé?#&"] {
-        let created = server.create("development", "flags", &fixtures::bool_flag(key)).await;
+        let created = server
+            .create("development", "flags", &fixtures::bool_flag(key))
+            .await;
         // Location is a valid, percent-encoded URL of the new resource...
-        let location = created.header("location").expect("a Location header").to_string();
+        let location = created
+            .header("location")
+            .expect("a Location header")
+            .to_string();
         assert!(location.is_ascii() && !location.contains(' '), "{location}");
         let read = send(server.admin(Method::GET, &location)).await;
         read.assert_status(StatusCode::OK);

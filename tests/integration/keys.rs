@@ -319,7 +319,9 @@ async fn revoking_a_key_ends_its_open_streams() {
         .await
         .assert_status(StatusCode::NO_CONTENT);
     // The next wake-up (a change or a keep-alive) ends the revoked key's stream.
-    let res = server.create("development", "flags", &fixtures::bool_flag("after")).await;
+    let res = server
+        .create("development", "flags", &fixtures::bool_flag("after"))
+        .await;
     assert!(
         revoked.ends_within(Duration::from_secs(5)).await,
         "a revoked key's stream is still open"
@@ -343,9 +345,13 @@ async fn a_revoked_configured_admin_key_stays_revoked_across_restarts() {
         .as_str()
         .unwrap()
         .to_string();
-    send(server.with_key(Method::DELETE, &format!("/api/v1/keys/{configured}"), &admin2))
-        .await
-        .assert_status(StatusCode::NO_CONTENT);
+    send(server.with_key(
+        Method::DELETE,
+        &format!("/api/v1/keys/{configured}"),
+        &admin2,
+    ))
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
 
     // Restarting with the same TAILOR_ADMIN_KEY still starts (SDKs keep being served), and
     // the revoked key stays refused.

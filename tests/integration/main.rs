@@ -17,6 +17,8 @@
 //! - [`keys`]: key scoping (SDK, client, admin), revocation, keys stored hashed.
 //! - [`actions`]: rollout, toggle, restore from the audit log, import (dry run and real),
 //!   export, preview, environments.
+//! - [`hostile`]: garbage bodies on every documented operation: 4xx JSON errors, the server
+//!   stays up, nothing changes.
 //! - [`ofrep`]: OpenFeature Remote Evaluation Protocol, single and bulk.
 //! - [`results`]: event ingestion and validation, attribution edge cases, rebuild identity,
 //!   CSV, and the simulator recovering known lifts (200 seeded runs in-process, one end to end).
@@ -24,13 +26,27 @@
 //!   across a server restart (none lost, none twice), rejected keys, a misbehaving server,
 //!   and tailor-core's conformance suite through the SDK.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, CORS, unknown routes.
+//! - [`dashboard`]: the web dashboard in headless Chromium: sign-in, an experiment's numbers
+//!   as seeded, SRM and not-enough-data states, sorting, screenshots (laptop and phone width,
+//!   in `target/test-artifacts/dashboard/`), a rollout with confirmation reaching an SDK and the
+//!   audit log, pause and roll-back; over HTTP: no data without a session, CSRF and origin
+//!   checks, cookie attributes, revoked keys.
+//! - [`browser`]: headless Chromium over WebDriver (chromedriver + fantoccini) for [`dashboard`].
+//! - [`store_contract`]: the storage contract against SQLite, Redis and a 3-master Redis
+//!   Cluster (real `redis-server` processes), plus Redis' event log, change feed and faults.
+//! - [`multi_instance`]: two and three servers sharing one Redis (or a cluster): a write on one
+//!   reaches SSE clients of the others, events split across instances counted once, Redis killed
+//!   and restarted mid-traffic, an instance cut off from Redis catching up by revision.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod actions;
 mod admin_crud;
+mod browser;
 mod concurrency;
+mod dashboard;
 mod delivery;
 mod durability;
+mod hostile;
 mod keys;
 mod ofrep;
 mod openapi;
@@ -38,3 +54,6 @@ mod ops;
 mod results;
 mod sdk;
 mod support;
+// Redis: the shared store.
+mod multi_instance;
+mod store_contract;

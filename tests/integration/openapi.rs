@@ -20,6 +20,13 @@ use tailor_server::routes::{self, ops::OPENAPI_YAML, sdk::KeepAlive};
 use tailor_server::state::AppState;
 use tailor_server::store::sqlite::SqliteStore;
 
+/// Mounted path prefixes deliberately left out of the API document (e.g. HTML pages for people,
+/// not programs). Everything else must be documented.
+///
+/// - `/dashboard`: the web dashboard's HTML pages and forms (session cookie, not API keys; see
+///   `server/src/dashboard/`), tested in [`crate::dashboard`].
+const NOT_API: &[&str] = &["/dashboard"];
+
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const UNROUTED: &str = "x-test-unrouted";
 
@@ -174,7 +181,11 @@ fn string(v: &debug_value::Value) -> String {
 async fn every_mounted_route_is_documented_and_every_documented_route_is_mounted() {
     let spec = spec();
     let documented = documented(&spec);
-    let mounted = mounted().await;
+    let mounted: BTreeSet<Route> = mounted()
+        .await
+        .into_iter()
+        .filter(|(_, path)| !NOT_API.iter().any(|p| path.starts_with(p)))
+        .collect();
     let undocumented: Vec<_> = mounted.difference(&documented).collect();
     let missing: Vec<_> = documented.difference(&mounted).collect();
     assert!(
@@ -335,8 +346,8 @@ fn the_document_is_well_formed() {
 #[test]
 fn model_schemas_match_the_config_model() {
     use tailor_core::model::{
-        AttributeCondition, Condition, Experiment, Flag, Holdout, Layer, LayerSlice, Override, Rule,
-        Segment, Variant, WeightedVariant,
+        AttributeCondition, Condition, Experiment, Flag, Holdout, Layer, LayerSlice, Override,
+        Rule, Segment, Variant, WeightedVariant,
     };
     use tailor_core::ConfigDocument;
 
@@ -348,21 +359,33 @@ fn model_schemas_match_the_config_model() {
             .unwrap_or_else(|| panic!("schema {name} has no `examples`"));
         let mut set = BTreeSet::new();
         for example in examples {
-            let typed: T = serde_json::from_value(example.clone())
-                .unwrap_or_else(|e| panic!("an example of {name} is not a valid {name}: {e}\n{example}"));
+            let typed: T = serde_json::from_value(example.clone()).unwrap_or_else(|e| {
+                panic!("an example of {name} is not a valid {name}: {e}\n{example}")
+            });
             let back = serde_json::to_value(&typed).unwrap();
             assert_eq!(
                 &back, example,
                 "an example of {name} does not round-trip (an undocumented or misspelt field?)"
             );
-            set.extend(example.as_object().into_iter().flat_map(|o| o.keys().cloned()));
+            set.extend(
+                example
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys().cloned()),
+            );
         }
         if let Some(props) = schema["properties"].as_object() {
             let documented: BTreeSet<String> = props.keys().cloned().collect();
-            assert_eq!(documented, set, "schema {name}: documented properties vs. the examples'");
+            assert_eq!(
+                documented, set,
+                "schema {name}: documented properties vs. the examples'"
+            );
             for required in schema["required"].as_array().into_iter().flatten() {
                 let required = required.as_str().unwrap();
-                assert!(props.contains_key(required), "{name}: required `{required}` is not a property");
+                assert!(
+                    props.contains_key(required),
+                    "{name}: required `{required}` is not a property"
+                );
             }
         }
     }
@@ -382,9 +405,10 @@ fn model_schemas_match_the_config_model() {
     check::<ConfigDocument>(&spec, "ConfigDocument");
 
     // The example document is a valid config.
-    let doc: ConfigDocument =
-        serde_json::from_value(spec["components"]["schemas"]["ConfigDocument"]["examples"][0].clone())
-            .unwrap();
+    let doc: ConfigDocument = serde_json::from_value(
+        spec["components"]["schemas"]["ConfigDocument"]["examples"][0].clone(),
+    )
+    .unwrap();
     tailor_core::compile(doc).expect("the ConfigDocument example compiles");
 
     // Enums list exactly the model's values.

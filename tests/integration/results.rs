@@ -29,7 +29,9 @@ fn conversion(id: &str, user: &str, ts: i64, value: Option<f64>) -> Value {
 
 async fn setup() -> (Server, String) {
     let server = Server::start().await;
-    server.create("development", "experiments", &fixtures::experiment("hp")).await;
+    server
+        .create("development", "experiments", &fixtures::experiment("hp"))
+        .await;
     let mut flag = fixtures::split_flag("homepage", 10_000);
     flag["rules"][0]["experiment"] = json!("hp");
     server.create("development", "flags", &flag).await;
@@ -38,7 +40,12 @@ async fn setup() -> (Server, String) {
 }
 
 async fn post_events(server: &Server, key: &str, events: Vec<Value>) -> crate::support::Resp {
-    send(server.with_key(Method::POST, "/sdk/v1/events", key).json(&json!({"events": events}))).await
+    send(
+        server
+            .with_key(Method::POST, "/sdk/v1/events", key)
+            .json(&json!({"events": events})),
+    )
+    .await
 }
 
 async fn results(server: &Server, query: &str) -> Value {
@@ -52,39 +59,92 @@ async fn results(server: &Server, query: &str) -> Value {
 }
 
 fn arm<'a>(scope: &'a Value, variant: &str) -> &'a Value {
-    scope["arms"].as_array().unwrap().iter().find(|a| a["variant"] == variant).unwrap()
+    scope["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["variant"] == variant)
+        .unwrap()
 }
 
 #[tokio::test]
 async fn bad_events_are_rejected_by_index_and_good_ones_kept() {
     let (server, sdk) = setup().await;
-    let res = post_events(&server, &sdk, vec![
-        exposure("e1", "u1", "control", NOW),
-        json!({"type": "exposure", "id": "e2"}),
-        conversion("c1", "u1", 1_000, None),
-        conversion("c2", "", NOW, None),
-        json!({"type": "teleport", "id": "x"}),
-        conversion("c3", "u1", NOW + 1, Some(5.0)),
-    ])
+    let res = post_events(
+        &server,
+        &sdk,
+        vec![
+            exposure("e1", "u1", "control", NOW),
+            json!({"type": "exposure", "id": "e2"}),
+            conversion("c1", "u1", 1_000, None),
+            conversion("c2", "", NOW, None),
+            json!({"type": "teleport", "id": "x"}),
+            conversion("c3", "u1", NOW + 1, Some(5.0)),
+        ],
+    )
     .await;
     res.assert_status(StatusCode::OK);
     assert_eq!(res.body["accepted"], 2, "{}", res.body);
     let rejected = res.body["rejected"].as_array().unwrap();
-    let indexes: Vec<u64> = rejected.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = rejected
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, [1, 2, 3, 4], "{}", res.body);
-    assert!(rejected[0]["reason"].as_str().unwrap().contains("timestamp") || rejected[0]["reason"].as_str().unwrap().contains("missing field"));
-    assert!(rejected[1]["reason"].as_str().unwrap().contains("Unix milliseconds"), "{}", rejected[1]);
-    assert!(rejected[2]["reason"].as_str().unwrap().contains("user_key"), "{}", rejected[2]);
-    assert!(rejected[3]["reason"].as_str().unwrap().contains("teleport"), "{}", rejected[3]);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp")
+            || rejected[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("missing field")
+    );
+    assert!(
+        rejected[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Unix milliseconds"),
+        "{}",
+        rejected[1]
+    );
+    assert!(
+        rejected[2]["reason"].as_str().unwrap().contains("user_key"),
+        "{}",
+        rejected[2]
+    );
+    assert!(
+        rejected[3]["reason"].as_str().unwrap().contains("teleport"),
+        "{}",
+        rejected[3]
+    );
 
-    let too_many: Vec<Value> = (0..1001).map(|i| conversion(&format!("c{i}"), "u", NOW, None)).collect();
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| conversion(&format!("c{i}"), "u", NOW, None))
+        .collect();
     let res = post_events(&server, &sdk, too_many).await;
     res.assert_error(StatusCode::BAD_REQUEST, "bad_request", "events");
-    let res = send(server.with_key(Method::POST, "/sdk/v1/events", &sdk).body("{not json")).await;
+    let res = send(
+        server
+            .with_key(Method::POST, "/sdk/v1/events", &sdk)
+            .body("{not json"),
+    )
+    .await;
     res.assert_status(StatusCode::BAD_REQUEST);
-    let res = send(server.admin(Method::POST, "/sdk/v1/events").json(&json!({"events": []}))).await;
+    let res = send(
+        server
+            .admin(Method::POST, "/sdk/v1/events")
+            .json(&json!({"events": []})),
+    )
+    .await;
     res.assert_status(StatusCode::FORBIDDEN);
-    let res = send(server.anon(Method::POST, "/sdk/v1/events").json(&json!({"events": []}))).await;
+    let res = send(
+        server
+            .anon(Method::POST, "/sdk/v1/events")
+            .json(&json!({"events": []})),
+    )
+    .await;
     res.assert_status(StatusCode::UNAUTHORIZED);
 }
 
@@ -107,33 +167,65 @@ async fn attribution_edge_cases_through_the_api() {
     let res = post_events(&server, &sdk, batch.clone()).await;
     assert_eq!(res.body["duplicates"], 0, "{}", res.body);
     let res = post_events(&server, &sdk, batch).await;
-    assert_eq!(res.body["duplicates"], 8, "a resent batch is a no-op: {}", res.body);
+    assert_eq!(
+        res.body["duplicates"], 8,
+        "a resent batch is a no-op: {}",
+        res.body
+    );
 
     let r = results(&server, "").await;
     let control = arm(&r["overall"], "control");
     let treatment = arm(&r["overall"], "treatment");
-    assert_eq!((control["users"].as_u64(), control["converted"].as_u64()), (Some(2), Some(1)), "{r}");
+    assert_eq!(
+        (control["users"].as_u64(), control["converted"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
     assert_eq!(control["value_sum"], 3.0);
-    assert_eq!((treatment["users"].as_u64(), treatment["converted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (treatment["users"].as_u64(), treatment["converted"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(r["data_quality"]["multi_variant_users"], 1);
-    assert!(r["data_quality"]["warnings"].to_string().contains("more than one variant"));
+    assert!(r["data_quality"]["warnings"]
+        .to_string()
+        .contains("more than one variant"));
     assert_eq!(r["metric"], "purchase");
     assert!(r["revision"].as_u64().unwrap() >= 3);
     // Two users per arm at most: the comparison is explicitly not enough data, never NaN.
-    assert_eq!(treatment["result"]["comparison"]["relative"]["status"], "not_enough_data", "{treatment}");
+    assert_eq!(
+        treatment["result"]["comparison"]["relative"]["status"], "not_enough_data",
+        "{treatment}"
+    );
 
     let v = results(&server, "?kind=value").await;
     assert_eq!(v["kind"], "value");
     assert_eq!(arm(&v["overall"], "treatment")["value_sum"], 6.0);
 
-    let csv = send(server.admin(Method::GET, "/api/v1/environments/development/experiments/hp/results?format=csv")).await;
+    let csv = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results?format=csv",
+    ))
+    .await;
     csv.assert_status(StatusCode::OK);
-    assert!(csv.text.starts_with("scope,variant,users,converted,mean"), "{}", csv.text);
+    assert!(
+        csv.text.starts_with("scope,variant,users,converted,mean"),
+        "{}",
+        csv.text
+    );
     assert!(csv.text.contains("\noverall,control,2,1,"), "{}", csv.text);
 
-    let bad = send(server.admin(Method::GET, "/api/v1/environments/development/experiments/hp/results?kind=median")).await;
+    let bad = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results?kind=median",
+    ))
+    .await;
     bad.assert_error(StatusCode::BAD_REQUEST, "bad_request", "kind");
-    let missing = send(server.admin(Method::GET, "/api/v1/environments/development/experiments/nope/results")).await;
+    let missing = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/nope/results",
+    ))
+    .await;
     missing.assert_status(StatusCode::NOT_FOUND);
 }
 
@@ -143,18 +235,37 @@ async fn a_rebuild_from_raw_events_gives_identical_results_and_survives_restart(
     let mut events = Vec::new();
     for u in 0..400 {
         let variant = if u % 2 == 0 { "control" } else { "treatment" };
-        events.push(exposure(&format!("e{u}"), &format!("u{u}"), variant, NOW + u));
+        events.push(exposure(
+            &format!("e{u}"),
+            &format!("u{u}"),
+            variant,
+            NOW + u,
+        ));
         if u % 5 == 0 || (u % 3 == 0 && variant == "treatment") {
-            events.push(conversion(&format!("c{u}"), &format!("u{u}"), NOW + 1000 + u, Some(1.0 + f64::from(u as u32 % 7) * 0.33)));
+            events.push(conversion(
+                &format!("c{u}"),
+                &format!("u{u}"),
+                NOW + 1000 + u,
+                Some(1.0 + f64::from(u as u32 % 7) * 0.33),
+            ));
         }
     }
     for chunk in events.chunks(100) {
-        post_events(&server, &sdk, chunk.to_vec()).await.assert_status(StatusCode::OK);
+        post_events(&server, &sdk, chunk.to_vec())
+            .await
+            .assert_status(StatusCode::OK);
     }
     let mut before = results(&server, "?kind=value&sequential=true").await;
-    let rebuilt = send(server.admin(Method::POST, "/api/v1/environments/development/results/rebuild")).await;
+    let rebuilt = send(server.admin(
+        Method::POST,
+        "/api/v1/environments/development/results/rebuild",
+    ))
+    .await;
     rebuilt.assert_status(StatusCode::OK);
-    assert_eq!(rebuilt.body["events_replayed"].as_u64(), Some(events.len() as u64));
+    assert_eq!(
+        rebuilt.body["events_replayed"].as_u64(),
+        Some(events.len() as u64)
+    );
     let mut after = results(&server, "?kind=value&sequential=true").await;
     before["analyzed_at"] = Value::Null;
     after["analyzed_at"] = Value::Null;
@@ -166,7 +277,11 @@ async fn a_rebuild_from_raw_events_gives_identical_results_and_survives_restart(
     assert_eq!(before, restarted, "a restart rebuilt different numbers");
     let arms = before["overall"]["arms"].as_array().unwrap();
     assert_eq!(arms[0]["users"], 200);
-    assert!(arms[1]["result"]["comparison"]["sequential"]["absolute"]["status"] == "ok", "{}", arms[1]);
+    assert!(
+        arms[1]["result"]["comparison"]["sequential"]["absolute"]["status"] == "ok",
+        "{}",
+        arms[1]
+    );
 }
 
 /// Runs the simulation in-process through the same engine, attribution and statistics.
@@ -177,7 +292,9 @@ fn simulate_in_process(seed: u64, visitors: u32) -> results::ExperimentReport {
     for i in 0..visitors {
         let visitor = population.visitor();
         let a = assign(&snapshot, &visitor.user, simulation::FLAG);
-        let Some(experiment) = a.experiment else { continue };
+        let Some(experiment) = a.experiment else {
+            continue;
+        };
         let ts = NOW + i64::from(i);
         attribution.apply(&Event::Exposure(Exposure {
             id: format!("e{i}"),
@@ -203,7 +320,15 @@ fn simulate_in_process(seed: u64, visitors: u32) -> results::ExperimentReport {
         }
     }
     let totals = attribution.totals(simulation::EXPERIMENT);
-    results::report("sim", &snapshot, simulation::EXPERIMENT, totals.as_ref(), &ResultsQuery::default(), String::new()).unwrap()
+    results::report(
+        "sim",
+        &snapshot,
+        simulation::EXPERIMENT,
+        totals.as_ref(),
+        &ResultsQuery::default(),
+        String::new(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -213,13 +338,23 @@ fn the_95_percent_interval_covers_the_true_lift_in_at_least_90_percent_of_200_ru
     let mut srm_flags = 0;
     for seed in 0..200 {
         let report = simulate_in_process(seed, 12_000);
-        if report.overall.srm.as_ref().and_then(|s| s.value()).is_some_and(|s| s.mismatch) {
+        if report
+            .overall
+            .srm
+            .as_ref()
+            .and_then(|s| s.value())
+            .is_some_and(|s| s.mismatch)
+        {
             srm_flags += 1;
         }
         let lifts = &report.personalization.as_ref().unwrap().segments;
         for truth in SEGMENTS {
             let lift = lifts.iter().find(|l| l.segment == truth.key).unwrap();
-            let abs = lift.comparison.absolute.value().expect("enough data in every segment");
+            let abs = lift
+                .comparison
+                .absolute
+                .value()
+                .expect("enough data in every segment");
             intervals += 1;
             if abs.ci.lower <= truth.lift() && truth.lift() <= abs.ci.upper {
                 covered += 1;
@@ -229,17 +364,32 @@ fn the_95_percent_interval_covers_the_true_lift_in_at_least_90_percent_of_200_ru
     let rate = f64::from(covered) / f64::from(intervals);
     eprintln!("coverage {covered}/{intervals} = {rate:.3}; SRM flagged in {srm_flags}/200 runs");
     assert!(rate >= 0.90, "coverage {rate:.3} below 90%");
-    assert!(rate <= 0.99, "coverage {rate:.3} suspiciously high: intervals too wide?");
-    assert!(srm_flags <= 2, "SRM flagged {srm_flags} times at p < 0.001 on correctly split traffic");
+    assert!(
+        rate <= 0.99,
+        "coverage {rate:.3} suspiciously high: intervals too wide?"
+    );
+    assert!(
+        srm_flags <= 2,
+        "SRM flagged {srm_flags} times at p < 0.001 on correctly split traffic"
+    );
 }
 
 #[tokio::test]
 async fn the_simulator_recovers_a_known_lift_end_to_end() {
     let server = Server::start().await;
-    let res = send(server.admin(Method::POST, "/api/v1/environments/development/import").json(&simulation::config())).await;
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/import")
+            .json(&simulation::config()),
+    )
+    .await;
     res.assert_status(StatusCode::OK);
     let (_, sdk_key) = server.create_key("sdk", Some("development")).await;
-    let client = tailor::Client::builder(server.url(""), sdk_key).event_capacity(100_000).build().await.unwrap();
+    let client = tailor::Client::builder(server.url(""), sdk_key)
+        .event_capacity(100_000)
+        .build()
+        .await
+        .unwrap();
     let mut population = Population::new(42);
     for _ in 0..20_000 {
         let visitor = population.visitor();
@@ -250,15 +400,38 @@ async fn the_simulator_recovers_a_known_lift_end_to_end() {
     }
     client.close().await.unwrap();
     assert_eq!(client.event_stats().dropped, 0);
-    let r = send(server.admin(Method::GET, "/api/v1/environments/development/experiments/homepage-personalization/results")).await;
+    let r = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/homepage-personalization/results",
+    ))
+    .await;
     r.assert_status(StatusCode::OK);
     let pooled = &r.body["personalization"]["pooled"];
-    let users = pooled["personalized_users"].as_u64().unwrap() + pooled["generic_users"].as_u64().unwrap();
-    assert_eq!(users, 20_000, "every visitor is in exactly one arm: {pooled}");
+    let users =
+        pooled["personalized_users"].as_u64().unwrap() + pooled["generic_users"].as_u64().unwrap();
+    assert_eq!(
+        users, 20_000,
+        "every visitor is in exactly one arm: {pooled}"
+    );
     // Beginners have the largest true lift (+3 points); its interval must not exclude it.
-    let beginners = r.body["personalization"]["segments"].as_array().unwrap().iter().find(|s| s["segment"] == "beginners").unwrap();
+    let beginners = r.body["personalization"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["segment"] == "beginners")
+        .unwrap();
     let ci = &beginners["comparison"]["absolute"]["ci"];
     let truth = SEGMENTS[0].lift();
-    assert!(ci["lower"].as_f64().unwrap() <= truth && truth <= ci["upper"].as_f64().unwrap(), "{beginners}");
-    assert!(r.body["data_quality"]["warnings"].as_array().unwrap().is_empty(), "{}", r.body["data_quality"]);
+    assert!(
+        ci["lower"].as_f64().unwrap() <= truth && truth <= ci["upper"].as_f64().unwrap(),
+        "{beginners}"
+    );
+    assert!(
+        r.body["data_quality"]["warnings"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{}",
+        r.body["data_quality"]
+    );
 }

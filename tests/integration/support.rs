@@ -247,7 +247,11 @@ impl Server {
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("running kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(
+            status.success(),
+            "kill -TERM failed: the server is gone\n{}",
+            self.log()
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if child
@@ -272,9 +276,10 @@ impl Server {
     /// Kills the process with SIGKILL (`kill -9`): no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // `Child::kill` sends SIGKILL on Unix.
-            child.kill().expect("kill -9 of the server");
-            child.wait().expect("reaping the server");
+            // `Child::kill` sends SIGKILL on Unix. It only fails when the process is already
+            // gone, and this runs in `Drop` too, where a panic would abort: ignore errors.
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -728,5 +733,297 @@ pub mod fixtures {
     /// A layer giving `experiment` the first half of its traffic.
     pub fn layer(key: &str, experiment: &str) -> Value {
         json!({"key": key, "slices": [{"experiment": experiment, "start": 0, "end": 5000}]})
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis: real `redis-server` processes for the shared-store tests (`store_contract`,
+// `multi_instance`), and a TCP proxy that can cut one instance off from Redis.
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` child process on a free loopback port, with the append-only file on in its
+/// own temporary directory (so `kill9` + `restart` keeps every acknowledged write), killed on
+/// drop. Never the machine's standard Redis on 6379.
+pub struct Redis {
+    /// Its port (kept across restarts).
+    pub port: u16,
+    /// Cluster bus port, for a cluster node.
+    bus_port: Option<u16>,
+    /// Runs without the append-only file.
+    volatile: bool,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+fn redis_tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    PathBuf::from(name)
+}
+
+impl Redis {
+    /// Starts a single Redis server.
+    pub async fn start() -> Redis {
+        Redis::start_node(false).await
+    }
+
+    /// Starts a Redis server without the append-only file: a restart loses its data.
+    pub async fn start_volatile() -> Redis {
+        let mut redis = Redis::start_node(false).await;
+        redis.volatile = true;
+        redis.kill9();
+        redis.restart().await;
+        redis
+    }
+
+    async fn start_node(cluster: bool) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("tailor-redis-")
+            .tempdir()
+            .expect("temporary directory");
+        let mut redis = Redis {
+            port: 0,
+            bus_port: None,
+            volatile: false,
+            dir,
+            child: None,
+        };
+        for _attempt in 0..5 {
+            redis.port = free_port();
+            redis.bus_port = cluster.then(free_port);
+            if redis.spawn().await {
+                return redis;
+            }
+        }
+        panic!("redis-server could not start:\n{}", redis.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// Starts the process on `self.port`; false if it exited (port taken).
+    async fn spawn(&mut self) -> bool {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .expect("redis log file");
+        let mut cmd = Command::new(redis_tool("redis-server"));
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendfsync", "everysec"])
+            .args(["--appendonly", if self.volatile { "no" } else { "yes" }])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--daemonize", "no", "--loglevel", "warning"]);
+        if let Some(bus) = self.bus_port {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-node-timeout", "2000"]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}); install it (`apt-get install redis-server`, as .ci/run does)")
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().expect("polling redis-server").is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if self.cli(&["PING"]).trim() == "PONG" {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not answer within 20 s:\n{}", self.log());
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(redis_tool("redis-cli"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills the server with SIGKILL: nothing is flushed beyond what the AOF already has.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9 of redis-server");
+            child.wait().expect("reaping redis-server");
+        }
+    }
+
+    /// Starts it again on the same port and directory (the AOF is replayed).
+    pub async fn restart(&mut self) {
+        for _attempt in 0..50 {
+            if self.spawn().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "redis-server did not restart on port {}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A Redis Cluster of `masters` nodes on loopback ports, no replicas.
+pub struct RedisCluster {
+    /// The nodes.
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them with `redis-cli --cluster create` and waits until every
+    /// node reports `cluster_state:ok`.
+    pub async fn start(masters: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            nodes.push(Redis::start_node(true).await);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new(redis_tool("redis-cli"))
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        eventually("the cluster to be ok on every node", PATIENCE, || async {
+            cluster
+                .nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                .then_some(())
+        })
+        .await;
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,…`.
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+}
+
+/// A loopback TCP proxy to a local port that can cut every connection and refuse new ones, to
+/// cut one server instance off from Redis while the others keep working.
+pub struct TcpProxy {
+    /// Where it listens.
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding `127.0.0.1:<port>` → `127.0.0.1:<upstream>`.
+    pub async fn start(upstream: u16) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let accept = {
+            let open = open.clone();
+            let cuts = cuts.clone();
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is closed at once
+                    }
+                    let mut cut = cuts.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut server) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        TcpProxy {
+            port,
+            open,
+            cuts,
+            accept,
+        }
+    }
+
+    /// `redis://127.0.0.1:<proxy port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every forwarded connection and refuses new ones until [`TcpProxy::restore`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }

@@ -106,7 +106,10 @@ pub async fn spawn_server(workers: usize) -> anyhow::Result<Spawned> {
     let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_tailor-server"))
+    // `TAILOR_BENCH_SERVER_BIN` compares another build (e.g. a patched one) with the same driver.
+    let bin = std::env::var("TAILOR_BENCH_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailor-server").to_string());
+    let child = Command::new(bin)
         .arg("serve")
         .env("TAILOR_BIND", format!("127.0.0.1:{port}"))
         .env("TAILOR_DATA_DIR", &dir)

@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use tailor_core::model::{Experiment, Flag, Layer, Segment, FULL_COVERAGE};
 use tailor_core::ConfigDocument;
 
-use super::{check_if_match, content_etag, parse_body, require_admin};
+use std::sync::Arc;
+
+use super::{check_if_match, check_if_match_value, content_etag, parse_body, require_admin};
 use crate::error::ApiError;
+use crate::keys::Actor;
 use crate::publish::Published;
 use crate::state::{AppState, Change};
 
 /// A keyed list in the config document that the admin API manages.
-pub trait Resource: Serialize + DeserializeOwned + Clone + 'static {
+pub trait Resource: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// Singular name, for messages and the audit log.
     const KIND: &'static str;
     /// The key.
@@ -175,9 +178,12 @@ async fn create<R: Resource>(
 ) -> Result<HttpResponse, ApiError> {
     let (_, actor) = require_admin(&req, &state)?;
     let env_key = path.into_inner();
-    let item: R = parse_body(&req, &body)?;
-    if item.key().is_empty() {
-        return Err(ApiError::BadRequest("key: must not be empty".into()));
+    let item: R = parse_body(&req, &body).await?;
+    if item.key().is_empty() || item.key() == "." || item.key() == ".." {
+        return Err(ApiError::BadRequest(format!(
+            "key: `{}` is not a usable key (it must not be empty, `.` or `..`)",
+            item.key()
+        )));
     }
     let key = item.key().to_string();
     let etag = content_etag(&item);
@@ -235,7 +241,7 @@ async fn update<R: Resource>(
 ) -> Result<HttpResponse, ApiError> {
     let (_, actor) = require_admin(&req, &state)?;
     let (env_key, key) = path.into_inner();
-    let mut item: R = parse_body(&req, &body)?;
+    let mut item: R = parse_body(&req, &body).await?;
     if item.key().is_empty() {
         item.set_key(key.clone());
     } else if item.key() != key {
@@ -309,10 +315,12 @@ async fn delete<R: Resource>(
 }
 
 /// Which rule a rollout changes: its index or its id.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum RuleRef {
+pub enum RuleRef {
+    /// Position in the flag's rules, from 0.
     Index(usize),
+    /// The rule's `id`.
     Id(String),
 }
 
@@ -320,6 +328,13 @@ enum RuleRef {
 struct RolloutBody {
     rule: RuleRef,
     coverage: u32,
+}
+
+/// The `If-Match` header's value, if sent.
+fn if_match(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Changes one rule's rollout coverage (basis points) in one call.
@@ -331,15 +346,88 @@ async fn rollout(
 ) -> Result<HttpResponse, ApiError> {
     let (_, actor) = require_admin(&req, &state)?;
     let (env_key, key) = path.into_inner();
-    let body: RolloutBody = parse_body(&req, &body)?;
-    if body.coverage > FULL_COVERAGE {
+    let body: RolloutBody = parse_body(&req, &body).await?;
+    let published = rollout_flag(
+        &state,
+        &env_key,
+        &key,
+        &actor,
+        if_match(&req),
+        &body.rule,
+        body.coverage,
+    )
+    .await?;
+    Ok(flag_written(&published, &key))
+}
+
+#[derive(Debug, Deserialize)]
+struct ToggleBody {
+    enabled: bool,
+}
+
+/// Switches a flag on or off (off serves the generic default to everyone).
+async fn toggle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let body: ToggleBody = parse_body(&req, &body).await?;
+    let published =
+        toggle_flag(&state, &env_key, &key, &actor, if_match(&req), body.enabled).await?;
+    Ok(flag_written(&published, &key))
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreBody {
+    audit_id: i64,
+}
+
+/// Rolls a flag back to how it was before the given audit entry.
+async fn restore(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (_, actor) = require_admin(&req, &state)?;
+    let (env_key, key) = path.into_inner();
+    let body: RestoreBody = parse_body(&req, &body).await?;
+    let published = restore_flag(
+        &state,
+        &env_key,
+        &key,
+        &actor,
+        if_match(&req),
+        body.audit_id,
+    )
+    .await?;
+    Ok(flag_written(&published, &key))
+}
+
+// The flag actions below are the one implementation behind both the admin API handlers above
+// and the dashboard's forms: same validation, same write path, same audit entries.
+
+/// Sets one rule's rollout coverage (basis points, 0–10000). `if_match`: the flag's ETag, when
+/// the caller wants the change refused if the flag changed since it was read.
+pub async fn rollout_flag(
+    state: &AppState,
+    env_key: &str,
+    key: &str,
+    actor: &Actor,
+    if_match: Option<&str>,
+    rule: &RuleRef,
+    coverage: u32,
+) -> Result<Arc<Published>, ApiError> {
+    if coverage > FULL_COVERAGE {
         return Err(ApiError::BadRequest(format!(
-            "coverage: must be between 0 and 10000 basis points, got {}",
-            body.coverage
+            "coverage: must be between 0 and 10000 basis points, got {coverage}"
         )));
     }
-    edit_flag(&req, &state, &env_key, &key, &actor, "rollout", |flag| {
-        let index = match &body.rule {
+    edit_flag(state, env_key, key, actor, if_match, "rollout", |flag| {
+        let index = match rule {
             RuleRef::Index(i) => *i,
             RuleRef::Id(id) => flag
                 .rules
@@ -358,85 +446,82 @@ async fn rollout(
                 "rule: flag has {count} rules, there is no rule {index}"
             ))
         })?;
-        rule.coverage = body.coverage;
+        rule.coverage = coverage;
         Ok(())
     })
     .await
 }
 
-#[derive(Debug, Deserialize)]
-struct ToggleBody {
+/// Switches a flag on or off.
+pub async fn toggle_flag(
+    state: &AppState,
+    env_key: &str,
+    key: &str,
+    actor: &Actor,
+    if_match: Option<&str>,
     enabled: bool,
-}
-
-/// Switches a flag on or off (off serves the generic default to everyone).
-async fn toggle(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let (_, actor) = require_admin(&req, &state)?;
-    let (env_key, key) = path.into_inner();
-    let body: ToggleBody = parse_body(&req, &body)?;
-    edit_flag(&req, &state, &env_key, &key, &actor, "toggle", |flag| {
-        flag.enabled = body.enabled;
+) -> Result<Arc<Published>, ApiError> {
+    edit_flag(state, env_key, key, actor, if_match, "toggle", |flag| {
+        flag.enabled = enabled;
         Ok(())
     })
     .await
 }
 
-#[derive(Debug, Deserialize)]
-struct RestoreBody {
+/// The flag as it was before audit entry `audit_id` of this flag, if that entry has a before.
+pub async fn flag_before(
+    state: &AppState,
+    env_key: &str,
+    key: &str,
     audit_id: i64,
-}
-
-/// Rolls a flag back to how it was before the given audit entry.
-async fn restore(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let (_, actor) = require_admin(&req, &state)?;
-    let (env_key, key) = path.into_inner();
-    let body: RestoreBody = parse_body(&req, &body)?;
+) -> Result<Flag, ApiError> {
     let entries = state
         .store
         .audit(
-            &env_key,
+            env_key,
             &crate::store::AuditQuery {
                 kind: Some("flag".into()),
-                key: Some(key.clone()),
+                key: Some(key.to_string()),
                 limit: Some(1000),
             },
         )
         .await?;
     let entry = entries
         .into_iter()
-        .find(|e| e.id == body.audit_id)
+        .find(|e| e.id == audit_id)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "audit_id: no audit entry {} for flag `{key}`",
-                body.audit_id
+                "audit_id: no audit entry {audit_id} for flag `{key}`"
             ))
         })?;
-    let before: Flag = match entry.before {
-        Some(v) => serde_json::from_value(v)
-            .map_err(|e| ApiError::BadRequest(format!("audit_id: entry {} cannot be restored: {e}", body.audit_id)))?,
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "audit_id: entry {} created the flag; there is no earlier version (delete the flag instead)",
-                body.audit_id
-            )))
-        }
-    };
+    match entry.before {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "audit_id: entry {audit_id} cannot be restored: {e}"
+            ))
+        }),
+        None => Err(ApiError::BadRequest(format!(
+            "audit_id: entry {audit_id} created the flag; there is no earlier version (delete the flag instead)"
+        ))),
+    }
+}
+
+/// Rolls a flag back to how it was before audit entry `audit_id`.
+pub async fn restore_flag(
+    state: &AppState,
+    env_key: &str,
+    key: &str,
+    actor: &Actor,
+    if_match: Option<&str>,
+    audit_id: i64,
+) -> Result<Arc<Published>, ApiError> {
+    let before = flag_before(state, env_key, key, audit_id).await?;
     edit_flag(
-        &req,
-        &state,
-        &env_key,
-        &key,
-        &actor,
+        state,
+        env_key,
+        key,
+        actor,
+        if_match,
         "restore",
         move |flag| {
             *flag = before;
@@ -447,22 +532,22 @@ async fn restore(
 }
 
 async fn edit_flag(
-    req: &HttpRequest,
     state: &AppState,
     env_key: &str,
     key: &str,
-    actor: &crate::keys::Actor,
+    actor: &Actor,
+    if_match: Option<&str>,
     action: &'static str,
     edit: impl FnOnce(&mut Flag) -> Result<(), ApiError>,
-) -> Result<HttpResponse, ApiError> {
-    let published = state
+) -> Result<Arc<Published>, ApiError> {
+    state
         .write(env_key, actor, |doc| {
             let flag = doc
                 .flags
                 .iter_mut()
                 .find(|f| f.key == key)
                 .ok_or_else(|| not_found::<Flag>(env_key, key))?;
-            check_if_match(req, &content_etag(&*flag), false)?;
+            check_if_match_value(if_match, &content_etag(&*flag), false)?;
             let before = to_json(&*flag);
             edit(flag)?;
             Ok(Change {
@@ -473,12 +558,16 @@ async fn edit_flag(
                 after: to_json(&*flag),
             })
         })
-        .await?;
+        .await
+}
+
+/// The response of a flag action: the flag as written, its ETag and the new revision.
+fn flag_written(published: &Published, key: &str) -> HttpResponse {
     let flag = find::<Flag>(published.snapshot.document(), key);
-    Ok(written(
+    written(
         actix_web::http::StatusCode::OK,
-        &published,
+        published,
         flag.map(content_etag),
         flag.and_then(to_json),
-    ))
+    )
 }

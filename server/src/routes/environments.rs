@@ -68,7 +68,7 @@ async fn create_environment(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    let body: CreateEnvironment = parse_body(&req, &body)?;
+    let body: CreateEnvironment = parse_body(&req, &body).await?;
     let published = state.create_environment(&body.key).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "key": body.key,
@@ -175,6 +175,50 @@ fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Vec<DiffEntry> {
     out
 }
 
+/// Top-level fields of a config document. Reading ignores unknown fields (forward
+/// compatibility), but an import is authored by a person: an unknown field is a typo or the
+/// wrong file, and silently ignoring it could replace an environment with an empty config.
+const DOCUMENT_FIELDS: [&str; 6] = [
+    "environment",
+    "revision",
+    "segments",
+    "flags",
+    "experiments",
+    "layers",
+];
+
+fn import_document(value: serde_json::Value) -> Result<ConfigDocument, ApiError> {
+    let Some(fields) = value.as_object() else {
+        return Err(ApiError::BadRequest(
+            "body: an import is a config document object with segments, flags, experiments and layers".into(),
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !DOCUMENT_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "{unknown}: unknown top-level field; a config document has {}",
+            DOCUMENT_FIELDS.join(", ")
+        )));
+    }
+    if !["segments", "flags", "experiments", "layers"]
+        .iter()
+        .any(|k| fields.contains_key(*k))
+    {
+        return Err(ApiError::BadRequest(
+            "body: the document has none of segments, flags, experiments or layers; to empty an environment import them as empty lists explicitly".into(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid config document at `{}`: {}",
+            e.path(),
+            e.inner()
+        ))
+    })
+}
+
 /// Replaces the environment's config with the body (JSON or YAML). `?dry_run=true` validates and
 /// returns the diff without changing anything. `If-Match` (the export's ETag) is honoured.
 async fn import(
@@ -186,7 +230,7 @@ async fn import(
 ) -> Result<HttpResponse, ApiError> {
     let (_, actor) = require_admin(&req, &state)?;
     let env_key = path.into_inner();
-    let mut incoming: ConfigDocument = parse_body(&req, &body)?;
+    let mut incoming = import_document(parse_body(&req, &body).await?)?;
     let env = state.environment(&env_key)?;
     if query.dry_run {
         let current = env.current();
@@ -255,7 +299,7 @@ async fn preview(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    let body: PreviewBody = parse_body(&req, &body)?;
+    let body: PreviewBody = parse_body(&req, &body).await?;
     let current = state.environment(&path)?.current();
     let snapshot = &current.snapshot;
     let keys: Vec<&str> = match &body.flags {
@@ -296,9 +340,35 @@ async fn audit(
     Ok(HttpResponse::Ok().json(entries))
 }
 
+/// A key as the API shows it: never its digest (a digest of a human-chosen secret could be
+/// guessed offline).
+#[derive(Serialize)]
+struct KeyView {
+    id: String,
+    name: String,
+    kind: KeyKind,
+    environment: Option<String>,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+impl From<crate::store::ApiKey> for KeyView {
+    fn from(k: crate::store::ApiKey) -> Self {
+        KeyView {
+            id: k.id,
+            name: k.name,
+            kind: k.kind,
+            environment: k.environment,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
 async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    Ok(HttpResponse::Ok().json(state.list_keys()))
+    let keys: Vec<KeyView> = state.list_keys().into_iter().map(KeyView::from).collect();
+    Ok(HttpResponse::Ok().json(keys))
 }
 
 #[derive(Deserialize)]
@@ -314,7 +384,7 @@ async fn create_key(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    let body: CreateKey = parse_body(&req, &body)?;
+    let body: CreateKey = parse_body(&req, &body).await?;
     if body.name.trim().is_empty() {
         return Err(ApiError::BadRequest("name: must not be empty".into()));
     }
@@ -335,7 +405,7 @@ async fn create_key(
         .create_key(&body.name, body.kind, body.environment.as_deref(), None)
         .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
-        "key": key,
+        "key": KeyView::from(key),
         "secret": secret,
     })))
 }

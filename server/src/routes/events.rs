@@ -5,14 +5,20 @@
 //! event id seen before is acknowledged again but stored once.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tailor_core::events::{Event, MAX_BATCH_EVENTS};
 
 use super::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::KeyKind;
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
 
 #[derive(Debug, Serialize)]
 struct Rejected {
@@ -94,13 +100,14 @@ pub(crate) async fn ingest(
         }
     };
     state.environment(&environment)?;
-    let batch: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    let Some(items) = batch.get("events").and_then(Value::as_array) else {
-        return Err(ApiError::BadRequest(
-            "events: the body must be {\"events\": [...]}".into(),
-        ));
-    };
+    // Each event stays a raw slice of the body and is parsed on its own: one bad event cannot
+    // reject its batch, and no intermediate JSON tree is built.
+    let batch: RawBatch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "events: the body must be {{\"events\": [...]}}: {e}"
+        ))
+    })?;
+    let items = batch.events;
     if items.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::BadRequest(format!(
             "events: at most {MAX_BATCH_EVENTS} events per batch, got {}",
@@ -111,7 +118,8 @@ pub(crate) async fn ingest(
     let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let parsed = serde_path_to_error::deserialize::<_, Event>(item)
+        let de = &mut serde_json::Deserializer::from_str(item.get());
+        let parsed = serde_path_to_error::deserialize::<_, Event>(de)
             .map_err(|e| format!("{}: {}", e.path(), e.inner()))
             .and_then(|ev| validate(&ev, now).map(|()| ev));
         match parsed {

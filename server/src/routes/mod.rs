@@ -1,4 +1,5 @@
-//! HTTP routes, grouped by area; [`configure`] mounts them all (used by `main` and tests).
+//! HTTP routes, grouped by area; [`configure`] mounts them all, the dashboard's included (used by
+//! `main` and tests).
 
 pub mod admin;
 pub mod environments;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     environments::configure(cfg);
     results::configure(cfg);
     admin::configure(cfg);
+    crate::dashboard::configure(cfg);
 }
 
 /// CORS for the endpoints browsers and edge SDKs call (SDK delivery, OFREP). They authenticate
@@ -70,24 +72,42 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKey, ApiEr
     state.authenticate(secret).ok_or(ApiError::Unauthenticated)
 }
 
+/// Largest YAML body accepted. libyaml's parsing time grows with the square of the nesting
+/// depth of flow collections (`[[[…]]]`), so YAML gets a tighter limit than JSON and is parsed on
+/// the blocking pool, never on an async worker that other requests share.
+pub const MAX_YAML_BYTES: usize = 256 * 1024;
+
 /// Parses a JSON body (or YAML when `Content-Type` says so); errors name the offending field.
-pub fn parse_body<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+pub async fn parse_body<T: DeserializeOwned + Send + 'static>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest(
             "request body is empty; send JSON".into(),
         ));
     }
     if is_yaml(req.headers()) {
-        let text = std::str::from_utf8(body)
+        if body.len() > MAX_YAML_BYTES {
+            return Err(ApiError::BadRequest(format!(
+                "YAML bodies are limited to {MAX_YAML_BYTES} bytes (got {}); send larger configs as JSON",
+                body.len()
+            )));
+        }
+        let text = String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::BadRequest("request body is not UTF-8".into()))?;
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        return serde_path_to_error::deserialize(de).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "invalid YAML body at `{}`: {}",
-                e.path(),
-                e.inner()
-            ))
-        });
+        return web::block(move || {
+            let de = serde_yaml_ng::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "invalid YAML body at `{}`: {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -115,11 +135,22 @@ pub fn content_etag<T: Serialize>(value: &T) -> String {
 
 /// Checks `If-Match` against the current ETag. `required`: a missing header is an error (428).
 pub fn check_if_match(req: &HttpRequest, current: &str, required: bool) -> Result<(), ApiError> {
-    match req
-        .headers()
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
+    check_if_match_value(
+        req.headers()
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok()),
+        current,
+        required,
+    )
+}
+
+/// [`check_if_match`] on a header value already read (or a form field standing in for it).
+pub fn check_if_match_value(
+    if_match: Option<&str>,
+    current: &str,
+    required: bool,
+) -> Result<(), ApiError> {
+    match if_match {
         None if required => Err(ApiError::PreconditionRequired(format!(
             "send `If-Match: {current}` (the ETag you read) so concurrent edits cannot overwrite each other, or `If-Match: *` to overwrite deliberately"
         ))),

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tailor_core::{assign, AttributeValue, Reason, Snapshot, User};
+use tailor_core::{assign, AttributeRef, AttributeValue, Reason, Snapshot, User};
 
 use super::authenticate;
 use crate::error::ApiError;
@@ -206,7 +206,7 @@ async fn evaluate_one(
 
 /// ETag of a bulk result: it depends on both the config revision and the context.
 fn bulk_etag(config_etag: &str, user: &User) -> String {
-    let attrs: BTreeMap<&str, &AttributeValue> = user.attributes().collect();
+    let attrs: BTreeMap<&str, AttributeRef<'_>> = user.attributes().collect();
     let mut h = Sha256::new();
     h.update(config_etag.as_bytes());
     h.update(user.key().as_bytes());

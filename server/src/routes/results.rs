@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::require_admin;
 use crate::error::ApiError;
-use crate::results::{self, ResultsError, ResultsQuery};
+use crate::results::{self, ExperimentReport, ResultsError, ResultsQuery};
 use crate::state::{now_rfc3339, AppState};
 
 /// Mounts the routes.
@@ -36,7 +36,9 @@ impl From<ResultsError> for ApiError {
     fn from(e: ResultsError) -> Self {
         match e {
             ResultsError::UnknownExperiment(_) => ApiError::NotFound(e.to_string()),
-            ResultsError::BadQuery(_) | ResultsError::Stats(_) => ApiError::BadRequest(e.to_string()),
+            ResultsError::BadQuery(_) | ResultsError::Stats(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
         }
     }
 }
@@ -50,8 +52,6 @@ async fn experiment_results(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let (env_key, experiment) = path.into_inner();
-    let current = state.environment(&env_key)?.current();
-    let totals = state.collector.totals(&env_key, &experiment);
     let query = query.into_inner();
     let results_query = ResultsQuery {
         metric: query.metric,
@@ -59,14 +59,7 @@ async fn experiment_results(
         sequential: query.sequential,
         alpha: query.alpha,
     };
-    let report = results::report(
-        &env_key,
-        &current.snapshot,
-        &experiment,
-        totals.as_ref(),
-        &results_query,
-        now_rfc3339(),
-    )?;
+    let report = experiment_report(&state, &env_key, &experiment, &results_query)?;
     match query.format.as_deref() {
         None | Some("json") => Ok(HttpResponse::Ok().json(report)),
         Some("csv") => Ok(HttpResponse::Ok()
@@ -76,6 +69,30 @@ async fn experiment_results(
             "format: must be `json` or `csv`, got `{other}`"
         ))),
     }
+}
+
+/// An experiment's report at the environment's current revision, with its timeline: what the
+/// results API returns and the dashboard shows.
+pub fn experiment_report(
+    state: &AppState,
+    env_key: &str,
+    experiment: &str,
+    query: &ResultsQuery,
+) -> Result<ExperimentReport, ApiError> {
+    let current = state.environment(env_key)?.current();
+    let totals = state.collector.totals(env_key, experiment);
+    let mut report = results::report(
+        env_key,
+        &current.snapshot,
+        experiment,
+        totals.as_ref(),
+        query,
+        now_rfc3339(),
+    )?;
+    report.timeline = state
+        .collector
+        .timeline(env_key, experiment, &report.metric);
+    Ok(report)
 }
 
 /// Rebuilds the environment's aggregates from its raw events (ingestion pauses meanwhile).

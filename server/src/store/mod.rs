@@ -1,5 +1,6 @@
 //! The storage contract: environments' documents with compare-and-swap revisions, the audit log
-//! and API keys. Backends: [`sqlite`] (embedded default).
+//! and API keys. Backends: [`sqlite`] (embedded default) and [`redis`] (shared by several server
+//! instances; see its module docs for the key layout, scripts and durability).
 //!
 //! # Contract (every backend; the shared contract tests check it)
 //! - **Atomic commits.** [`Store::commit`] writes a new document and its audit entry together, or
@@ -14,9 +15,18 @@
 //! - **Events** are appended idempotently: an event id already stored for the environment is
 //!   skipped, so a retried batch never double-counts. `append_events` returns only after the
 //!   batch is durable.
+//! - **Shared backends** ([`Store::shared`]) are written by several server instances at once.
+//!   They also report every change (from any instance) on a [`ChangeFeed`], and serve each
+//!   environment's events in one global order ([`SharedStore::events_after`]), so that every
+//!   instance can publish the same revisions and compute the same results. A feed's first item,
+//!   and the first after it reconnects, is [`StoreChange::Resync`]: changes may have been missed,
+//!   so the reader re-reads everything and keeps whatever revision is newer.
 
+pub mod redis;
 pub mod sqlite;
 mod sqlite_events;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -103,6 +113,67 @@ pub struct ApiKey {
 /// Events read back from the store, in chunks, for rebuilding aggregates.
 pub type EventScan = tokio::sync::mpsc::Receiver<Result<Vec<Event>, StoreError>>;
 
+/// A change committed to a shared store, by this or another server instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// An environment was created or its document committed at `revision`.
+    Environment {
+        /// Environment key.
+        environment: String,
+        /// The revision now stored.
+        revision: u64,
+    },
+    /// A key was added or revoked.
+    Keys,
+    /// New events were stored for an environment.
+    Events {
+        /// Environment key.
+        environment: String,
+    },
+    /// Notifications may have been missed (first subscription, or reconnected after a failure):
+    /// re-read every environment and the keys, and keep what is newer.
+    Resync,
+}
+
+/// Change notifications of a shared store. Ends only when the store is dropped.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
+
+/// A position in an environment's event log; [`SharedStore::events_after`] reads strictly after
+/// it. The default is the start of the log. Opaque: only the store that issued it understands it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventCursor(pub String);
+
+/// A page of an environment's event log.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    /// Events in log order (the same order on every instance).
+    pub events: Vec<Event>,
+    /// The position after the last event (the given cursor when there were none).
+    pub next: EventCursor,
+}
+
+/// What a store shared by several server instances offers beyond [`Store`].
+#[async_trait]
+pub trait SharedStore: Send + Sync {
+    /// Subscribes to change notifications. The first item is [`StoreChange::Resync`]; after a
+    /// lost connection the feed reconnects by itself and sends `Resync` again.
+    fn changes(&self) -> ChangeFeed;
+
+    /// Up to `limit` events stored after `cursor`, by any instance, in log order.
+    async fn events_after(
+        &self,
+        environment: &str,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError>;
+
+    /// How often to look for new events when no notification arrives (a safety net: the
+    /// change feed announces new events as they are stored).
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -134,6 +205,16 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The backend cannot be reached or refuses writes for now (down, restarting, loading its
+    /// data, cluster slots uncovered, out of memory). Retrying later may succeed.
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable and why, e.g. `Redis at 127.0.0.1:6380 is unavailable`.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A storage backend. See the module docs for the contract.
@@ -141,6 +222,15 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Every environment with its current document.
     async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError>;
+
+    /// One environment with its current document, if it exists.
+    async fn environment(&self, key: &str) -> Result<Option<StoredEnvironment>, StoreError> {
+        Ok(self
+            .environments()
+            .await?
+            .into_iter()
+            .find(|e| e.key == key))
+    }
 
     /// Creates an environment with `document` (revision as given, normally 1).
     async fn create_environment(
@@ -188,4 +278,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// `Some` when other server instances share this store (see [`SharedStore`]).
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        None
+    }
 }

@@ -16,16 +16,19 @@ use tokio::sync::oneshot;
 use super::sqlite::backend;
 use super::{EventScan, StoreError};
 
+// A rowid table appends in insertion order; only the small unique index is a random-access
+// B-tree. (A WITHOUT ROWID table keyed by the random event id measured ~3x slower to insert.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
     environment TEXT NOT NULL,
     id TEXT NOT NULL,
     kind TEXT NOT NULL,
     user_key TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (environment, id)
-) WITHOUT ROWID;
+    payload TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (environment, id);
 ";
 
 /// Most requests folded into one transaction.
@@ -56,7 +59,8 @@ pub(super) struct EventLog {
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend("opening the event log"))?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -65536;",
     )
     .map_err(backend("configuring the event log"))?;
     Ok(conn)
@@ -128,7 +132,8 @@ impl EventLog {
         tokio::task::spawn_blocking(move || {
             let result = (|| -> Result<(), StoreError> {
                 let mut stmt = conn
-                    .prepare("SELECT id, payload FROM events WHERE environment = ?1")
+                    // A sequential pass over the table beats an index walk with a row lookup each.
+                    .prepare("SELECT id, payload FROM events NOT INDEXED WHERE environment = ?1")
                     .map_err(backend("scanning events"))?;
                 let mut rows = stmt
                     .query(params![environment])
@@ -168,7 +173,15 @@ fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        match write_group(conn, &group) {
+        let started = std::time::Instant::now();
+        let written = write_group(conn, &group);
+        tracing::debug!(
+            requests = group.len(),
+            events = group.iter().map(|r| r.rows.len()).sum::<usize>(),
+            micros = started.elapsed().as_micros() as u64,
+            "event group committed"
+        );
+        match written {
             Ok(results) => {
                 for (request, result) in group.into_iter().zip(results) {
                     let _ = request.reply.send(Ok(result));

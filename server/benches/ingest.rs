@@ -1,0 +1,187 @@
+//! Event ingest throughput on the embedded store: batches of 100 events over HTTP on loopback,
+//! each acknowledged only after a durable (fsync'd, group-committed) write.
+//!
+//! ```text
+//! cargo bench -p tailor-server --bench ingest
+//! INGEST_CONNECTIONS=64 INGEST_SECONDS=20 cargo bench -p tailor-server --bench ingest
+//! ```
+//! Spawns the release server on a fresh data directory, configures a running experiment, then
+//! keeps `INGEST_CONNECTIONS` keep-alive connections posting unique batches (70% exposures, 30%
+//! conversions) for `INGEST_SECONDS`. Reports acknowledged events/s, request latency and the
+//! server's CPU use, then checks the stored count and the attribution (results) match.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const BATCH: usize = 100;
+const NOW_MS: i64 = 1_790_000_000_000;
+
+fn batch_body(conn: usize, seq: u64) -> Vec<u8> {
+    let mut events = Vec::with_capacity(BATCH);
+    for i in 0..BATCH {
+        let n = seq * BATCH as u64 + i as u64;
+        let user = format!("u{conn}-{}", n / 3);
+        let ts = NOW_MS + n as i64;
+        if i % 10 < 7 {
+            events.push(json!({"type": "exposure", "id": format!("x{conn}-{n}"), "timestamp": ts,
+                "user_key": user, "flag": "homepage", "variant": if n % 2 == 0 { "control" } else { "treatment" },
+                "experiment": "bench", "rule": 0, "personalized": n % 2 == 1, "revision": 2, "spec_version": 1}));
+        } else {
+            events.push(
+                json!({"type": "conversion", "id": format!("c{conn}-{n}"), "timestamp": ts + 1,
+                "user_key": user, "event": "purchase", "value": 12.5}),
+            );
+        }
+    }
+    serde_json::to_vec(&json!({"events": events})).unwrap_or_default()
+}
+
+/// One keep-alive connection: POST, read the response, repeat until `deadline`.
+async fn run_connection(
+    addr: SocketAddr,
+    key: String,
+    conn: usize,
+    deadline: Instant,
+) -> anyhow::Result<(u64, Vec<Duration>)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    let mut acked = 0u64;
+    let mut latencies = Vec::new();
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        let body = batch_body(conn, seq);
+        seq += 1;
+        let head = format!(
+            "POST /sdk/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let started = Instant::now();
+        stream.get_mut().write_all(head.as_bytes()).await?;
+        stream.get_mut().write_all(&body).await?;
+        let mut status_line = String::new();
+        stream.read_line(&mut status_line).await?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut response = vec![0u8; length];
+        stream.read_exact(&mut response).await?;
+        latencies.push(started.elapsed());
+        if !status_line.contains(" 200 ") {
+            bail!(
+                "ingest failed: {status_line} {}",
+                String::from_utf8_lossy(&response)
+            );
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&response)?;
+        acked += parsed["accepted"].as_u64().unwrap_or(0);
+    }
+    Ok((acked, latencies))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::raise_nofile();
+    let connections: usize = common::env_or("INGEST_CONNECTIONS", 32);
+    let seconds: u64 = common::env_or("INGEST_SECONDS", 10);
+    let workers: usize = common::env_or("INGEST_WORKERS", 2);
+    let server = common::spawn_server(workers).await?;
+    let addr = server.addr;
+    common::admin(
+        addr,
+        common::ADMIN_KEY,
+        "POST",
+        "/api/v1/environments/development/experiments",
+        &json!({"key": "bench", "status": "running", "primary_metric": "purchase"}),
+    )
+    .await?;
+    common::admin(addr, common::ADMIN_KEY, "POST", "/api/v1/environments/development/flags", &json!({
+        "key": "homepage", "type": "string",
+        "variants": [{"key": "control", "value": "a"}, {"key": "treatment", "value": "b"}],
+        "default_variant": "control",
+        "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
+    })).await?;
+    let key = common::sdk_key(addr, common::ADMIN_KEY, "development").await?;
+
+    let cpu_before = common::cpu_time(server.child.id());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| tokio::spawn(run_connection(addr, key.clone(), c, deadline)))
+        .collect();
+    let mut acked = 0u64;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await.context("connection task")??;
+        acked += n;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed();
+    let cpu = common::cpu_time(server.child.id()) - cpu_before;
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+
+    // The stored count and the attribution must agree with what was acknowledged.
+    let db =
+        rusqlite::Connection::open(server.dir.as_ref().context("data dir")?.join("tailor.db"))?;
+    let stored: i64 = db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+    let results = common::request(
+        addr,
+        "GET",
+        "/api/v1/environments/development/experiments/bench/results",
+        &[("Authorization", &format!("Bearer {}", common::ADMIN_KEY))],
+        None,
+    )
+    .await?
+    .json()?;
+    let users: u64 = results["overall"]["arms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["users"].as_u64())
+        .sum();
+
+    println!("ingest, embedded store, batches of {BATCH}, {connections} connections, {workers} workers, {seconds} s (load average {})", common::load_average());
+    println!(
+        "  acknowledged events: {acked} ({:.0} events/s, {:.0} batches/s)",
+        acked as f64 / elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  request latency: p50 {:?}, p99 {:?}, max {:?}",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "  server CPU: {:.2} cores",
+        cpu.as_secs_f64() / elapsed.as_secs_f64()
+    );
+    println!("  stored events: {stored}; users in results: {users}");
+    if stored as u64 != acked {
+        bail!("stored {stored} events but acknowledged {acked}");
+    }
+    Ok(())
+}

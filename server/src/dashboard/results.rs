@@ -1,0 +1,479 @@
+//! An experiment's results page: per variant and per segment (users, conversions, rate, lift
+//! with its interval drawn around zero, p-value, chance to win), the sample-ratio and
+//! data-quality warnings, the cumulative conversion rate over time, and the lift of
+//! personalized over generic content per segment. The numbers are the results API's report
+//! ([`crate::routes::results::experiment_report`]); this module only lays them out.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::chart;
+use super::pages::{nav, status_badge};
+use super::views::{self, Section};
+use super::{
+    env_url, experiment_url, flag_url, format, page_response, query_value, signed_in,
+    DashboardError,
+};
+use crate::error::ApiError;
+use crate::results::{ArmReport, ExperimentReport, LiftReport, ResultsQuery, ScopeReport};
+use crate::routes::results::experiment_report;
+use crate::state::AppState;
+use crate::stats::{Comparison, FrequentistLift, Outcome};
+
+/// Query of the results page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    metric: Option<String>,
+    kind: Option<String>,
+    sort: Option<String>,
+}
+
+/// Row order of the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    /// As configured (control first).
+    Config,
+    /// Highest lift first (the control counts as 0, rows without a lift last).
+    LiftDesc,
+    /// Lowest lift first.
+    LiftAsc,
+}
+
+impl Sort {
+    fn parse(s: Option<&str>) -> Sort {
+        match s {
+            Some("lift") => Sort::LiftDesc,
+            Some("lift-asc") => Sort::LiftAsc,
+            _ => Sort::Config,
+        }
+    }
+
+    /// Orders rows by their lift estimate.
+    fn apply<T>(self, rows: &mut [T], lift: impl Fn(&T) -> Option<f64>) {
+        let key = |r: &T| lift(r).unwrap_or(f64::NAN);
+        match self {
+            Sort::Config => {}
+            Sort::LiftDesc => rows.sort_by(|a, b| {
+                let (a, b) = (key(a), key(b));
+                a.is_nan().cmp(&b.is_nan()).then(b.total_cmp(&a))
+            }),
+            Sort::LiftAsc => rows.sort_by(|a, b| {
+                let (a, b) = (key(a), key(b));
+                a.is_nan().cmp(&b.is_nan()).then(a.total_cmp(&b))
+            }),
+        }
+    }
+}
+
+/// The page's own URL with some parameters replaced.
+struct Links<'a> {
+    base: String,
+    query: &'a PageQuery,
+}
+
+impl Links<'_> {
+    fn with(&self, metric: Option<&str>, kind: Option<&str>, sort: Option<&str>) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = metric.or(self.query.metric.as_deref()) {
+            parts.push(format!("metric={}", query_value(m)));
+        }
+        if let Some(k) = kind.or(self.query.kind.as_deref()) {
+            parts.push(format!("kind={}", query_value(k)));
+        }
+        match sort {
+            Some("") => {}
+            Some(s) => parts.push(format!("sort={}", query_value(s))),
+            None => {
+                if let Some(s) = &self.query.sort {
+                    parts.push(format!("sort={}", query_value(s)));
+                }
+            }
+        }
+        if parts.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}?{}", self.base, parts.join("&"))
+        }
+    }
+}
+
+/// `GET /dashboard/env/{env}/experiments/{experiment}`.
+pub(super) async fn experiment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, DashboardError> {
+    let me = signed_in(&req, &state)?;
+    let (env, key) = path.into_inner();
+    let current = state.environment(&env)?.current();
+    let snapshot = &current.snapshot;
+    let exp = snapshot.experiment(&key).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "experiment `{key}` does not exist in environment `{env}`"
+        ))
+    })?;
+    let results_query = ResultsQuery {
+        metric: query.metric.clone(),
+        kind: query.kind.clone(),
+        sequential: false,
+        alpha: None,
+    };
+    let report = match experiment_report(&state, &env, &key, &results_query) {
+        Ok(r) => Ok(r),
+        // An experiment that cannot be analysed yet (no metric, a single arm) is a state to
+        // show, not an error page.
+        Err(ApiError::BadRequest(message)) => Err(message),
+        Err(e) => return Err(e.into()),
+    };
+    let links = Links {
+        base: experiment_url(&env, &key),
+        query: &query,
+    };
+    let sort = Sort::parse(query.sort.as_deref());
+    let title = exp.name.clone().unwrap_or_else(|| exp.key.clone());
+    let mut metrics: Vec<&str> = exp.primary_metric.iter().map(String::as_str).collect();
+    metrics.extend(exp.guardrail_metrics.iter().map(String::as_str));
+    let body = html! {
+        p.crumbs { a href=(env_url(&env, "experiments")) { "Experiments" } " / " }
+        h1 { (title) " " (status_badge(exp.status)) }
+        @if let Some(h) = &exp.hypothesis { p.hypothesis { (h) } }
+        dl.facts.meta {
+            dt { "Experiment" } dd { code { (exp.key) } }
+            @if let Some(f) = snapshot.experiment_flag(&key) {
+                dt { "Flag" } dd { a href=(flag_url(&env, f)) { (f) } }
+            }
+            @if let Ok(r) = &report {
+                dt { "Control" } dd { (r.control) }
+                dt { "Analysed" } dd { (format::timestamp(&r.analyzed_at)) ", revision " (r.revision) ", " (format::number((1.0 - r.alpha) * 100.0, 0)) "% intervals" }
+            }
+        }
+        @if !metrics.is_empty() {
+            nav.tabs aria-label="Metric" {
+                span.muted.small { "Metric: " }
+                @for m in &metrics {
+                    @let current = report.as_ref().map(|r| r.metric.as_str()).ok() == Some(*m);
+                    a.tab.current[current] href=(links.with(Some(m), None, None)) { (m)
+                        @if exp.primary_metric.as_deref() == Some(*m) { " (primary)" } }
+                }
+                span.muted.small { " Measure: " }
+                @let value = query.kind.as_deref() == Some("value");
+                a.tab.current[!value] href=(links.with(None, Some("conversion"), None)) { "conversion rate" }
+                a.tab.current[value] href=(links.with(None, Some("value"), None)) { "value per user" }
+            }
+        }
+        @match &report {
+            Err(message) => {
+                div.notice.not-enough #not-enough-data role="status" {
+                    strong { "Not enough data. " } (message)
+                }
+            },
+            Ok(report) => { (report_body(report, sort, &links)) },
+        }
+    };
+    let nav = nav(&state, &me, Some(&env), Section::Experiments);
+    Ok(page_response(views::layout(&title, &nav, body)))
+}
+
+fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Markup {
+    let colour = |v: &str| {
+        report
+            .overall
+            .arms
+            .iter()
+            .position(|a| a.variant == v)
+            .unwrap_or(0)
+    };
+    let total_users: u64 = report.overall.arms.iter().map(|a| a.users).sum();
+    let value = report.kind == "value";
+    html! {
+        @if !report.data_quality.warnings.is_empty() {
+            div.warnings #warnings {
+                @for w in &report.data_quality.warnings {
+                    p.alert.alert-warn role="alert" { strong { "Warning: " } (w) }
+                }
+            }
+        }
+        @if total_users == 0 {
+            div.notice.not-enough #not-enough-data role="status" {
+                strong { "Not enough data yet. " }
+                "No users have been exposed to this experiment. Results appear here as the SDKs report exposures."
+            }
+        }
+        section #overall.scope {
+            h2 { "Overall" }
+            (arms_table(&report.overall, value, sort, links, &colour, &report.metric))
+            (srm_line(&report.overall))
+            h3 { "Cumulative conversion rate (" (report.metric) ")" }
+            div.chart-wrap #chart {
+                @if report.timeline.iter().any(|s| s.points.iter().any(|p| p.users > 0)) {
+                    (chart::conversion_rate(&report.timeline, colour, chart::WIDE))
+                    (chart::conversion_rate(&report.timeline, colour, chart::NARROW))
+                    div.legend {
+                        @for a in &report.overall.arms {
+                            span.legend-item { (swatch(colour(&a.variant))) " " (a.variant) }
+                        }
+                    }
+                } @else {
+                    p.empty { "No exposures yet: the chart appears with the first data." }
+                }
+            }
+        }
+        @if !report.segments.is_empty() {
+            h2 { "By segment" }
+            @for s in &report.segments {
+                section.scope data-scope=(s.scope) {
+                    h3 { (s.scope) }
+                    (arms_table(s, value, sort, links, &colour, &report.metric))
+                    (srm_line(s))
+                }
+            }
+        }
+        @if let Some(p) = &report.personalization {
+            section #personalization.scope {
+                h2 { "Personalization: tailored vs generic" }
+                p.muted { "Users who got a segment's tailored content against the users of the same segment held out to the generic default." }
+                (lift_table(&p.segments, &p.pooled, sort, links))
+            }
+        }
+    }
+}
+
+fn swatch(colour: usize) -> Markup {
+    html! {
+        svg.swatch viewBox="0 0 10 10" aria-hidden="true" {
+            rect class=(format!("series-{}", colour % chart::SERIES_COLOURS)) width="10" height="10" rx="2" {}
+        }
+    }
+}
+
+/// The relative lift, when there is one.
+fn relative(c: Option<&Comparison>) -> Option<&FrequentistLift> {
+    c.and_then(|c| c.relative.value())
+}
+
+fn lift_header(sort: Sort, links: &Links<'_>) -> Markup {
+    let (next, arrow) = match sort {
+        Sort::LiftDesc => ("lift-asc", " ↓"),
+        Sort::LiftAsc => ("", " ↑"),
+        Sort::Config => ("lift", ""),
+    };
+    html! {
+        th.lift-col {
+            a.sort href=(links.with(None, None, Some(next))) title="Sort by lift" { "Lift" (arrow) }
+        }
+    }
+}
+
+/// The lift cells: estimate and interval, bar, p-value, chance to win. Cells carry their
+/// column name in `data-label`, shown instead of the header when a phone shows rows as cards.
+fn lift_cells(comparison: Option<&Comparison>, is_control: bool, scale: f64) -> Markup {
+    let bar_label = format!(
+        "95% interval (±{})",
+        chart::scale_label(scale).trim_start_matches('+')
+    );
+    let Some(c) = comparison else {
+        return html! {
+            td.lift data-label="Lift" { span.muted { @if is_control { "baseline" } @else { "—" } } }
+            td.bar.na data-label=(bar_label) {}
+            td.num.p-value.na data-label="p-value" { "—" }
+            td.num.chance.na data-label="Chance to win" { "—" }
+        };
+    };
+    match (&c.relative, c.bayesian.value()) {
+        (Outcome::Ok(rel), bayes) => {
+            let class = if rel.ci.lower > 0.0 {
+                "up"
+            } else if rel.ci.upper < 0.0 {
+                "down"
+            } else {
+                "flat"
+            };
+            html! {
+                td.lift data-label="Lift" {
+                    span.estimate class=(class) { (format::signed_percent(rel.estimate)) }
+                    span.interval { (format::interval(rel.ci.lower, rel.ci.upper)) }
+                }
+                td.bar data-label=(bar_label) { (chart::interval_bar(rel.estimate, rel.ci.lower, rel.ci.upper, scale)) }
+                td.num.p-value data-label="p-value" { (format::p_value(rel.p_value)) }
+                td.num.chance data-label="Chance to win" { @match bayes { Some(b) => { (format::chance(b.chance_to_win)) }, None => { "—" } } }
+            }
+        }
+        (Outcome::NotEnoughData { reason }, _) => html! {
+            td.lift.nodata data-label="Lift" {
+                span.not-enough-data { "not enough data" }
+                span.reason { (reason.message()) }
+            }
+            td.bar.na data-label=(bar_label) {}
+            td.num.p-value.na data-label="p-value" { "—" }
+            td.num.chance.na data-label="Chance to win" { "—" }
+        },
+    }
+}
+
+fn arms_table(
+    scope: &ScopeReport,
+    value: bool,
+    sort: Sort,
+    links: &Links<'_>,
+    colour: &dyn Fn(&str) -> usize,
+    metric: &str,
+) -> Markup {
+    let mut arms: Vec<&ArmReport> = scope.arms.iter().collect();
+    sort.apply(&mut arms, |a| match &a.result.comparison {
+        None => Some(0.0),
+        Some(c) => c.relative.value().map(|r| r.estimate),
+    });
+    let scale = chart::interval_scale(
+        arms.iter()
+            .filter_map(|a| relative(a.result.comparison.as_ref()))
+            .map(|r| (r.ci.lower, r.ci.upper)),
+    );
+    html! {
+        div.table-wrap {
+            table.results.cards {
+                thead {
+                    tr {
+                        th { "Variant" }
+                        th.num { "Users" }
+                        th.num { @if value { "Total " (metric) } @else { "Conversions" } }
+                        th.num { @if value { "Per user" } @else { "Rate" } }
+                        (lift_header(sort, links))
+                        th.bar { (chart::interval_axis(scale)) }
+                        th.num { "p-value" }
+                        th.num { "Chance to win" }
+                    }
+                }
+                tbody {
+                    @for a in &arms {
+                        @let is_control = a.result.comparison.is_none();
+                        tr.control[is_control] data-variant=(a.variant) {
+                            td.variant.card-title {
+                                (swatch(colour(&a.variant))) " " strong { (a.variant) }
+                                @if is_control { " " span.tag { "control" } }
+                            }
+                            td.num.users data-label="Users" { (format::count(a.users)) }
+                            td.num.conversions data-label=(if value { "Total" } else { "Conversions" }) {
+                                @if value { (format::number(a.value_sum, 2)) } @else { (format::count(a.converted)) }
+                            }
+                            td.num.rate data-label=(if value { "Per user" } else { "Rate" }) {
+                                @match a.result.moments.value() {
+                                    Some(m) if value => { (format::number(m.mean, 2)) },
+                                    Some(m) => { (format::percent(m.mean)) },
+                                    None => { span.muted { "—" } },
+                                }
+                            }
+                            (lift_cells(a.result.comparison.as_ref(), is_control, scale))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `p = 0.032` or `p < 0.001`.
+fn p_text(p: f64) -> String {
+    let v = format::p_value(p);
+    if v.starts_with('<') {
+        format!("p {v}")
+    } else {
+        format!("p = {v}")
+    }
+}
+
+fn srm_line(scope: &ScopeReport) -> Markup {
+    html! {
+        @match &scope.srm {
+            None => {},
+            Some(Outcome::Ok(srm)) if srm.mismatch => {
+                p.srm.srm-bad { "Sample ratio mismatch: users are not split as configured (" (p_text(srm.p_value)) ")." }
+            },
+            Some(Outcome::Ok(srm)) => {
+                p.srm.srm-ok.muted.small { "Traffic split as configured (sample-ratio check " (p_text(srm.p_value)) ")." }
+            },
+            Some(Outcome::NotEnoughData { reason }) => {
+                p.srm.muted.small { "Sample-ratio check: not enough data (" (reason.message()) ")." }
+            },
+        }
+    }
+}
+
+fn lift_table(
+    segments: &[LiftReport],
+    pooled: &LiftReport,
+    sort: Sort,
+    links: &Links<'_>,
+) -> Markup {
+    let mut rows: Vec<&LiftReport> = segments.iter().collect();
+    sort.apply(&mut rows, |r| {
+        r.comparison.relative.value().map(|l| l.estimate)
+    });
+    let scale = chart::interval_scale(
+        rows.iter()
+            .copied()
+            .chain(std::iter::once(pooled))
+            .filter_map(|r| r.comparison.relative.value())
+            .map(|r| (r.ci.lower, r.ci.upper)),
+    );
+    let rate = |converted: u64, users: u64| {
+        if users == 0 {
+            "—".to_string()
+        } else {
+            format::percent(converted as f64 / users as f64)
+        }
+    };
+    let row = |r: &LiftReport, pooled: bool| {
+        html! {
+            tr.pooled[pooled] data-segment=(r.segment) {
+                td.card-title { @if pooled { strong { "All segments" } } @else { strong { (r.segment) } } }
+                td.num.personalized-rate data-label="Tailored" {
+                    (rate(r.personalized_converted, r.personalized_users))
+                    span.sub { (format::count(r.personalized_converted)) " of " (format::count(r.personalized_users)) " users" }
+                }
+                td.num.generic-rate data-label="Generic" {
+                    (rate(r.generic_converted, r.generic_users))
+                    span.sub { (format::count(r.generic_converted)) " of " (format::count(r.generic_users)) " users" }
+                }
+                (lift_cells(Some(&r.comparison), false, scale))
+            }
+        }
+    };
+    html! {
+        div.table-wrap {
+            table.results.cards.lift-table {
+                thead {
+                    tr {
+                        th { "Segment" }
+                        th.num { "Tailored" }
+                        th.num { "Generic" }
+                        (lift_header(sort, links))
+                        th.bar { (chart::interval_axis(scale)) }
+                        th.num { "p-value" }
+                        th.num { "Chance to win" }
+                    }
+                }
+                tbody {
+                    @for r in &rows { (row(r, false)) }
+                    (row(pooled, true))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lift_sorting_puts_rows_without_a_lift_last() {
+        let mut rows = vec![Some(0.1), None, Some(-0.2), Some(0.0), Some(0.3)];
+        Sort::LiftDesc.apply(&mut rows, |r| *r);
+        assert_eq!(rows, [Some(0.3), Some(0.1), Some(0.0), Some(-0.2), None]);
+        Sort::LiftAsc.apply(&mut rows, |r| *r);
+        assert_eq!(rows, [Some(-0.2), Some(0.0), Some(0.1), Some(0.3), None]);
+    }
+}

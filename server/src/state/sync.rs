@@ -1,0 +1,299 @@
+//! Keeping this instance in step with the other instances that share its store.
+//!
+//! [`spawn_sync`] (a no-op for the embedded store) starts two kinds of background task:
+//! - `run_changes` reads the store's [`ChangeFeed`]. A new revision of an environment is read
+//!   from the store, compiled and published here, so SDKs streaming from this instance get a
+//!   change made through any other within milliseconds. Key changes reload the keys. A
+//!   [`StoreChange::Resync`] (first subscription, or after a lost connection) re-reads every
+//!   environment and keeps whatever is newer: catch-up by revision.
+//! - one tail per environment ([`crate::collector::Collector::run_tail`]) applies the events
+//!   stored through any instance to this instance's attribution.
+//!
+//! Publishing is idempotent by revision: a revision is published only when it is newer than
+//! the one served, under the environment's write lock, so the notification of this instance's
+//! own write (published already) or a duplicate never reaches SSE clients twice, and a slow
+//! read can never publish an older revision over a newer one.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailor_core::{compile, ConfigDocument, Snapshot};
+
+use super::{AppState, Environment};
+use crate::publish::Published;
+use crate::store::{ChangeFeed, StoreChange, StoreError, StoredEnvironment};
+
+/// Wait before retrying a failed catch-up.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Starts following the other instances' changes, if the store is shared.
+pub fn spawn_sync(state: Arc<AppState>) {
+    let Some(shared) = state.store.shared() else {
+        return;
+    };
+    let feed = shared.changes();
+    for key in state.environment_keys() {
+        ensure_tail(&state, key);
+    }
+    tokio::spawn(run_changes(state, feed));
+}
+
+/// Starts the environment's event tail unless it runs already.
+fn ensure_tail(state: &Arc<AppState>, environment: String) {
+    if !state.collector.claim_tail(&environment) {
+        return;
+    }
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        if let Some(shared) = state.store.shared() {
+            state.collector.run_tail(shared, &environment).await;
+        }
+    });
+}
+
+async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
+    // Set when applying a change failed (the store failing right after a reconnect, say):
+    // everything is re-read once it answers again.
+    let mut behind = false;
+    loop {
+        let change = if behind {
+            tokio::select! {
+                change = feed.recv() => change,
+                _ = tokio::time::sleep(RETRY) => Some(StoreChange::Resync),
+            }
+        } else {
+            feed.recv().await
+        };
+        let Some(change) = change else {
+            return;
+        };
+        let result = match change {
+            StoreChange::Environment {
+                environment,
+                revision,
+            } => {
+                let result = if state.is_news(&environment, revision) {
+                    state.refresh_environment(&environment).await
+                } else {
+                    Ok(())
+                };
+                ensure_tail(&state, environment);
+                result
+            }
+            StoreChange::Keys => state.reload_shared_keys().await,
+            StoreChange::Events { environment } => {
+                state.collector.wake(&environment);
+                Ok(())
+            }
+            StoreChange::Resync => resync(&state).await,
+        };
+        match result {
+            Ok(()) if behind => {
+                behind = false;
+                tracing::info!("caught up with the shared store");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !behind {
+                    tracing::warn!(error = %e, "cannot apply changes from the shared store; retrying");
+                }
+                behind = true;
+            }
+        }
+    }
+}
+
+/// Re-reads every environment and the keys, adopting whatever is newer.
+async fn resync(state: &Arc<AppState>) -> Result<(), StoreError> {
+    let stored = state.store.environments().await?;
+    let listed: BTreeSet<String> = stored.iter().map(|e| e.key.clone()).collect();
+    for env in stored {
+        let key = env.key.clone();
+        state.adopt(env).await?;
+        ensure_tail(state, key);
+    }
+    for key in state.environment_keys() {
+        if !listed.contains(&key) {
+            state.restore_environment(&key).await?;
+        }
+    }
+    state.reload_shared_keys().await?;
+    state.collector.wake_all();
+    Ok(())
+}
+
+fn compile_stored(key: &str, document: ConfigDocument) -> Option<Snapshot> {
+    match compile(document) {
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            tracing::error!(environment = key, error = %e, "ignoring a stored config that does not compile");
+            None
+        }
+    }
+}
+
+impl AppState {
+    /// Reloads the keys, unless the store has none at all while this instance knows some:
+    /// keys are never deleted (revoked ones stay listed), so that means Redis lost its data,
+    /// and dropping them would lock every SDK out. Keeping them keeps SDKs served.
+    async fn reload_shared_keys(&self) -> Result<(), StoreError> {
+        let keys = self.store.keys().await?;
+        if keys.is_empty() {
+            let known = self.list_keys();
+            if !known.is_empty() {
+                tracing::error!(
+                    known = known.len(),
+                    "the shared store has no API keys (was Redis data lost? see README: \
+                     durability); storing the keys known here again"
+                );
+                for key in &known {
+                    match self.store.put_key(key).await {
+                        // Restored meanwhile by another instance.
+                        Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(());
+            }
+        }
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        for k in keys {
+            map.insert(k.digest.clone(), k);
+        }
+        Ok(())
+    }
+
+    /// An environment served here is missing from the shared store: Redis lost its data (no
+    /// append-only file). Stores the config served here again (if no other instance did
+    /// first), so SDKs keep their config and admins can write again; the audit log and the
+    /// events are gone.
+    async fn restore_environment(&self, key: &str) -> Result<(), StoreError> {
+        let Ok(env) = self.environment(key) else {
+            return Ok(());
+        };
+        let current = env.current();
+        match self
+            .store
+            .create_environment(key, current.snapshot.document())
+            .await
+        {
+            Ok(()) => {
+                tracing::error!(
+                    environment = key,
+                    revision = current.revision,
+                    "the environment was missing from the shared store (was Redis data lost? see \
+                     README: durability); stored the config served here again"
+                );
+                Ok(())
+            }
+            Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `revision` of `environment` is newer than what this instance serves.
+    fn is_news(&self, environment: &str, revision: u64) -> bool {
+        self.environments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(environment)
+            .is_none_or(|env| revision > env.current().revision)
+    }
+
+    /// Reads one environment from the store and adopts it (publishes it if newer, adds it if
+    /// it is new here).
+    pub async fn refresh_environment(&self, key: &str) -> Result<(), StoreError> {
+        match self.store.environment(key).await? {
+            Some(stored) => self.adopt(stored).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Serves a stored document: publishes it when it is newer than the revision served here,
+    /// or adds the environment (with its attribution) when it is new here.
+    async fn adopt(&self, stored: StoredEnvironment) -> Result<(), StoreError> {
+        let existing = self
+            .environments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&stored.key)
+            .cloned();
+        if let Some(env) = existing {
+            let _guard = env.write_lock.lock().await;
+            self.publish_stored(&env, stored.document);
+            return Ok(());
+        }
+        let key = stored.key;
+        let Some(snapshot) = compile_stored(&key, stored.document.clone()) else {
+            return Ok(());
+        };
+        let applied = self
+            .collector
+            .load_environment(self.store.as_ref(), &key, snapshot.document())
+            .await?;
+        let revision = snapshot.revision();
+        match self.insert_environment(Environment::new(key.clone(), Published::new(snapshot))) {
+            Some(raced) => {
+                // Created here meanwhile: keep that one (it has subscribers), newest revision.
+                let _guard = raced.write_lock.lock().await;
+                self.publish_stored(&raced, stored.document);
+            }
+            None => {
+                self.metrics.set_revision(&key, revision);
+                tracing::info!(
+                    environment = key,
+                    revision,
+                    events = applied,
+                    "environment created through another instance"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// With `env`'s write lock held: reads its stored document and publishes it if newer.
+    pub(super) async fn adopt_latest(&self, env: &Environment) {
+        match self.store.environment(&env.key).await {
+            Ok(Some(stored)) => {
+                self.publish_stored(env, stored.document);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(environment = env.key, error = %e, "cannot re-read after a conflict")
+            }
+        }
+    }
+
+    /// With `env`'s write lock held: publishes `document` if it is newer than the current
+    /// revision. Returns whether it did.
+    fn publish_stored(&self, env: &Environment, document: ConfigDocument) -> bool {
+        let current = env.current().revision;
+        if document.revision <= current {
+            if document.revision < current {
+                tracing::warn!(
+                    environment = env.key,
+                    stored = document.revision,
+                    served = current,
+                    "the shared store holds an older revision than this instance serves (was Redis \
+                     data lost? see README: durability); keeping the newer one"
+                );
+            }
+            return false;
+        }
+        let Some(snapshot) = compile_stored(&env.key, document) else {
+            return false;
+        };
+        let revision = snapshot.revision();
+        self.metrics.set_revision(&env.key, revision);
+        self.collector.config_changed(&env.key, snapshot.document());
+        env.publish(Published::new(snapshot));
+        tracing::info!(
+            environment = env.key,
+            revision,
+            "config changed through another instance"
+        );
+        true
+    }
+}

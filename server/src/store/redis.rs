@@ -1,0 +1,600 @@
+//! The Redis store: one state shared by several `tailor-server` instances
+//! (`serve --redis-url redis://…` or `redis+cluster://host:port,host:port,…`).
+//!
+//! # Key layout
+//! Every key starts with the prefix (`--redis-prefix`, default `tailor`) and carries a hash tag,
+//! so that everything one operation touches lives in ONE slot and Redis Cluster works without
+//! cross-slot commands:
+//!
+//! | Key | Type | Holds |
+//! | --- | --- | --- |
+//! | `tailor:{global}:environments` | set | environment keys |
+//! | `tailor:{global}:keys` | hash | key id → [`ApiKey`] JSON |
+//! | `tailor:{global}:key-digests` | hash | secret digest → key id (digests are unique) |
+//! | `tailor:{global}:keys-revoked` | hash | key id → when it was revoked |
+//! | `tailor:{env:<e>}:config` | hash | `revision`, `document` (JSON), `audit_seq` |
+//! | `tailor:{env:<e>}:audit` | list | `{"id": n, "entry": …}`, newest first |
+//! | `tailor:{env:<e>}:event-ids` | set | ids of the environment's stored events |
+//! | `tailor:{env:<e>}:events` | stream | one entry per stored event, field `e` = event JSON |
+//! | `tailor:changes` | pub/sub channel | change notifications (`redis/changes.rs`) |
+//!
+//! # Writes: one round trip each, atomic by Lua script (`redis/scripts.rs`)
+//! - A config commit is one `EVALSHA`: check the revision (compare-and-swap), set the document,
+//!   append the audit entry, `PUBLISH` the notification.
+//! - An event batch is one `EVALSHA` for the whole batch: per event, `SADD` the id and, only if
+//!   new, `XADD` it to the environment's stream; then one `PUBLISH`. A resent id, in the same
+//!   batch or sent to another instance, is skipped: every event is stored exactly once.
+//! - Creating an environment is two (the environment's slot, then the global list and the
+//!   notification); a key change, one.
+//!
+//! # Aggregates
+//! The environment's event stream is the source of truth, in one order for every reader. Each
+//! instance tails it ([`SharedStore::events_after`]) and applies every entry once to its
+//! in-memory attribution, with the same code the embedded store uses, so every instance reports
+//! the same results and counts each event once. (Keeping per-arm sums in Redis instead would
+//! need the whole first-exposure and attribution-window logic in Lua: one engine is better.)
+//!
+//! # Faults
+//! While Redis is unreachable, commands fail at once with [`StoreError::Unavailable`] (HTTP 503:
+//! writes and event batches are refused, `/readyz` reports `store_unavailable`) and the
+//! connection reconnects by itself; configs keep being served from memory. An event batch is
+//! acknowledged only after its script returned, i.e. after Redis applied it.
+//!
+//! # Durability
+//! Redis must run with the append-only file (`appendonly yes`): then an acknowledged change or
+//! event survives a Redis crash or `kill -9` (it was written to the AOF before the reply), and
+//! with the default `appendfsync everysec` at most the last second is lost if the whole machine
+//! loses power (`appendfsync always` loses nothing, at a throughput cost). Without the AOF, a
+//! Redis restart loses everything: the instances, which still serve the last config from
+//! memory, store their environments and keys again ([`crate::state`]'s sync), but the audit
+//! log and every event (so the results) are gone. With RDB snapshots only, a restart goes back
+//! to the last snapshot: instances keep serving the newer config they hold, log the mismatch,
+//! and refuse changes (revision conflict) until Redis is restored or the instances are
+//! restarted on the older state. A warning is logged at start when a node reports
+//! `appendonly no`.
+
+mod changes;
+mod conn;
+mod scripts;
+
+use std::collections::HashMap;
+
+use ::redis::aio::ConnectionLike;
+use ::redis::streams::StreamReadReply;
+use ::redis::{cmd, Client, RedisError, Value};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tailor_core::events::Event;
+use tailor_core::ConfigDocument;
+
+pub use conn::Target;
+use conn::{store_error, Conn, CONNECT_TIMEOUT};
+
+use super::{
+    ApiKey, AuditEntry, AuditQuery, ChangeFeed, EventCursor, EventPage, EventScan, SharedStore,
+    Store, StoreError, StoredEnvironment,
+};
+
+/// Events per page of a scan or a catch-up read.
+const SCAN_CHUNK: usize = 10_000;
+/// Audit entries read per round trip while filtering.
+const AUDIT_PAGE: isize = 256;
+
+/// Key names (see the module docs).
+#[derive(Debug, Clone)]
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn environments(&self) -> String {
+        format!("{}:{{global}}:environments", self.prefix)
+    }
+    fn keys(&self) -> String {
+        format!("{}:{{global}}:keys", self.prefix)
+    }
+    fn key_digests(&self) -> String {
+        format!("{}:{{global}}:key-digests", self.prefix)
+    }
+    fn keys_revoked(&self) -> String {
+        format!("{}:{{global}}:keys-revoked", self.prefix)
+    }
+    fn config(&self, env: &str) -> String {
+        format!("{}:{{env:{env}}}:config", self.prefix)
+    }
+    fn audit(&self, env: &str) -> String {
+        format!("{}:{{env:{env}}}:audit", self.prefix)
+    }
+    fn event_ids(&self, env: &str) -> String {
+        format!("{}:{{env:{env}}}:event-ids", self.prefix)
+    }
+    fn events(&self, env: &str) -> String {
+        format!("{}:{{env:{env}}}:events", self.prefix)
+    }
+    fn channel(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+}
+
+/// Redis-backed [`Store`], shared by every instance pointed at the same Redis and prefix.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    target: Target,
+    described: String,
+    names: Names,
+}
+
+/// An audit list element.
+#[derive(Serialize, Deserialize)]
+struct AuditRecord {
+    id: i64,
+    entry: AuditEntry,
+}
+
+impl RedisStore {
+    /// Connects to `url` (see [`Target::parse`]) and uses keys under `prefix` (which must not
+    /// contain `{`, `}` or whitespace: several deployments may share one Redis by prefix).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let target = Target::parse(url)?;
+        if prefix.is_empty()
+            || prefix
+                .chars()
+                .any(|c| c == '{' || c == '}' || c.is_whitespace())
+        {
+            return Err(StoreError::Backend {
+                message: format!("invalid Redis key prefix `{prefix}`"),
+                source: "the prefix must be non-empty, without `{`, `}` or whitespace".into(),
+            });
+        }
+        let described = target.describe();
+        let conn = Conn::connect(&target)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("could not connect to Redis at {described}"),
+                source: Box::new(e),
+            })?;
+        let store = RedisStore {
+            conn,
+            target,
+            described,
+            names: Names {
+                prefix: prefix.to_string(),
+            },
+        };
+        store.ping().await?;
+        store.warn_without_aof().await;
+        Ok(store)
+    }
+
+    /// Where it connects, without credentials (`host:port` or `cluster host:port,…`).
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    fn err(&self, doing: &str) -> impl Fn(RedisError) -> StoreError + '_ {
+        store_error(&self.described, doing)
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Logs a warning for each reachable node that runs without the append-only file.
+    async fn warn_without_aof(&self) {
+        for node in self.target.nodes() {
+            let check = async {
+                let client = Client::open(node.clone())?;
+                let mut c = client.get_multiplexed_async_connection().await?;
+                let reply: Vec<String> = cmd("CONFIG")
+                    .arg("GET")
+                    .arg("appendonly")
+                    .query_async(&mut c)
+                    .await?;
+                Ok::<_, RedisError>(reply.get(1).cloned())
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, check).await {
+                Ok(Ok(Some(v))) if v == "no" => tracing::warn!(
+                    node = %node.addr,
+                    "Redis runs without the append-only file (appendonly no): a Redis restart \
+                     loses acknowledged config changes and events; set `appendonly yes`"
+                ),
+                Ok(Ok(_)) => {}
+                // CONFIG may be disabled (managed Redis): nothing to say.
+                Ok(Err(e)) => {
+                    tracing::debug!(node = %node.addr, error = %e, "cannot read appendonly")
+                }
+                Err(_) => tracing::debug!(node = %node.addr, "timed out reading appendonly"),
+            }
+        }
+    }
+
+    async fn read_events(
+        &self,
+        environment: &str,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        read_page(
+            self.conn(),
+            &self.names.events(environment),
+            cursor,
+            limit,
+            &self.described,
+        )
+        .await
+    }
+}
+
+fn decode_document(key: &str, text: &str) -> Result<ConfigDocument, StoreError> {
+    ConfigDocument::from_json(text)
+        .map_err(|e| StoreError::Corrupt(format!("document of environment `{key}`: {e}")))
+}
+
+/// One `XREAD` of up to `limit` entries after `cursor`.
+async fn read_page(
+    mut conn: Conn,
+    stream: &str,
+    cursor: &EventCursor,
+    limit: usize,
+    target: &str,
+) -> Result<EventPage, StoreError> {
+    let after = if cursor.0.is_empty() {
+        "0-0"
+    } else {
+        &cursor.0
+    };
+    let reply: Option<StreamReadReply> = cmd("XREAD")
+        .arg("COUNT")
+        .arg(limit.max(1))
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(after)
+        .query_async(&mut conn)
+        .await
+        .map_err(store_error(target, "reading events"))?;
+    let mut page = EventPage {
+        events: Vec::new(),
+        next: cursor.clone(),
+    };
+    for key in reply.into_iter().flat_map(|r| r.keys) {
+        page.events.reserve(key.ids.len());
+        for entry in key.ids {
+            let event = match entry.map.get("e") {
+                Some(Value::BulkString(bytes)) => serde_json::from_slice::<Event>(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", entry.id)))?,
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "event {} of {stream} has no `e` field",
+                        entry.id
+                    )))
+                }
+            };
+            page.events.push(event);
+            page.next = EventCursor(entry.id);
+        }
+    }
+    Ok(page)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError> {
+        let mut conn = self.conn();
+        let mut keys: Vec<String> = cmd("SMEMBERS")
+            .arg(self.names.environments())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.err("listing environments"))?;
+        keys.sort();
+        // Each environment lives in its own slot: one read each, all in flight at once.
+        let reads = keys.into_iter().map(|key| async move {
+            let found = self.environment(&key).await?;
+            if found.is_none() {
+                tracing::error!(
+                    environment = key,
+                    "environment is listed but has no document in Redis: was data lost?"
+                );
+            }
+            Ok::<_, StoreError>(found)
+        });
+        let found = futures_util::future::try_join_all(reads).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn environment(&self, key: &str) -> Result<Option<StoredEnvironment>, StoreError> {
+        let mut conn = self.conn();
+        let text: Option<String> = cmd("HGET")
+            .arg(self.names.config(key))
+            .arg("document")
+            .query_async(&mut conn)
+            .await
+            .map_err(self.err("reading an environment"))?;
+        text.map(|text| {
+            Ok(StoredEnvironment {
+                key: key.to_string(),
+                document: decode_document(key, &text)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_environment(
+        &self,
+        key: &str,
+        document: &ConfigDocument,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let created: i64 = scripts::CREATE_ENVIRONMENT
+            .key(self.names.config(key))
+            .arg(document.revision)
+            .arg(document.to_json_pretty())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("creating an environment"))?;
+        // Listed (and announced) even when it existed: this repairs a creation interrupted
+        // between its two steps, and SADD is idempotent.
+        let _: i64 = scripts::LIST_ENVIRONMENT
+            .key(self.names.environments())
+            .arg(key)
+            .arg(self.names.channel())
+            .arg(format!("env {} {key}", document.revision))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("listing a new environment"))?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(key.to_string()))
+        }
+    }
+
+    async fn commit(
+        &self,
+        environment: &str,
+        expected_revision: u64,
+        document: &ConfigDocument,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut entry = audit.clone();
+        entry.id = 0;
+        entry.environment = environment.to_string();
+        entry.revision = document.revision;
+        let entry = serde_json::to_string(&entry).map_err(|e| StoreError::Backend {
+            message: "encoding an audit entry".into(),
+            source: Box::new(e),
+        })?;
+        let mut conn = self.conn();
+        let (outcome, value): (String, String) = scripts::COMMIT
+            .key(self.names.config(environment))
+            .key(self.names.audit(environment))
+            .arg(expected_revision)
+            .arg(document.revision)
+            .arg(document.to_json_pretty())
+            .arg(entry)
+            .arg(self.names.channel())
+            .arg(environment)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("committing a change"))?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(StoreError::NoSuchEnvironment(environment.to_string())),
+            "conflict" => Err(StoreError::Conflict {
+                environment: environment.to_string(),
+                expected: expected_revision,
+                current: value.parse().map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "revision `{value}` of environment `{environment}`"
+                    ))
+                })?,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected commit outcome `{other}`"
+            ))),
+        }
+    }
+
+    async fn audit(
+        &self,
+        environment: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = query.limit.unwrap_or(100).min(1000) as usize;
+        let list = self.names.audit(environment);
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        let mut start: isize = 0;
+        // Entries are pushed at the head while we page: skip any id not older than the last
+        // one taken, so a concurrent commit never shows an entry twice.
+        let mut older_than = i64::MAX;
+        while out.len() < limit {
+            let page: Vec<String> = cmd("LRANGE")
+                .arg(&list)
+                .arg(start)
+                .arg(start + AUDIT_PAGE - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(self.err("reading the audit log"))?;
+            let done = (page.len() as isize) < AUDIT_PAGE;
+            for raw in page {
+                let record: AuditRecord = serde_json::from_str(&raw)
+                    .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))?;
+                if record.id >= older_than {
+                    continue;
+                }
+                older_than = record.id;
+                let mut entry = record.entry;
+                entry.id = record.id;
+                let wanted = query.kind.as_ref().is_none_or(|k| *k == entry.kind)
+                    && query.key.as_ref().is_none_or(|k| *k == entry.key);
+                if wanted {
+                    out.push(entry);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+            start += AUDIT_PAGE;
+        }
+        Ok(out)
+    }
+
+    async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let json = serde_json::to_string(key).map_err(|e| StoreError::Backend {
+            message: "encoding a key".into(),
+            source: Box::new(e),
+        })?;
+        let mut conn = self.conn();
+        let stored: i64 = scripts::PUT_KEY
+            .key(self.names.keys())
+            .key(self.names.key_digests())
+            .key(self.names.keys_revoked())
+            .arg(&key.id)
+            .arg(&key.digest)
+            .arg(json)
+            .arg(key.revoked_at.as_deref().unwrap_or(""))
+            .arg(self.names.channel())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("storing a key"))?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(format!("key {}", key.id)))
+        }
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut conn = self.conn();
+        let (stored, revoked): (HashMap<String, String>, HashMap<String, String>) = ::redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(self.names.keys())
+            .cmd("HGETALL")
+            .arg(self.names.keys_revoked())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.err("reading keys"))?;
+        let mut keys = Vec::with_capacity(stored.len());
+        for (id, json) in stored {
+            let mut key: ApiKey = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}")))?;
+            if let Some(at) = revoked.get(&id) {
+                key.revoked_at = Some(at.clone());
+            }
+            keys.push(key);
+        }
+        keys.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let revoked: i64 = scripts::REVOKE_KEY
+            .key(self.names.keys())
+            .key(self.names.keys_revoked())
+            .arg(id)
+            .arg(at)
+            .arg(self.names.channel())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("revoking a key"))?;
+        Ok(revoked == 1)
+    }
+
+    async fn append_events(
+        &self,
+        environment: &str,
+        events: &[Event],
+    ) -> Result<Vec<bool>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::APPEND_EVENTS.prepare_invoke();
+        invocation
+            .key(self.names.event_ids(environment))
+            .key(self.names.events(environment))
+            .arg(self.names.channel())
+            .arg(environment);
+        for event in events {
+            let payload = serde_json::to_string(event).map_err(|e| StoreError::Backend {
+                message: format!("encoding event {}", event.id()),
+                source: Box::new(e),
+            })?;
+            invocation.arg(event.id()).arg(payload);
+        }
+        let mut conn = self.conn();
+        let fresh: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.err("appending events"))?;
+        if fresh.len() != events.len() {
+            return Err(StoreError::Corrupt(format!(
+                "appending {} events returned {} results",
+                events.len(),
+                fresh.len()
+            )));
+        }
+        Ok(fresh.into_iter().map(|f| f == 1).collect())
+    }
+
+    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let conn = self.conn();
+        let stream = self.names.events(environment);
+        let target = self.described.clone();
+        tokio::spawn(async move {
+            let mut cursor = EventCursor::default();
+            loop {
+                match read_page(conn.clone(), &stream, &cursor, SCAN_CHUNK, &target).await {
+                    Ok(page) if page.events.is_empty() => return,
+                    Ok(page) => {
+                        cursor = page.next;
+                        if tx.send(Ok(page.events)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        // On a cluster PING goes to every primary: ready only when all slots are served.
+        let _: Value = conn
+            .req_packed_command(&cmd("PING"))
+            .await
+            .map_err(self.err("PING"))?;
+        Ok(())
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl SharedStore for RedisStore {
+    fn changes(&self) -> ChangeFeed {
+        changes::spawn(self.target.clone(), self.names.channel())
+    }
+
+    async fn events_after(
+        &self,
+        environment: &str,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.read_events(environment, cursor, limit).await
+    }
+}

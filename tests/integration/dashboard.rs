@@ -1,0 +1,1071 @@
+//! The web dashboard against a real server: in headless Chromium ([`crate::browser`]) sign in,
+//! read an experiment seeded with known counts and check every number shown (users,
+//! conversions, rates, lifts with their intervals, p-values, chances to win, SRM, not enough
+//! data), sort by lift, take screenshots at laptop and phone widths; change a rollout with its
+//! confirmation and see the new revision reach an SDK and the audit log; pause and roll back.
+//! Over plain HTTP: nothing is reachable without a session, forms need their CSRF token and
+//! this site's origin, cookies carry the right attributes.
+//!
+//! Expected statistics were computed independently with scipy (Welch's t with the delta
+//! method for the relative lift, as gbstats does) for the seeded counts:
+//!
+//! | scope, arm vs control               | lift   | 95% interval        | p     | chance |
+//! |-------------------------------------|--------|---------------------|-------|--------|
+//! | overall, beginner-onboarding        | +73.3% | [+34.8%, +111.9%]   | <.001 | >99.9% |
+//! | overall, loyalty-offer              | +6.7%  | [−21.1%, +34.5%]    | 0.638 | 68.1%  |
+//! | beginners, beginner-onboarding      | +30.0% | [−1.9%, +61.9%]     | 0.066 | 96.7%  |
+//! | lapsed, loyalty-offer               | +60.0% | [+5.2%, +114.8%]    | 0.032 | 98.4%  |
+//! | all segments, tailored vs generic   | +40.0% | [+12.0%, +68.0%]    | 0.005 | 99.7%  |
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::browser::Browser;
+use crate::support::{fixtures, send, Server, ADMIN_KEY};
+
+const ENV: &str = "development";
+const EXPERIMENT: &str = "homepage-personalization";
+const HOUR: i64 = 3_600_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Segments, the personalization experiment on `homepage`, an A/B test whose traffic is split
+/// badly (`checkout-test`) and one without any data (`pricing-test`).
+async fn seed_config(server: &Server) {
+    for (key, stage) in [("beginners", "new"), ("lapsed", "lapsed")] {
+        server
+            .create(
+                ENV,
+                "segments",
+                &json!({"key": key, "name": format!("Lifecycle: {stage}"),
+                        "conditions": {"attribute": "lifecycle", "op": "eq", "values": [stage]}}),
+            )
+            .await;
+    }
+    let mut experiment = fixtures::experiment(EXPERIMENT);
+    experiment["name"] = json!("Homepage personalization");
+    experiment["hypothesis"] = json!("Tailored heroes convert better than the generic one");
+    server.create(ENV, "experiments", &experiment).await;
+    server
+        .create(
+            ENV,
+            "flags",
+            &json!({
+                "key": "homepage",
+                "type": "string",
+                "variants": [
+                    {"key": "generic", "value": "Welcome"},
+                    {"key": "beginner-onboarding", "value": "New here? Start with our guide"},
+                    {"key": "loyalty-offer", "value": "Welcome back: 10% off"},
+                ],
+                "default_variant": "generic",
+                "rules": [
+                    {"id": "beginners", "when": {"segment": "beginners"}, "variant": "beginner-onboarding",
+                     "holdout": {"basis_points": 5000}, "experiment": EXPERIMENT},
+                    {"id": "lapsed", "when": {"segment": "lapsed"}, "variant": "loyalty-offer",
+                     "holdout": {"basis_points": 5000}, "experiment": EXPERIMENT},
+                ],
+            }),
+        )
+        .await;
+    for (experiment, flag) in [
+        ("checkout-test", "checkout-button"),
+        ("pricing-test", "pricing"),
+    ] {
+        server
+            .create(ENV, "experiments", &fixtures::experiment(experiment))
+            .await;
+        let mut f = fixtures::split_flag(flag, 10_000);
+        f["rules"][0]["experiment"] = json!(experiment);
+        server.create(ENV, "flags", &f).await;
+    }
+}
+
+struct Arm {
+    experiment: &'static str,
+    flag: &'static str,
+    rule: usize,
+    segment: Option<&'static str>,
+    variant: &'static str,
+    personalized: bool,
+    users: usize,
+    converted: usize,
+}
+
+/// Exposures spread over the last 48 hours (so the chart has a curve) and conversions an hour
+/// after exposure, for users `<experiment>-<variant>-<segment>-<i>`.
+fn events(arms: &[Arm]) -> Vec<Value> {
+    let now = now_ms();
+    let start = now - 48 * HOUR;
+    let mut out = Vec::new();
+    for arm in arms {
+        for i in 0..arm.users {
+            let user = format!(
+                "{}-{}-{}-{i}",
+                arm.experiment,
+                arm.variant,
+                arm.segment.unwrap_or("all")
+            );
+            let at = start + (i as i64 * 46 * HOUR) / arm.users as i64;
+            let mut exposure = json!({
+                "type": "exposure", "id": format!("x-{user}"), "timestamp": at, "user_key": user,
+                "flag": arm.flag, "variant": arm.variant, "experiment": arm.experiment,
+                "rule": arm.rule, "personalized": arm.personalized, "revision": 2, "spec_version": 1,
+            });
+            if let Some(s) = arm.segment {
+                exposure["segment"] = json!(s);
+            }
+            out.push(exposure);
+            // Conversions spread evenly over the users, so the cumulative rate is steady.
+            if (i * arm.converted) / arm.users != ((i + 1) * arm.converted) / arm.users {
+                out.push(json!({"type": "conversion", "id": format!("c-{user}"),
+                    "timestamp": at + HOUR, "user_key": user, "event": "purchase", "value": 20.0}));
+            }
+        }
+    }
+    out
+}
+
+async fn seed_events(server: &Server) {
+    let (_, sdk) = server.create_key("sdk", Some(ENV)).await;
+    let p = |segment, rule, variant, personalized, users, converted| Arm {
+        experiment: EXPERIMENT,
+        flag: "homepage",
+        rule,
+        segment: Some(segment),
+        variant,
+        personalized,
+        users,
+        converted,
+    };
+    let ab = |variant, users, converted| Arm {
+        experiment: "checkout-test",
+        flag: "checkout-button",
+        rule: 0,
+        segment: None,
+        variant,
+        personalized: true,
+        users,
+        converted,
+    };
+    let all = events(&[
+        p("beginners", 0, "generic", false, 1000, 100),
+        p("beginners", 0, "beginner-onboarding", true, 1000, 130),
+        p("lapsed", 1, "generic", false, 1000, 50),
+        p("lapsed", 1, "loyalty-offer", true, 1000, 80),
+        ab("control", 1000, 100),
+        ab("treatment", 800, 96),
+    ]);
+    for batch in all.chunks(1000) {
+        let res = send(
+            server
+                .with_key(Method::POST, "/sdk/v1/events", &sdk)
+                .json(&json!({"events": batch})),
+        )
+        .await;
+        res.assert_status(StatusCode::OK);
+        assert_eq!(
+            res.body["accepted"].as_u64(),
+            Some(batch.len() as u64),
+            "{}",
+            res.text
+        );
+    }
+}
+
+fn results_url(server: &Server, experiment: &str) -> String {
+    server.url(&format!("/dashboard/env/{ENV}/experiments/{experiment}"))
+}
+
+async fn sign_in(browser: &Browser, key: &str) {
+    browser.find("form.login").await;
+    browser
+        .find("#key")
+        .await
+        .send_keys(key)
+        .await
+        .expect("typing the key");
+    browser.click("form.login button[type=submit]").await;
+}
+
+/// The text of `cell` (a CSS selector inside the row) in the row of `variant` in `scope`.
+async fn cell(browser: &Browser, scope: &str, row: &str, cell: &str) -> String {
+    browser
+        .text(&format!("{scope} tr[{row}] {cell}"))
+        .await
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_results_page_shows_the_seeded_numbers_in_a_real_browser() {
+    let server = Server::start().await;
+    seed_config(&server).await;
+    seed_events(&server).await;
+    let browser = Browser::start().await;
+
+    // Not signed in: the sign-in page, and none of the experiment's data.
+    browser.goto(&results_url(&server, EXPERIMENT)).await;
+    browser.wait_for_url("/dashboard/login").await;
+    let page = browser.source().await;
+    assert!(
+        !page.contains("beginner-onboarding") && !page.contains("2,000"),
+        "the sign-in page shows experiment data:\n{page}"
+    );
+
+    // A wrong key is refused; the admin key lands on the page asked for.
+    sign_in(&browser, "tlr_admin_not_a_real_key_000000").await;
+    assert!(browser
+        .text(".alert-error")
+        .await
+        .contains("not an active admin key"));
+    sign_in(&browser, ADMIN_KEY).await;
+    browser
+        .wait_for_url(&format!("/experiments/{EXPERIMENT}"))
+        .await;
+    assert!(browser
+        .text("h1")
+        .await
+        .contains("Homepage personalization"));
+
+    // Overall: users, conversions, rates, lifts with intervals, p-values, chances to win.
+    let overall = "#overall";
+    for (variant, users, conv, rate) in [
+        ("generic", "2,000", "150", "7.50%"),
+        ("beginner-onboarding", "1,000", "130", "13.00%"),
+        ("loyalty-offer", "1,000", "80", "8.00%"),
+    ] {
+        let row = format!("data-variant=\"{variant}\"");
+        assert_eq!(
+            cell(&browser, overall, &row, "td.users").await,
+            users,
+            "{variant}"
+        );
+        assert_eq!(
+            cell(&browser, overall, &row, "td.conversions").await,
+            conv,
+            "{variant}"
+        );
+        assert_eq!(
+            cell(&browser, overall, &row, "td.rate").await,
+            rate,
+            "{variant}"
+        );
+    }
+    let lift = |variant: &str| format!("data-variant=\"{variant}\"");
+    assert_eq!(
+        cell(&browser, overall, &lift("generic"), "td.lift").await,
+        "baseline"
+    );
+    for (scope, variant, estimate, interval, p, chance) in [
+        (
+            overall,
+            "beginner-onboarding",
+            "+73.3%",
+            "[+34.8%, +111.9%]",
+            "< 0.001",
+            "> 99.9%",
+        ),
+        (
+            overall,
+            "loyalty-offer",
+            "+6.7%",
+            "[−21.1%, +34.5%]",
+            "0.638",
+            "68.1%",
+        ),
+        (
+            "[data-scope=beginners]",
+            "beginner-onboarding",
+            "+30.0%",
+            "[−1.9%, +61.9%]",
+            "0.066",
+            "96.7%",
+        ),
+        (
+            "[data-scope=lapsed]",
+            "loyalty-offer",
+            "+60.0%",
+            "[+5.2%, +114.8%]",
+            "0.032",
+            "98.4%",
+        ),
+    ] {
+        let row = lift(variant);
+        let what = format!("{scope} {variant}");
+        assert_eq!(
+            cell(&browser, scope, &row, "td.lift .estimate").await,
+            estimate,
+            "{what}"
+        );
+        assert_eq!(
+            cell(&browser, scope, &row, "td.lift .interval").await,
+            interval,
+            "{what}"
+        );
+        assert_eq!(cell(&browser, scope, &row, "td.p-value").await, p, "{what}");
+        assert_eq!(
+            cell(&browser, scope, &row, "td.chance").await,
+            chance,
+            "{what}"
+        );
+        // The interval is drawn as a bar around zero, green when it excludes zero upwards.
+        let bar = browser
+            .find(&format!("{scope} tr[{row}] td.bar svg rect.ci-bar"))
+            .await;
+        let class = bar.attr("class").await.unwrap().unwrap_or_default();
+        let significant = !interval.starts_with("[−");
+        assert_eq!(class.contains("ci-up"), significant, "{what}: {class}");
+    }
+
+    // Per segment: the arm a segment never serves has no data, and says so.
+    assert_eq!(
+        cell(
+            &browser,
+            "[data-scope=beginners]",
+            &lift("loyalty-offer"),
+            "td.users"
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        cell(
+            &browser,
+            "[data-scope=beginners]",
+            &lift("loyalty-offer"),
+            "td.lift .not-enough-data"
+        )
+        .await,
+        "not enough data"
+    );
+    assert_eq!(
+        cell(
+            &browser,
+            "[data-scope=beginners]",
+            &lift("generic"),
+            "td.rate"
+        )
+        .await,
+        "10.00%"
+    );
+
+    // Personalization: tailored vs generic per segment and over all segments.
+    for (segment, tailored_rate, generic_rate, estimate, interval) in [
+        ("beginners", "13.00%", "10.00%", "+30.0%", "[−1.9%, +61.9%]"),
+        ("lapsed", "8.00%", "5.00%", "+60.0%", "[+5.2%, +114.8%]"),
+        ("pooled", "10.50%", "7.50%", "+40.0%", "[+12.0%, +68.0%]"),
+    ] {
+        let row = format!("data-segment=\"{segment}\"");
+        let scope = "#personalization";
+        let rate = cell(&browser, scope, &row, "td.personalized-rate").await;
+        assert!(rate.starts_with(tailored_rate), "{segment}: {rate}");
+        let rate = cell(&browser, scope, &row, "td.generic-rate").await;
+        assert!(rate.starts_with(generic_rate), "{segment}: {rate}");
+        assert_eq!(
+            cell(&browser, scope, &row, "td.lift .estimate").await,
+            estimate,
+            "{segment}"
+        );
+        assert_eq!(
+            cell(&browser, scope, &row, "td.lift .interval").await,
+            interval,
+            "{segment}"
+        );
+    }
+    assert_eq!(
+        cell(
+            &browser,
+            "#personalization",
+            "data-segment=\"pooled\"",
+            "td.p-value"
+        )
+        .await,
+        "0.005"
+    );
+    assert_eq!(
+        cell(
+            &browser,
+            "#personalization",
+            "data-segment=\"pooled\"",
+            "td.chance"
+        )
+        .await,
+        "99.7%"
+    );
+
+    // The chart: one cumulative-rate line per variant, drawn server-side as SVG.
+    assert_eq!(
+        browser
+            .find_all("#chart svg.chart-wide polyline")
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(
+        browser
+            .find_all("#chart svg.chart-narrow polyline")
+            .await
+            .len(),
+        3
+    );
+    assert!(
+        browser.find_all("#warnings").await.is_empty(),
+        "no warnings expected"
+    );
+    assert!(browser
+        .text("#overall .srm")
+        .await
+        .contains("Traffic split as configured"));
+
+    // No request for anything but this server: no CDN, fonts or scripts from elsewhere.
+    let page = browser.source().await;
+    assert!(!page.contains("<script"), "the dashboard needs no script");
+    for foreign in ["http://", "https://", "//fonts", "//cdn"] {
+        let outside = page.match_indices(foreign).any(|(i, _)| {
+            !page[i..].starts_with(&server.url("")) && !page[i..].starts_with("http://www.w3.org")
+        });
+        assert!(
+            !outside,
+            "the page references {foreign} outside this server"
+        );
+    }
+
+    // Screenshots at laptop and phone widths, for people to look at.
+    let laptop = browser.screenshot("results-laptop", 1280).await;
+    let phone = browser.screenshot("results-phone", 390).await;
+    assert!(
+        browser.viewport_width().await <= 500,
+        "a phone-width viewport"
+    );
+    assert!(std::fs::metadata(&laptop).unwrap().len() > 10_000);
+    assert!(std::fs::metadata(&phone).unwrap().len() > 10_000);
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // Sorting by lift: the best variant first, the control (lift 0) after the positive ones.
+    browser.click("#overall th.lift-col a.sort").await;
+    browser.wait_for_url("sort=lift").await;
+    let order: Vec<String> = {
+        let mut out = Vec::new();
+        for row in browser.find_all("#overall tbody tr").await {
+            out.push(row.attr("data-variant").await.unwrap().unwrap_or_default());
+        }
+        out
+    };
+    assert_eq!(order, ["beginner-onboarding", "loyalty-offer", "generic"]);
+
+    // A badly split A/B test carries the sample-ratio-mismatch warning.
+    browser.goto(&results_url(&server, "checkout-test")).await;
+    let warnings = browser.text("#warnings").await;
+    assert!(
+        warnings.contains("sample ratio mismatch in overall"),
+        "{warnings}"
+    );
+    assert!(browser
+        .text("#overall .srm")
+        .await
+        .contains("Sample ratio mismatch"));
+    browser.screenshot("results-srm-laptop", 1280).await;
+
+    // An experiment without data says so instead of showing numbers.
+    browser.goto(&results_url(&server, "pricing-test")).await;
+    assert!(browser
+        .text("#not-enough-data")
+        .await
+        .contains("Not enough data yet"));
+    assert_eq!(
+        cell(
+            &browser,
+            "#overall",
+            "data-variant=\"treatment\"",
+            "td.lift .not-enough-data"
+        )
+        .await,
+        "not enough data"
+    );
+    assert_eq!(
+        browser.find_all("#chart svg.chart").await.len(),
+        0,
+        "no chart without data"
+    );
+    assert!(browser.text("#chart").await.contains("No exposures yet"));
+    browser.screenshot("results-no-data-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // The other pages render, with the seeded config.
+    browser
+        .goto(&server.url(&format!("/dashboard/env/{ENV}/segments")))
+        .await;
+    assert!(browser
+        .text("tr[data-segment=beginners]")
+        .await
+        .contains("lifecycle is \"new\""));
+    browser
+        .goto(&server.url(&format!("/dashboard/env/{ENV}/flags")))
+        .await;
+    assert!(browser
+        .text("tr[data-flag=homepage]")
+        .await
+        .contains("in segment beginners"));
+    browser.goto(&server.url("/dashboard")).await;
+    assert!(browser
+        .text("tr[data-env=development]")
+        .await
+        .contains("development"));
+
+    // Signing out ends the session: the results are behind the sign-in page again.
+    browser.click("form.signout button").await;
+    browser.wait_for_url("/dashboard/login").await;
+    browser.goto(&results_url(&server, EXPERIMENT)).await;
+    browser.wait_for_url("/dashboard/login").await;
+    assert!(!browser.source().await.contains("beginner-onboarding"));
+    browser.close().await;
+}
+
+async fn sdk_config(server: &Server, sdk: &str) -> Value {
+    let res = send(server.with_key(Method::GET, "/sdk/v1/config", sdk)).await;
+    res.assert_status(StatusCode::OK);
+    res.body
+}
+
+fn flag<'a>(config: &'a Value, key: &str) -> &'a Value {
+    config["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == key)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rollout_changed_in_the_browser_reaches_sdks_and_the_audit_log() {
+    let server = Server::start().await;
+    server
+        .create(ENV, "flags", &fixtures::split_flag("checkout", 2500))
+        .await;
+    let (_, sdk) = server.create_key("sdk", Some(ENV)).await;
+    let client = tailor::Client::builder(server.url(""), sdk.clone())
+        .build()
+        .await
+        .expect("SDK client");
+    let start = server.revision(ENV).await;
+    assert!(
+        client
+            .wait_for_revision(start, Duration::from_secs(10))
+            .await
+    );
+
+    let browser = Browser::start().await;
+    let flag_page = server.url(&format!("/dashboard/env/{ENV}/flags/checkout"));
+    browser.goto(&flag_page).await;
+    sign_in(&browser, ADMIN_KEY).await;
+    browser.wait_for_url("/flags/checkout").await;
+    assert_eq!(browser.text("#rule-0 .coverage").await, "25%");
+
+    // 25% → 50%: a confirmation page first, which changes nothing by itself.
+    browser.click("#rule-0 a[data-step=\"5000\"]").await;
+    browser.wait_for_url("/rollout?").await;
+    assert_eq!(
+        browser.text("h1").await,
+        "Change the coverage of rule 0 (main) from 25% to 50%?"
+    );
+    assert_eq!(
+        server.revision(ENV).await,
+        start,
+        "reviewing changes nothing"
+    );
+    browser.screenshot("rollout-confirm-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+    browser.click("#confirm").await;
+    let url = browser.wait_for_url("published=").await;
+    let revision = start + 1;
+    assert!(url.contains(&format!("published={revision}")), "{url}");
+    assert!(browser
+        .text("[data-published]")
+        .await
+        .contains(&format!("Published revision {revision}")));
+    assert_eq!(browser.text("#rule-0 .coverage").await, "50%");
+    browser.screenshot("flag-laptop", 1280).await;
+    browser.screenshot("flag-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // The new revision is served to SDKs: pushed to a connected client, and in the config.
+    assert!(
+        client
+            .wait_for_revision(revision, Duration::from_secs(10))
+            .await,
+        "the SDK did not receive revision {revision}: {:?}",
+        client.status()
+    );
+    let config = sdk_config(&server, &sdk).await;
+    assert_eq!(config["revision"], revision);
+    assert_eq!(flag(&config, "checkout")["rules"][0]["coverage"], 5000);
+
+    // The audit log names the dashboard and the key, and what changed.
+    let res = send(server.admin(
+        Method::GET,
+        &format!("/api/v1/environments/{ENV}/audit?kind=flag&key=checkout"),
+    ))
+    .await;
+    let entry = &res.body[0];
+    assert_eq!(entry["action"], "rollout", "{}", res.text);
+    assert_eq!(entry["actor"], "dashboard (admin (TAILOR_ADMIN_KEY))");
+    assert_eq!(entry["revision"], revision);
+    browser.click("a[href$=\"/flags/checkout/history\"]").await;
+    browser.wait_for_url("/history").await;
+    let row = browser.text("table.audit tbody tr:first-child").await;
+    for part in [
+        "rollout",
+        "dashboard (admin (TAILOR_ADMIN_KEY))",
+        "rule 0 (main): coverage 25% → 50%",
+    ] {
+        assert!(row.contains(part), "`{part}` not in the history row: {row}");
+    }
+    browser.screenshot("history-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // Another amount through the form: 12.5%.
+    browser.goto(&flag_page).await;
+    let input = browser.find("#coverage-0").await;
+    input.clear().await.unwrap();
+    input.send_keys("12.5").await.unwrap();
+    browser.click("#rule-0 form.inline button").await;
+    browser.wait_for_url("/rollout?").await;
+    assert_eq!(
+        browser.text("h1").await,
+        "Change the coverage of rule 0 (main) from 50% to 12.5%?"
+    );
+    browser.click("#confirm").await;
+    browser.wait_for_url("published=").await;
+    assert_eq!(browser.text("#rule-0 .coverage").await, "12.5%");
+    let config = sdk_config(&server, &sdk).await;
+    assert_eq!(flag(&config, "checkout")["rules"][0]["coverage"], 1250);
+
+    // Pause: everyone gets the default.
+    browser.click("a[href$=\"toggle?enabled=false\"]").await;
+    browser.wait_for_url("/toggle?").await;
+    assert_eq!(browser.text("h1").await, "Pause flag checkout?");
+    browser.click("#confirm").await;
+    browser.wait_for_url("published=").await;
+    assert_eq!(browser.text("h1 .badge").await, "Paused");
+    let paused = server.revision(ENV).await;
+    assert!(
+        client
+            .wait_for_revision(paused, Duration::from_secs(10))
+            .await
+    );
+    let config = sdk_config(&server, &sdk).await;
+    assert_eq!(flag(&config, "checkout")["enabled"], false);
+    assert_eq!(
+        client
+            .variant(&tailor::User::new("anyone"), "checkout")
+            .key(),
+        Some("control")
+    );
+
+    // Roll back the pause from the history: on again, at 12.5%.
+    browser.goto(&format!("{flag_page}/history")).await;
+    browser
+        .click("table.audit tbody tr:first-child a[href*=\"restore?audit_id=\"]")
+        .await;
+    browser.wait_for_url("/restore?").await;
+    assert!(browser
+        .text("h1")
+        .await
+        .starts_with("Roll back flag checkout to before change #"));
+    assert!(browser
+        .text("ul.changes")
+        .await
+        .contains("resumed (turned on)"));
+    browser.click("#confirm").await;
+    browser.wait_for_url("published=").await;
+    assert_eq!(browser.text("h1 .badge").await, "On");
+    let config = sdk_config(&server, &sdk).await;
+    let checkout = flag(&config, "checkout");
+    assert_eq!(checkout["enabled"], true);
+    assert_eq!(checkout["rules"][0]["coverage"], 1250);
+    let res = send(server.admin(
+        Method::GET,
+        &format!("/api/v1/environments/{ENV}/audit?kind=flag&key=checkout"),
+    ))
+    .await;
+    let actions: Vec<&str> = res
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["restore", "toggle", "rollout", "rollout", "create"]
+    );
+    browser.close().await;
+    client.close().await.ok();
+}
+
+/// An HTTP client that does not follow redirects.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn set_cookies(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+fn cookie_value(set_cookies: &[String], name: &str) -> Option<String> {
+    set_cookies.iter().find_map(|c| {
+        c.split(';')
+            .next()?
+            .trim()
+            .strip_prefix(&format!("{name}="))
+            .map(str::to_string)
+    })
+}
+
+/// The value of the hidden `name` field in a page.
+fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+/// Signs in over HTTP; returns the session cookie and the page's CSRF token.
+async fn http_sign_in(server: &Server, http: &reqwest::Client, key: &str) -> (String, String) {
+    let form = http
+        .get(server.url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
+    let token = hidden_field(&form.text().await.unwrap(), "csrf");
+    let res = http
+        .post(server.url("/dashboard/login"))
+        .header(COOKIE, format!("tailor_login={login_cookie}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("key", key),
+            ("next", "/dashboard"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookies = set_cookies(res.headers());
+    let session = cookie_value(&cookies, "tailor_session").expect("a session cookie");
+    let page = http
+        .get(server.url("/dashboard"))
+        .header(COOKIE, format!("tailor_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = hidden_field(&page.text().await.unwrap(), "csrf");
+    (session, csrf)
+}
+
+#[tokio::test]
+async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
+    let server = Server::start().await;
+    seed_config(&server).await;
+    let http = no_redirects();
+    let pages = [
+        "/dashboard".to_string(),
+        "/dashboard/".to_string(),
+        format!("/dashboard/env/{ENV}/flags"),
+        format!("/dashboard/env/{ENV}/flags/homepage"),
+        format!("/dashboard/env/{ENV}/flags/homepage/history"),
+        format!("/dashboard/env/{ENV}/flags/homepage/rollout?rule=0&coverage=50"),
+        format!("/dashboard/env/{ENV}/flags/homepage/toggle?enabled=false"),
+        format!("/dashboard/env/{ENV}/flags/homepage/restore?audit_id=1"),
+        format!("/dashboard/env/{ENV}/segments"),
+        format!("/dashboard/env/{ENV}/experiments"),
+        format!("/dashboard/env/{ENV}/experiments/{EXPERIMENT}"),
+        format!("/dashboard/env/{ENV}/audit"),
+        "/dashboard/env/no-such-env/flags".to_string(),
+    ];
+    for cookie in [None, Some("tailor_session=0123456789abcdef")] {
+        for page in &pages {
+            let mut req = http.get(server.url(page));
+            if let Some(c) = cookie {
+                req = req.header(COOKIE, c);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::SEE_OTHER,
+                "GET {page} ({cookie:?})"
+            );
+            let location = res.headers()[LOCATION].to_str().unwrap().to_string();
+            assert!(
+                location.starts_with("/dashboard/login"),
+                "{page} → {location}"
+            );
+            let body = res.text().await.unwrap();
+            assert!(
+                !body.contains("homepage") && !body.contains("beginners"),
+                "{page} leaks data: {body}"
+            );
+        }
+    }
+    let before = server.revision(ENV).await;
+    for action in ["rollout", "toggle", "restore"] {
+        let res = http
+            .post(server.url(&format!("/dashboard/env/{ENV}/flags/homepage/{action}")))
+            .form(&[
+                ("rule", "0"),
+                ("coverage_bp", "0"),
+                ("enabled", "false"),
+                ("audit_id", "1"),
+                ("if_match", "*"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "POST {action}");
+    }
+    assert_eq!(server.revision(ENV).await, before, "nothing changed");
+
+    // The stylesheet is public (it holds no data) and served from the binary.
+    let css = http
+        .get(server.url("/dashboard/assets/dashboard.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+
+    // Signing in: the form's own token is required, SDK keys are refused.
+    let res = http
+        .post(server.url("/dashboard/login"))
+        .form(&[("csrf", "x"), ("key", ADMIN_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "sign-in without the form's cookie"
+    );
+    assert!(cookie_value(&set_cookies(res.headers()), "tailor_session").is_none());
+    let (_, sdk_key) = server.create_key("sdk", Some(ENV)).await;
+    let form = http
+        .get(server.url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
+    let token = hidden_field(&form.text().await.unwrap(), "csrf");
+    let res = http
+        .post(server.url("/dashboard/login"))
+        .header(COOKIE, format!("tailor_login={login_cookie}"))
+        .form(&[("csrf", token.as_str()), ("key", sdk_key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "an SDK key cannot sign in"
+    );
+    assert!(cookie_value(&set_cookies(res.headers()), "tailor_session").is_none());
+
+    // The session cookie's attributes.
+    let form = http
+        .get(server.url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
+    let token = hidden_field(&form.text().await.unwrap(), "csrf");
+    let res = http
+        .post(server.url("/dashboard/login"))
+        .header(COOKIE, format!("tailor_login={login_cookie}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("key", ADMIN_KEY),
+            ("next", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/dashboard", "no open redirect");
+    let cookie = set_cookies(res.headers())
+        .into_iter()
+        .find(|c| c.starts_with("tailor_session="))
+        .unwrap();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=28800",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+
+    // Signed in: pages have data and a strict content security policy.
+    let (session, csrf) = http_sign_in(&server, &http, ADMIN_KEY).await;
+    let cookie = format!("tailor_session={session}");
+    let res = http
+        .get(server.url(&format!("/dashboard/env/{ENV}/flags/homepage")))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body = res.text().await.unwrap();
+    assert!(body.contains("beginner-onboarding"));
+    let etag = hidden_field(
+        &http
+            .get(server.url(&format!(
+                "/dashboard/env/{ENV}/flags/homepage/toggle?enabled=false"
+            )))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "if_match",
+    )
+    .replace("&quot;", "\"");
+    let toggle = server.url(&format!("/dashboard/env/{ENV}/flags/homepage/toggle"));
+
+    // A form without the token, with a wrong one, or from another site: 403, nothing changes.
+    // (csrf field, Origin header)
+    let attempts = [
+        (None, None),
+        (Some("0000"), None),
+        (Some(csrf.as_str()), Some("http://evil.example")),
+    ];
+    for (token, origin) in attempts {
+        let mut form = vec![("enabled", "false"), ("if_match", etag.as_str())];
+        form.extend(token.map(|t| ("csrf", t)));
+        let mut req = http.post(&toggle).header(COOKIE, &cookie).form(&form);
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{form:?} from {origin:?}"
+        );
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    assert_eq!(server.revision(ENV).await, before, "nothing changed");
+
+    // A stale review (the flag changed since) is refused too.
+    let res = http
+        .post(&toggle)
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("enabled", "false"),
+            ("if_match", "\"stale\""),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    assert!(res.text().await.unwrap().contains("review the change anew"));
+
+    // The real thing: same origin, right token, reviewed version.
+    let res = http
+        .post(&toggle)
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, server.url(""))
+        .form(&[("enabled", "false"), ("if_match", &etag), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(server.revision(ENV).await, before + 1);
+    assert_eq!(
+        server.get(ENV, "flags", "homepage").await.body["enabled"],
+        false
+    );
+
+    // Signing out needs the token as well, then the session is gone.
+    let logout = server.url("/dashboard/logout");
+    let res = http
+        .post(&logout)
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = http
+        .post(&logout)
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookies(res.headers())
+        .iter()
+        .any(|c| c.starts_with("tailor_session=;") && c.contains("Max-Age=0")));
+    let res = http
+        .get(server.url("/dashboard"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // Revoking the admin key that signed in ends its sessions.
+    let (id, secret) = server.create_key("admin", None).await;
+    let (session, _) = http_sign_in(&server, &http, &secret).await;
+    let cookie = format!("tailor_session={session}");
+    let res = send(server.admin(Method::DELETE, &format!("/api/v1/keys/{id}"))).await;
+    res.assert_status(StatusCode::NO_CONTENT);
+    let res = http
+        .get(server.url("/dashboard"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "a revoked key's session"
+    );
+}
