@@ -38,4 +38,4 @@ pub use client::{Client, ClientBuilder, Variant, VariantDetail};
 pub use error::{BuildError, ConfigSourceError, FlushError};
 pub use events::EventStats;
 pub use refresh::{ConfigSource, Connection, Status};
-pub use tailor_core::{AttributeValue, ConfigDocument, Reason, User};
+pub use tailor_core::{AttributeList, AttributeRef, AttributeValue, ConfigDocument, Reason, User};

@@ -845,7 +845,7 @@ impl User {
         // The new record goes to the end, then rotates into place. The block grows by exactly
         // what it needs: users are stored back to back, without slack between them.
         bytes.drain(start..start + replaced);
-        bytes.reserve_exact(size);
+        bytes.reserve_exact(size + if found.is_err() { ENTRY } else { 0 });
         write_record(&mut bytes, name, value);
         if let Some(moved) = bytes.get_mut(start..) {
             moved.rotate_right(size);
@@ -861,7 +861,10 @@ impl User {
         }
         if found.is_err() {
             let at = key_len + ENTRY * i;
-            bytes.splice(at..at, entry(name.len(), start - records));
+            bytes.extend_from_slice(&entry(name.len(), start - records));
+            if let Some(moved) = bytes.get_mut(at..) {
+                moved.rotate_right(ENTRY);
+            }
             self.len += 1;
         }
         self.text = into_text(bytes).into_boxed_str();
