@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     call(
         http.post(format!("{env}/import"))
             .bearer_auth(&admin)
-            .json(&simulation::config()),
+            .json(&simulation::config()?),
     )
     .await?;
     let key = call(

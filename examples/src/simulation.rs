@@ -69,7 +69,7 @@ pub const SEGMENTS: [SegmentTruth; 3] = [
 ];
 
 /// The config: one segment per truth entry, a rule per segment with a 10% generic holdout.
-pub fn config() -> ConfigDocument {
+pub fn config() -> Result<ConfigDocument, serde_json::Error> {
     let mut variants = vec![json!({"key": "generic", "value": {"hero": "Welcome"}})];
     let mut segments = Vec::new();
     let mut rules = Vec::new();
@@ -97,8 +97,7 @@ pub fn config() -> ConfigDocument {
             "rules": rules,
         }],
     });
-    // The document above is well-formed by construction.
-    serde_json::from_value(doc).unwrap_or_default()
+    serde_json::from_value(doc)
 }
 
 /// A visitor and the segment they truly belong to.

@@ -286,7 +286,7 @@ async fn a_rebuild_from_raw_events_gives_identical_results_and_survives_restart(
 
 /// Runs the simulation in-process through the same engine, attribution and statistics.
 fn simulate_in_process(seed: u64, visitors: u32) -> results::ExperimentReport {
-    let snapshot = compile(simulation::config()).unwrap();
+    let snapshot = compile(simulation::config().unwrap()).unwrap();
     let mut attribution = Attribution::default();
     let mut population = Population::new(seed);
     for i in 0..visitors {
@@ -380,7 +380,7 @@ async fn the_simulator_recovers_a_known_lift_end_to_end() {
     let res = send(
         server
             .admin(Method::POST, "/api/v1/environments/development/import")
-            .json(&simulation::config()),
+            .json(&simulation::config().unwrap()),
     )
     .await;
     res.assert_status(StatusCode::OK);
