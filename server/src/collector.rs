@@ -13,12 +13,11 @@ mod tail;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 use tokio::sync::RwLock;
 
 use crate::attribution::{Attribution, ExperimentTotals, VariantSeries};
-use crate::store::{Store, StoreError};
+use crate::store::{EncodedEvent, Store, StoreError};
 
 /// Attribution for every environment.
 #[derive(Default)]
@@ -83,7 +82,7 @@ impl Collector {
         &self,
         store: &dyn Store,
         environment: &str,
-        events: &[Event],
+        events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         let _shared = self.gate.read().await;
         let fresh = store.append_events(environment, events).await?;
@@ -96,7 +95,7 @@ impl Collector {
         let attribution = map.entry(environment.to_string()).or_default();
         for (event, new) in events.iter().zip(&fresh) {
             if *new {
-                attribution.apply(event);
+                attribution.apply(&event.event);
             }
         }
         Ok(fresh)

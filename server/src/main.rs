@@ -6,6 +6,12 @@ use tailor_server::settings::{Cli, Command, LogFormat};
 use tailor_server::Application;
 use tracing_subscriber::EnvFilter;
 
+// glibc's allocator spent about a third of the server's CPU under event ingest (arena locking and
+// consolidation when buffers allocated on a worker are freed on the event writer thread);
+// mimalloc's per-thread free lists avoid both. Measured in BENCHMARKS.md (Collector).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -80,6 +80,8 @@ async fn bad_events_are_rejected_by_index_and_good_ones_kept() {
             conversion("c2", "", NOW, None),
             json!({"type": "teleport", "id": "x"}),
             conversion("c3", "u1", NOW + 1, Some(5.0)),
+            json!({"type": "conversion", "id": "c4", "timestamp": "soon", "user_key": "u1", "event": "purchase"}),
+            json!({"type": "conversion", "id": "c5", "timestamp": NOW, "user_key": "u1", "event": "purchase", "padding": "p".repeat(9000)}),
         ],
     )
     .await;
@@ -90,16 +92,18 @@ async fn bad_events_are_rejected_by_index_and_good_ones_kept() {
         .iter()
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
-    assert_eq!(indexes, [1, 2, 3, 4], "{}", res.body);
+    assert_eq!(indexes, [1, 2, 3, 4, 6, 7], "{}", res.body);
+    let reason = |i: usize| rejected[i]["reason"].as_str().unwrap();
+    assert!(reason(0).contains("missing field"), "{}", rejected[0]);
     assert!(
-        rejected[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("timestamp")
-            || rejected[0]["reason"]
-                .as_str()
-                .unwrap()
-                .contains("missing field")
+        reason(4).starts_with("timestamp: invalid type"),
+        "a wrong type names its field: {}",
+        rejected[4]
+    );
+    assert!(
+        reason(5).contains("bytes of JSON"),
+        "an oversized event is named as such: {}",
+        rejected[5]
     );
     assert!(
         rejected[1]["reason"]

@@ -16,7 +16,8 @@ use tailor_core::ConfigDocument;
 use tailor_server::store::redis::RedisStore;
 use tailor_server::store::sqlite::SqliteStore;
 use tailor_server::store::{
-    ApiKey, AuditEntry, AuditQuery, EventCursor, KeyKind, Store, StoreChange, StoreError,
+    ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, KeyKind, Store, StoreChange,
+    StoreError,
 };
 use tempfile::TempDir;
 
@@ -60,8 +61,8 @@ fn api_key(id: &str, digest: &str, created_at: &str) -> ApiKey {
     }
 }
 
-fn exposure(id: &str, user: &str) -> Event {
-    Event::Exposure(Exposure {
+fn exposure(id: &str, user: &str) -> EncodedEvent<'static> {
+    encoded(Event::Exposure(Exposure {
         id: id.into(),
         timestamp: 1_900_000_000_000,
         user_key: user.into(),
@@ -73,27 +74,36 @@ fn exposure(id: &str, user: &str) -> Event {
         personalized: true,
         revision: 2,
         spec_version: 1,
-    })
+    }))
 }
 
-fn conversion(id: &str, user: &str) -> Event {
-    Event::Conversion(Conversion {
+fn encoded(event: Event) -> EncodedEvent<'static> {
+    EncodedEvent::new(event).unwrap()
+}
+
+fn conversion(id: &str, user: &str) -> EncodedEvent<'static> {
+    encoded(Event::Conversion(Conversion {
         id: id.into(),
         timestamp: 1_900_000_000_001,
         user_key: user.into(),
         event: "purchase".into(),
         value: Some(9.99),
-    })
+    }))
+}
+
+async fn scanned_events(store: &dyn Store, env: &str) -> Vec<Event> {
+    let mut scan = store.scan_events(env).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(chunk) = scan.recv().await {
+        events.extend(chunk.unwrap());
+    }
+    events.sort_by(|a, b| a.id().cmp(b.id()));
+    events
 }
 
 async fn scanned_ids(store: &dyn Store, env: &str) -> Vec<String> {
-    let mut scan = store.scan_events(env).await.unwrap();
-    let mut ids = Vec::new();
-    while let Some(chunk) = scan.recv().await {
-        ids.extend(chunk.unwrap().iter().map(|e| e.id().to_string()));
-    }
-    ids.sort();
-    ids
+    let events = scanned_events(store, env).await;
+    events.iter().map(|e| e.id().to_string()).collect()
 }
 
 // ----- the contract ---------------------------------------------------------------------------
@@ -373,6 +383,25 @@ async fn events_are_appended_once(store: &dyn Store) {
     assert_eq!(scanned_ids(store, "prod").await, ["c1", "e1", "e2"]);
     assert_eq!(scanned_ids(store, "dev").await, ["e1"]);
     assert!(scanned_ids(store, "empty").await.is_empty());
+
+    // An event is stored as the JSON it arrived as (key order, extra fields) and scans back as
+    // the same event; every field survives the round trip.
+    let json = r#"{"user_key":"u3","type":"conversion","id":"c3","timestamp":1900000000002,"event":"signup","value":null,"extra":{"note":"kept"}}"#;
+    let received = EncodedEvent::received(Event::from_json(json).unwrap(), json);
+    assert_eq!(
+        store
+            .append_events("prod", std::slice::from_ref(&received))
+            .await
+            .unwrap(),
+        [true]
+    );
+    let expected = vec![
+        conversion("c1", "u1").event,
+        received.event,
+        exposure("e1", "u1").event,
+        exposure("e2", "u2").event,
+    ];
+    assert_eq!(scanned_events(store, "prod").await, expected);
 }
 
 async fn concurrent_appends_store_each_id_once(store: Arc<dyn Store>) {
@@ -381,7 +410,7 @@ async fn concurrent_appends_store_each_id_once(store: Arc<dyn Store>) {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             // Every task sends the same 50 ids (in a different order) plus 10 of its own.
-            let mut batch: Vec<Event> = (0..50)
+            let mut batch: Vec<EncodedEvent<'static>> = (0..50)
                 .map(|i| exposure(&format!("shared-{}", (i * 7 + t) % 50), "u"))
                 .collect();
             batch.extend((0..10).map(|i| exposure(&format!("own-{t}-{i}"), "u")));
@@ -513,7 +542,7 @@ async fn the_shared_event_log_pages_in_one_order_for_every_reader() {
     let writer = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
     let reader = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
     for b in 0..5 {
-        let batch: Vec<Event> = (0..10)
+        let batch: Vec<EncodedEvent<'static>> = (0..10)
             .map(|i| exposure(&format!("e{b}-{i}"), "u"))
             .collect();
         writer.append_events("prod", &batch).await.unwrap();

@@ -207,7 +207,7 @@ pub async fn request(
         stream.read_to_end(&mut raw).await?;
         parse_response(&raw)
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(Duration::from_secs(60), fut)
         .await
         .with_context(|| format!("{method} {path} timed out"))?
 }

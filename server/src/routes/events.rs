@@ -12,7 +12,7 @@ use tailor_core::events::{Event, MAX_BATCH_EVENTS};
 use super::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::KeyKind;
+use crate::store::{EncodedEvent, KeyKind};
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
@@ -35,6 +35,9 @@ struct IngestResponse {
 
 /// Unix milliseconds of 2000-01-01; earlier timestamps are surely a unit mistake (seconds).
 const EARLIEST_MS: i64 = 946_684_800_000;
+/// Largest JSON text of one event. Its fields' own limits add up to under 2 KiB; this bounds
+/// what unknown extra fields, which are stored as received, can add.
+const MAX_EVENT_JSON_BYTES: usize = 8 * 1024;
 /// Clock skew tolerated into the future.
 const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
 
@@ -118,12 +121,20 @@ pub(crate) async fn ingest(
     let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let de = &mut serde_json::Deserializer::from_str(item.get());
-        let parsed = serde_path_to_error::deserialize::<_, Event>(de)
-            .map_err(|e| format!("{}: {}", e.path(), e.inner()))
-            .and_then(|ev| validate(&ev, now).map(|()| ev));
+        let json = item.get();
+        let parsed = if json.len() > MAX_EVENT_JSON_BYTES {
+            Err(format!(
+                "event: {} bytes of JSON, more than the limit of {MAX_EVENT_JSON_BYTES}",
+                json.len()
+            ))
+        } else {
+            Event::from_json(json)
+                .map_err(|e| e.to_string())
+                .and_then(|ev| validate(&ev, now).map(|()| ev))
+        };
         match parsed {
-            Ok(ev) => good.push(ev),
+            // Stored as received: it was just parsed and checked, so it is not encoded again.
+            Ok(ev) => good.push(EncodedEvent::received(ev, json)),
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }

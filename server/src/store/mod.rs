@@ -26,6 +26,7 @@ pub mod redis;
 pub mod sqlite;
 mod sqlite_events;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -137,6 +138,39 @@ pub enum StoreChange {
 
 /// Change notifications of a shared store. Ends only when the store is dropped.
 pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
+
+/// An event to append: the parsed event and the JSON text it is stored as.
+///
+/// The collector stores the JSON each event arrived as (it parsed and validated it already), so
+/// ingestion never encodes an event again; a scan parses the same text back into the same event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedEvent<'a> {
+    /// The event.
+    pub event: Event,
+    /// Its JSON object, which [`Event::from_json`] parses back into `event`.
+    pub json: Cow<'a, str>,
+}
+
+impl EncodedEvent<'static> {
+    /// Encodes an event built in code (tests, tools).
+    pub fn new(event: Event) -> Result<Self, serde_json::Error> {
+        let json = serde_json::to_string(&event)?;
+        Ok(EncodedEvent {
+            event,
+            json: Cow::Owned(json),
+        })
+    }
+}
+
+impl<'a> EncodedEvent<'a> {
+    /// An event parsed from `json` (the caller guarantees `Event::from_json(json) == event`).
+    pub fn received(event: Event, json: &'a str) -> Self {
+        EncodedEvent {
+            event,
+            json: Cow::Borrowed(json),
+        }
+    }
+}
 
 /// A position in an environment's event log; [`SharedStore::events_after`] reads strictly after
 /// it. The default is the start of the log. Opaque: only the store that issued it understands it.
@@ -270,7 +304,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append_events(
         &self,
         environment: &str,
-        events: &[Event],
+        events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError>;
 
     /// Every stored event of an environment, in chunks (any order).

@@ -71,8 +71,8 @@ pub use conn::Target;
 use conn::{store_error, Conn, CONNECT_TIMEOUT};
 
 use super::{
-    ApiKey, AuditEntry, AuditQuery, ChangeFeed, EventCursor, EventPage, EventScan, SharedStore,
-    Store, StoreError, StoredEnvironment,
+    ApiKey, AuditEntry, AuditQuery, ChangeFeed, EncodedEvent, EventCursor, EventPage, EventScan,
+    SharedStore, Store, StoreError, StoredEnvironment,
 };
 
 /// Events per page of a scan or a catch-up read.
@@ -261,8 +261,12 @@ async fn read_page(
         page.events.reserve(key.ids.len());
         for entry in key.ids {
             let event = match entry.map.get("e") {
-                Some(Value::BulkString(bytes)) => serde_json::from_slice::<Event>(bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", entry.id)))?,
+                Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", entry.id)))
+                    .and_then(|json| {
+                        Event::from_json(json)
+                            .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", entry.id)))
+                    })?,
                 _ => {
                     return Err(StoreError::Corrupt(format!(
                         "event {} of {stream} has no `e` field",
@@ -509,7 +513,7 @@ impl Store for RedisStore {
     async fn append_events(
         &self,
         environment: &str,
-        events: &[Event],
+        events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -521,11 +525,7 @@ impl Store for RedisStore {
             .arg(self.names.channel())
             .arg(environment);
         for event in events {
-            let payload = serde_json::to_string(event).map_err(|e| StoreError::Backend {
-                message: format!("encoding event {}", event.id()),
-                source: Box::new(e),
-            })?;
-            invocation.arg(event.id()).arg(payload);
+            invocation.arg(event.event.id()).arg(event.json.as_ref());
         }
         let mut conn = self.conn();
         let fresh: Vec<i64> = invocation

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 
 use super::sqlite_events::EventLog;
 use super::{
-    ApiKey, AuditEntry, AuditQuery, EventScan, KeyKind, Store, StoreError, StoredEnvironment,
+    ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventScan, KeyKind, Store, StoreError,
+    StoredEnvironment,
 };
 
 /// SQLite-backed [`Store`].
@@ -386,7 +386,7 @@ impl Store for SqliteStore {
     async fn append_events(
         &self,
         environment: &str,
-        events: &[Event],
+        events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         self.events.append(environment, events).await
     }

@@ -5,48 +5,76 @@
 //! would cap throughput at the disk's fsync rate. The writer thread instead takes every request
 //! waiting in its queue, writes them all in one transaction (one fsync), then acknowledges each:
 //! an acknowledgement still means "durable", and throughput grows with concurrency.
+//!
+//! Each event id goes into `event_ids` (which is what makes appends idempotent); the newly
+//! stored events themselves go, as the JSON they arrived as, into one `event_batches` row per
+//! environment and commit (a JSON array, in arrival order). One row per commit instead of one
+//! per event is most of what makes the log cheap to write and fast to scan. The `events` view
+//! shows them as one row per event for inspection: `SELECT * FROM events LIMIT 10`.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::value::RawValue;
 use tailor_core::events::Event;
 use tokio::sync::oneshot;
 
 use super::sqlite::backend;
-use super::{EventScan, StoreError};
+use super::{EncodedEvent, EventScan, StoreError};
 
-// A rowid table appends in insertion order; only the small unique index is a random-access
-// B-tree. (A WITHOUT ROWID table keyed by the random event id measured ~3x slower to insert.)
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS event_batches (
     seq INTEGER PRIMARY KEY,
     environment TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    user_key TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    payload TEXT NOT NULL
+    events TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (environment, id);
+CREATE TABLE IF NOT EXISTS event_ids (
+    environment TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (environment, id)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS events AS
+SELECT b.seq AS batch, b.environment AS environment, e.value ->> 'id' AS id,
+       e.value ->> 'type' AS kind, e.value ->> 'user_key' AS user_key,
+       e.value ->> 'timestamp' AS timestamp, e.value AS payload
+FROM event_batches AS b, json_each(b.events) AS e;
+";
+
+/// Moves a log written by an earlier version (one `events` table row per event) into the
+/// current layout, in one transaction, keeping the order: each old row becomes a batch of one.
+const MIGRATE_ROW_PER_EVENT: &str = "
+CREATE TABLE event_batches (
+    seq INTEGER PRIMARY KEY,
+    environment TEXT NOT NULL,
+    events TEXT NOT NULL
+);
+CREATE TABLE event_ids (
+    environment TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (environment, id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_ids (environment, id) SELECT environment, id FROM events;
+INSERT INTO event_batches (environment, events)
+    SELECT environment, '[' || payload || ']' FROM events ORDER BY seq;
+DROP TABLE events;
 ";
 
 /// Most requests folded into one transaction.
 const MAX_GROUP: usize = 512;
+/// Largest `event_batches.events` text before a commit starts another row.
+const MAX_ROW_BYTES: usize = 1 << 20;
 /// Events per chunk of a scan.
 const SCAN_CHUNK: usize = 10_000;
 
-struct Row {
-    id: String,
-    kind: &'static str,
-    user_key: String,
-    timestamp: i64,
-    payload: String,
-}
-
+/// One append: its events' ids and JSON, copied into one buffer.
 struct Request {
     environment: String,
-    rows: Vec<Row>,
+    text: String,
+    /// Per event: where its id and its JSON are in `text`.
+    events: Vec<(Range<usize>, Range<usize>)>,
     reply: oneshot::Sender<Result<Vec<bool>, StoreError>>,
 }
 
@@ -67,9 +95,11 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl EventLog {
-    /// Opens the log in the database at `path` and starts the writer thread.
+    /// Opens the log in the database at `path` (moving an older layout into the current one)
+    /// and starts the writer thread.
     pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the event schema"))?;
         let (tx, rx) = std_mpsc::channel::<Request>();
@@ -89,28 +119,27 @@ impl EventLog {
     pub(super) async fn append(
         &self,
         environment: &str,
-        events: &[Event],
+        events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
-        let rows = events
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = events
             .iter()
-            .map(|e| {
-                let (kind, user_key, timestamp) = match e {
-                    Event::Exposure(x) => ("exposure", x.user_key.clone(), x.timestamp),
-                    Event::Conversion(c) => ("conversion", c.user_key.clone(), c.timestamp),
-                };
-                Row {
-                    id: e.id().to_string(),
-                    kind,
-                    user_key,
-                    timestamp,
-                    payload: serde_json::to_string(e).unwrap_or_default(),
-                }
-            })
-            .collect();
+            .map(|e| e.event.id().len() + e.json.len())
+            .sum();
+        let mut text = String::with_capacity(size);
+        let mut spans = Vec::with_capacity(events.len());
+        for e in events {
+            let id = push(&mut text, e.event.id());
+            let json = push(&mut text, &e.json);
+            spans.push((id, json));
+        }
         let (reply, wait) = oneshot::channel();
         let request = Request {
             environment: environment.to_string(),
-            rows,
+            text,
+            events: spans,
             reply,
         };
         let stopped = || StoreError::Backend {
@@ -132,23 +161,35 @@ impl EventLog {
         tokio::task::spawn_blocking(move || {
             let result = (|| -> Result<(), StoreError> {
                 let mut stmt = conn
-                    // A sequential pass over the table beats an index walk with a row lookup each.
-                    .prepare("SELECT id, payload FROM events NOT INDEXED WHERE environment = ?1")
+                    // A sequential pass in commit order; no index on the environment is needed.
+                    .prepare(
+                        "SELECT seq, events FROM event_batches NOT INDEXED
+                         WHERE environment = ?1 ORDER BY seq",
+                    )
                     .map_err(backend("scanning events"))?;
                 let mut rows = stmt
                     .query(params![environment])
                     .map_err(backend("scanning events"))?;
                 let mut chunk = Vec::with_capacity(SCAN_CHUNK);
                 while let Some(row) = rows.next().map_err(backend("scanning events"))? {
-                    let id: String = row.get(0).map_err(backend("scanning events"))?;
-                    let payload: String = row.get(1).map_err(backend("scanning events"))?;
-                    let event: Event = serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
-                    chunk.push(event);
-                    if chunk.len() == SCAN_CHUNK
-                        && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-                    {
-                        return Ok(());
+                    let seq: i64 = row.get(0).map_err(backend("scanning events"))?;
+                    let text = row
+                        .get_ref(1)
+                        .and_then(|v| v.as_str().map_err(Into::into))
+                        .map_err(backend("scanning events"))?;
+                    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+                        StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}"))
+                    })?;
+                    for (index, item) in items.into_iter().enumerate() {
+                        let event = Event::from_json(item.get()).map_err(|e| {
+                            StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
+                        })?;
+                        chunk.push(event);
+                        if chunk.len() >= SCAN_CHUNK
+                            && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+                        {
+                            return Ok(());
+                        }
                     }
                 }
                 if !chunk.is_empty() {
@@ -164,6 +205,36 @@ impl EventLog {
     }
 }
 
+/// Appends `value` to `text`, returning where it went.
+fn push(text: &mut String, value: &str) -> Range<usize> {
+    let start = text.len();
+    text.push_str(value);
+    start..text.len()
+}
+
+/// Brings a log written by an earlier version into the current layout.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let events_kind: Option<String> = conn
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend("reading the event schema"))?;
+    if events_kind.as_deref() != Some("table") {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction()
+        .map_err(backend("migrating the event log"))?;
+    tx.execute_batch(MIGRATE_ROW_PER_EVENT)
+        .map_err(backend("migrating the event log"))?;
+    tx.commit().map_err(backend("migrating the event log"))?;
+    tracing::info!("moved the event log to one row per committed batch");
+    Ok(())
+}
+
 fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
@@ -177,7 +248,7 @@ fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
         let written = write_group(conn, &group);
         tracing::debug!(
             requests = group.len(),
-            events = group.iter().map(|r| r.rows.len()).sum::<usize>(),
+            events = group.iter().map(|r| r.events.len()).sum::<usize>(),
             micros = started.elapsed().as_micros() as u64,
             "event group committed"
         );
@@ -201,6 +272,8 @@ fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
     }
 }
 
+/// Writes a group of requests in one transaction: each event's id, then per environment the
+/// newly stored events as JSON arrays of at most [`MAX_ROW_BYTES`].
 fn write_group(
     conn: &mut Connection,
     group: &[Request],
@@ -208,26 +281,146 @@ fn write_group(
     let tx = conn.transaction()?;
     let mut results = Vec::with_capacity(group.len());
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (environment, id, kind, user_key, timestamp, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        let mut insert_id =
+            tx.prepare_cached("INSERT OR IGNORE INTO event_ids (environment, id) VALUES (?1, ?2)")?;
+        let mut insert_batch =
+            tx.prepare_cached("INSERT INTO event_batches (environment, events) VALUES (?1, ?2)")?;
+        let mut batches: HashMap<&str, String> = HashMap::new();
         for request in group {
-            let mut fresh = Vec::with_capacity(request.rows.len());
-            for row in &request.rows {
-                let n = stmt.execute(params![
-                    request.environment,
-                    row.id,
-                    row.kind,
-                    row.user_key,
-                    row.timestamp,
-                    row.payload
-                ])?;
-                fresh.push(n == 1);
+            let environment = request.environment.as_str();
+            let mut fresh = Vec::with_capacity(request.events.len());
+            for (id, json) in &request.events {
+                let new = insert_id.execute(params![environment, &request.text[id.clone()]])? == 1;
+                fresh.push(new);
+                if !new {
+                    continue;
+                }
+                let batch = batches.entry(environment).or_default();
+                if batch.len() + json.len() + 2 > MAX_ROW_BYTES && !batch.is_empty() {
+                    batch.push(']');
+                    insert_batch.execute(params![environment, batch.as_str()])?;
+                    batch.clear();
+                }
+                batch.push(if batch.is_empty() { '[' } else { ',' });
+                batch.push_str(&request.text[json.clone()]);
             }
             results.push(fresh);
+        }
+        for (environment, mut batch) in batches {
+            if !batch.is_empty() {
+                batch.push(']');
+                insert_batch.execute(params![environment, batch])?;
+            }
         }
     }
     tx.commit()?;
     Ok(results)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const OLD_SCHEMA: &str = "
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY, environment TEXT NOT NULL, id TEXT NOT NULL,
+            kind TEXT NOT NULL, user_key TEXT NOT NULL, timestamp INTEGER NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX events_by_id ON events (environment, id);";
+
+    fn conversion(id: &str) -> EncodedEvent<'static> {
+        let json = format!(
+            r#"{{"type":"conversion","id":"{id}","timestamp":1900000000000,"user_key":"u","event":"buy"}}"#
+        );
+        EncodedEvent {
+            event: Event::from_json(&json).unwrap(),
+            json: json.into(),
+        }
+    }
+
+    async fn scan_ids(log: &EventLog, environment: &str) -> Vec<String> {
+        let mut scan = log.scan(environment).unwrap();
+        let mut ids = Vec::new();
+        while let Some(chunk) = scan.recv().await {
+            ids.extend(chunk.unwrap().iter().map(|e| e.id().to_string()));
+        }
+        ids
+    }
+
+    /// A database written by the row-per-event version opens with every event, in order, and
+    /// keeps rejecting their ids as duplicates.
+    #[tokio::test]
+    async fn a_row_per_event_log_is_migrated_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tailor.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(OLD_SCHEMA).unwrap();
+            for id in ["b", "a", "c"] {
+                let e = conversion(id);
+                conn.execute(
+                    "INSERT INTO events (environment, id, kind, user_key, timestamp, payload)
+                     VALUES ('prod', ?1, 'conversion', 'u', 1900000000000, ?2)",
+                    params![id, e.json.as_ref()],
+                )
+                .unwrap();
+            }
+        }
+        let log = EventLog::open(&path).unwrap();
+        assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c"]);
+        let fresh = log
+            .append("prod", &[conversion("a"), conversion("d")])
+            .await
+            .unwrap();
+        assert_eq!(fresh, [false, true]);
+        assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c", "d"]);
+        // The view shows one row per event, as the old table did.
+        let conn = Connection::open(&path).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM events WHERE environment = 'prod' ORDER BY batch")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["b", "a", "c", "d"]);
+        drop(log);
+        // Opening again does not migrate twice.
+        let log = EventLog::open(&path).unwrap();
+        assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c", "d"]);
+    }
+
+    /// Events of one commit beyond the row size limit are split over rows, in order.
+    #[tokio::test]
+    async fn a_large_commit_is_split_into_rows_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(&dir.path().join("tailor.db")).unwrap();
+        let padding = "p".repeat(4000);
+        let events: Vec<EncodedEvent<'static>> = (0..600)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"type":"conversion","id":"e{i}","timestamp":1900000000000,"user_key":"u","event":"buy","pad":"{padding}"}}"#
+                );
+                EncodedEvent {
+                    event: Event::from_json(&json).unwrap(),
+                    json: json.into(),
+                }
+            })
+            .collect();
+        assert!(log
+            .append("prod", &events)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| *f));
+        let expected: Vec<String> = (0..600).map(|i| format!("e{i}")).collect();
+        assert_eq!(scan_ids(&log, "prod").await, expected);
+        let conn = Connection::open(dir.path().join("tailor.db")).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM event_batches", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "600 events of ~4 KiB in rows of at most 1 MiB");
+    }
 }
