@@ -9,7 +9,7 @@ use arc_swap::Guard;
 use serde_json::Value;
 use tailor_core::bucketing::SPEC_VERSION;
 use tailor_core::events::{Conversion, Event, Exposure};
-use tailor_core::{assign, ConfigDocument, Reason, Snapshot, User, VariantRef};
+use tailor_core::{assign, ConfigDocument, OpenFeatureReason, Reason, Snapshot, User, VariantRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -63,6 +63,8 @@ pub struct VariantDetail {
     pub value: Value,
     /// Why.
     pub reason: Reason,
+    /// Why, in OpenFeature's terms (the same mapping the server's OFREP endpoint uses).
+    pub openfeature_reason: OpenFeatureReason,
     /// The running experiment the user was exposed in, if any.
     pub experiment: Option<String>,
     /// The matched rule's segment, if its audience is one segment.
@@ -403,6 +405,7 @@ impl Client {
                 key: None,
                 value: Value::Null,
                 reason: Reason::UnknownFlag,
+                openfeature_reason: OpenFeatureReason::Error,
                 experiment: None,
                 segment: None,
                 revision: None,
@@ -418,6 +421,7 @@ impl Client {
             key: a.variant_key().map(str::to_string),
             value: a.value().clone(),
             reason: a.reason,
+            openfeature_reason: OpenFeatureReason::of(s, &a),
             experiment: a.experiment.map(str::to_string),
             segment: a.segment.map(str::to_string),
             revision: Some(s.revision()),

@@ -36,10 +36,12 @@
 //!   beyond ±2^53 and a NaN or infinite float are rejected with `INVALID_CONTEXT` and a message
 //!   naming the field, rather than silently skipped, so targeting never quietly sees less than
 //!   the caller passed.
-//! - **Reasons**: flag off → `DISABLED`; individual override or fixed-variant rule →
-//!   `TARGETING_MATCH`; split or holdout → `SPLIT`; fallthrough (and a rule matched but without
-//!   a bucketing attribute) → `DEFAULT`; unknown flag → error `FLAG_NOT_FOUND`; no config yet →
-//!   error `PROVIDER_NOT_READY`.
+//! - **Reasons** come from `tailor_core::OpenFeatureReason`, the mapping the server's OFREP
+//!   endpoint uses too: flag off → `DISABLED`; individual override or fixed-variant rule →
+//!   `TARGETING_MATCH`; split or holdout → `SPLIT`; fallthrough → `STATIC` when the flag has no
+//!   rules or overrides, otherwise (and for a rule matched without a bucketing attribute)
+//!   `DEFAULT`; unknown flag → error `FLAG_NOT_FOUND`; no config yet → error
+//!   `PROVIDER_NOT_READY`.
 //! - **Values**: a value of the wrong type is error `TYPE_MISMATCH` (so OpenFeature serves the
 //!   caller's default). `int` accepts any integral JSON number within `i64` (`3` and `3.0`),
 //!   `float` any number, `struct` a JSON object (`null` members are left out: OpenFeature has no
@@ -59,7 +61,7 @@ use open_feature::{
     Value as OfValue,
 };
 use serde_json::Value;
-use tailor_core::{AttributeValue, Reason, User};
+use tailor_core::{AttributeValue, OpenFeatureReason, Reason, User};
 
 use crate::client::{Client, VariantDetail};
 
@@ -132,7 +134,7 @@ impl TailorProvider {
         };
         Ok(ResolutionDetails {
             value,
-            reason: Some(reason(detail.reason)),
+            reason: Some(reason(detail.openfeature_reason)),
             flag_metadata: Some(metadata(&detail, revision)),
             variant: detail.key,
         })
@@ -218,14 +220,15 @@ fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationErr
     }
 }
 
-/// The OpenFeature reason for a Tailor reason of a known flag.
-fn reason(reason: Reason) -> EvaluationReason {
+/// OpenFeature's reason enum for Tailor's shared mapping.
+fn reason(reason: OpenFeatureReason) -> EvaluationReason {
     match reason {
-        Reason::FlagOff => EvaluationReason::Disabled,
-        Reason::Override | Reason::Rule { .. } => EvaluationReason::TargetingMatch,
-        Reason::Split { .. } | Reason::Holdout { .. } => EvaluationReason::Split,
-        Reason::Fallthrough | Reason::MissingUnit { .. } => EvaluationReason::Default,
-        Reason::UnknownFlag => EvaluationReason::Error,
+        OpenFeatureReason::Static => EvaluationReason::Static,
+        OpenFeatureReason::Default => EvaluationReason::Default,
+        OpenFeatureReason::TargetingMatch => EvaluationReason::TargetingMatch,
+        OpenFeatureReason::Split => EvaluationReason::Split,
+        OpenFeatureReason::Disabled => EvaluationReason::Disabled,
+        OpenFeatureReason::Error => EvaluationReason::Error,
     }
 }
 

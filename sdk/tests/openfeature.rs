@@ -197,7 +197,8 @@ async fn string_values_splits_and_experiment_metadata() {
         .await
         .unwrap();
     assert_eq!(d.value, "Hello");
-    assert_eq!(d.reason, Some(EvaluationReason::Default));
+    // No rules and no overrides: everyone gets this value.
+    assert_eq!(d.reason, Some(EvaluationReason::Static));
     assert_eq!(d.variant.as_deref(), Some("plain"));
     assert_eq!(meta_str(&d.flag_metadata, "experiment"), None);
 

@@ -55,6 +55,60 @@ pub enum Reason {
     },
 }
 
+/// The OpenFeature resolution reasons Tailor reports (OFREP's `reason`, and the SDK's OpenFeature
+/// provider): one mapping, so a flag evaluated locally and remotely gives the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenFeatureReason {
+    /// `STATIC`: the flag serves everyone the same value (no rules, no overrides).
+    Static,
+    /// `DEFAULT`: the flag has rules or overrides but none applied to this user.
+    Default,
+    /// `TARGETING_MATCH`: an override or a fixed-variant rule chose the value.
+    TargetingMatch,
+    /// `SPLIT`: a split or holdout bucket chose the value.
+    Split,
+    /// `DISABLED`: the flag is off.
+    Disabled,
+    /// `ERROR`: the flag does not exist.
+    Error,
+}
+
+impl OpenFeatureReason {
+    /// The reason for an assignment made in `snapshot`.
+    pub fn of(snapshot: &Snapshot, assignment: &Assignment<'_>) -> Self {
+        match assignment.reason {
+            Reason::FlagOff => OpenFeatureReason::Disabled,
+            Reason::Override | Reason::Rule { .. } => OpenFeatureReason::TargetingMatch,
+            Reason::Split { .. } | Reason::Holdout { .. } => OpenFeatureReason::Split,
+            Reason::Fallthrough => {
+                let targets = assignment
+                    .variant_ref
+                    .and_then(|at| snapshot.flags.get(at.flag as usize))
+                    .is_some_and(|f| !f.rules.is_empty() || !f.overrides.is_empty());
+                if targets {
+                    OpenFeatureReason::Default
+                } else {
+                    OpenFeatureReason::Static
+                }
+            }
+            Reason::MissingUnit { .. } => OpenFeatureReason::Default,
+            Reason::UnknownFlag => OpenFeatureReason::Error,
+        }
+    }
+
+    /// The reason's OpenFeature name, e.g. `TARGETING_MATCH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenFeatureReason::Static => "STATIC",
+            OpenFeatureReason::Default => "DEFAULT",
+            OpenFeatureReason::TargetingMatch => "TARGETING_MATCH",
+            OpenFeatureReason::Split => "SPLIT",
+            OpenFeatureReason::Disabled => "DISABLED",
+            OpenFeatureReason::Error => "ERROR",
+        }
+    }
+}
+
 /// Where a served variant sits in its snapshot: lets a caller that keeps the snapshot alive
 /// separately (the SDK holds a lock-free guard) find the variant again without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -58,7 +58,7 @@ pub mod user;
 
 pub use compile::compile;
 pub use error::{ConfigError, Problem};
-pub use evaluation::{assign, Assignment, Reason, VariantRef};
+pub use evaluation::{assign, Assignment, OpenFeatureReason, Reason, VariantRef};
 pub use model::{ConfigDocument, ParseError};
 pub use snapshot::Snapshot;
 pub use user::{AttributeList, AttributeRef, AttributeValue, User};

@@ -203,3 +203,81 @@ async fn protocol_errors() {
     .await;
     res.assert_status(StatusCode::UNAUTHORIZED);
 }
+
+/// OpenFeature's reason name, as OFREP writes it.
+fn reason_name(reason: Option<open_feature::EvaluationReason>) -> &'static str {
+    use open_feature::EvaluationReason as R;
+    match reason {
+        Some(R::Static) => "STATIC",
+        Some(R::Default) => "DEFAULT",
+        Some(R::TargetingMatch) => "TARGETING_MATCH",
+        Some(R::Split) => "SPLIT",
+        Some(R::Disabled) => "DISABLED",
+        other => panic!("unexpected reason {other:?}"),
+    }
+}
+
+/// The SDK's OpenFeature provider (evaluating locally) and the server's OFREP endpoint give the
+/// same value, variant and reason for every kind of flag and user: one reason mapping, shared.
+#[tokio::test]
+async fn the_sdk_provider_and_ofrep_agree_on_every_flag() {
+    use open_feature::provider::FeatureProvider;
+    use open_feature::EvaluationContext;
+
+    let (server, sdk) = setup().await;
+    server
+        .create(
+            "development",
+            "flags",
+            &fixtures::split_flag("checkout", 5000),
+        )
+        .await;
+    let mut vip = fixtures::bool_flag("vip");
+    vip["overrides"] = json!([{"variant": "on", "keys": ["u0"]}]);
+    server.create("development", "flags", &vip).await;
+    let mut killed = fixtures::segment_flag("killed", "pro");
+    killed["enabled"] = json!(false);
+    server.create("development", "flags", &killed).await;
+
+    let client = tailor::Client::builder(server.url(""), &sdk)
+        .build()
+        .await
+        .unwrap();
+    let provider = tailor::openfeature::TailorProvider::new(client.clone());
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let user = format!("u{i}");
+        let plan = if i % 3 == 0 { "pro" } else { "free" };
+        let context = EvaluationContext::default()
+            .with_targeting_key(user.as_str())
+            .with_custom_field("plan", plan);
+        for flag in ["banner", "static", "checkout", "vip", "killed"] {
+            let remote = evaluate(
+                &server,
+                &sdk,
+                flag,
+                json!({"context": {"targetingKey": user, "plan": plan}}),
+            )
+            .await;
+            remote.assert_status(StatusCode::OK);
+            let (value, variant, reason) = if flag == "checkout" {
+                let d = provider.resolve_string_value(flag, &context).await.unwrap();
+                (json!(d.value), d.variant, reason_name(d.reason))
+            } else {
+                let d = provider.resolve_bool_value(flag, &context).await.unwrap();
+                (json!(d.value), d.variant, reason_name(d.reason))
+            };
+            let at = format!("{flag} for {user}: {}", remote.body);
+            assert_eq!(value, remote.body["value"], "{at}");
+            assert_eq!(json!(variant), remote.body["variant"], "{at}");
+            assert_eq!(reason, remote.body["reason"], "{at}");
+            seen.insert(reason);
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["DEFAULT", "DISABLED", "SPLIT", "STATIC", "TARGETING_MATCH"],
+        "every reason was compared"
+    );
+    client.close().await.unwrap();
+}

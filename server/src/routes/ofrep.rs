@@ -1,8 +1,9 @@
 //! OFREP (OpenFeature Remote Evaluation Protocol): single and bulk evaluation per
 //! `shared/spec/ofrep/openapi.yaml`, so any OpenFeature client can evaluate remotely.
 //!
-//! Reasons map as: flag off → `DISABLED`; override or fixed-variant rule → `TARGETING_MATCH`;
-//! split or holdout → `SPLIT`; no rule matched → `STATIC` when the flag has no rules, `DEFAULT`
+//! Reasons come from [`OpenFeatureReason`], the mapping the SDK's OpenFeature provider uses too:
+//! flag off → `DISABLED`; override or fixed-variant rule → `TARGETING_MATCH`; split or holdout →
+//! `SPLIT`; no rule matched → `STATIC` when the flag has no rules or overrides, `DEFAULT`
 //! otherwise (OpenFeature's reason; the OFREP schema's enum omits it). Tailor's own reason is in
 //! `metadata.tailorReason`.
 
@@ -13,7 +14,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tailor_core::{assign, AttributeRef, AttributeValue, Reason, Snapshot, User};
+use tailor_core::{
+    assign, AttributeRef, AttributeValue, OpenFeatureReason, Reason, Snapshot, User,
+};
 
 use super::authenticate;
 use crate::error::ApiError;
@@ -119,17 +122,6 @@ fn parse_context(body: &[u8]) -> Result<User, (&'static str, String)> {
     Ok(user)
 }
 
-fn ofrep_reason(reason: Reason, has_rules: bool) -> &'static str {
-    match reason {
-        Reason::FlagOff => "DISABLED",
-        Reason::Override | Reason::Rule { .. } => "TARGETING_MATCH",
-        Reason::Split { .. } | Reason::Holdout { .. } => "SPLIT",
-        Reason::Fallthrough if !has_rules => "STATIC",
-        Reason::Fallthrough | Reason::MissingUnit { .. } => "DEFAULT",
-        Reason::UnknownFlag => "ERROR",
-    }
-}
-
 fn reason_kind(reason: Reason) -> String {
     serde_json::to_value(reason)
         .ok()
@@ -158,7 +150,7 @@ fn evaluation(snapshot: &Snapshot, user: &User, key: &str) -> Option<Value> {
     out.insert("value".into(), a.value().clone());
     out.insert(
         "reason".into(),
-        ofrep_reason(a.reason, !flag.rules.is_empty()).into(),
+        OpenFeatureReason::of(snapshot, &a).as_str().into(),
     );
     if let Some(v) = a.variant_key() {
         out.insert("variant".into(), v.into());
