@@ -429,34 +429,49 @@ impl Client {
     }
 
     /// The flag's boolean value, or `default` (unknown flag, no config, or not a boolean).
+    ///
+    /// Like every typed getter, it records the exposure only when it serves the flag's value:
+    /// when it returns the caller's default because the value has another type, the user did not
+    /// see the variant and is not counted in its experiment.
     pub fn bool_value(&self, user: &User, flag: &str, default: bool) -> bool {
-        self.variant(user, flag)
-            .value()
-            .as_bool()
+        self.typed_value(user, flag, Value::as_bool)
             .unwrap_or(default)
     }
 
     /// The flag's string value, or `default`.
     pub fn string_value(&self, user: &User, flag: &str, default: &str) -> String {
-        self.variant(user, flag)
-            .value()
-            .as_str()
-            .unwrap_or(default)
-            .to_string()
+        self.typed_value(user, flag, |v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| default.to_string())
     }
 
     /// The flag's numeric value, or `default`.
     pub fn number_value(&self, user: &User, flag: &str, default: f64) -> f64 {
-        self.variant(user, flag).value().as_f64().unwrap_or(default)
+        self.typed_value(user, flag, Value::as_f64)
+            .unwrap_or(default)
     }
 
     /// The flag's JSON value, or `default` when there is none.
     pub fn json_value(&self, user: &User, flag: &str, default: Value) -> Value {
-        let v = self.variant(user, flag);
-        match v.value() {
-            Value::Null => default,
-            other => other.clone(),
+        self.typed_value(user, flag, |v| (!v.is_null()).then(|| v.clone()))
+            .unwrap_or(default)
+    }
+
+    /// Evaluates `flag` and converts its value; records the exposure only if the conversion
+    /// succeeds, that is, only if the caller serves the variant rather than its own default.
+    fn typed_value<T>(
+        &self,
+        user: &User,
+        flag: &str,
+        convert: impl FnOnce(&Value) -> Option<T>,
+    ) -> Option<T> {
+        let snapshot = self.inner.shared.config.load();
+        let s = snapshot.as_ref()?;
+        let a = assign(s, user, flag);
+        let value = convert(a.value())?;
+        if a.experiment.is_some() {
+            self.record_exposure(s, user, flag, &a);
         }
+        Some(value)
     }
 
     /// The hot half of exposure recording: is this a new exposure? Almost every call is a

@@ -556,3 +556,52 @@ fn the_conformance_suite_passes_through_the_sdk() {
         failures.join("\n")
     );
 }
+
+/// A typed getter that serves the caller's default (the flag's value has another type) records
+/// no exposure: the user never saw the variant, so counting them in it would bias the results.
+/// When it serves the value, the exposure is recorded and stored.
+#[tokio::test]
+async fn typed_getters_record_an_exposure_only_when_they_serve_the_value() {
+    let server = Server::start().await;
+    server
+        .create("development", "experiments", &fixtures::experiment("hp"))
+        .await;
+    let mut flag = fixtures::split_flag("homepage", 10_000);
+    flag["rules"][0]["experiment"] = json!("hp");
+    server.create("development", "flags", &flag).await;
+    let (_, sdk) = server.create_key("sdk", Some("development")).await;
+    let client = builder(&server.url(""), &sdk).build().await.unwrap();
+
+    let user = User::new("typed-user");
+    assert!(
+        client.bool_value(&user, "homepage", true),
+        "a string is not a bool"
+    );
+    assert_eq!(client.number_value(&user, "homepage", 7.0), 7.0);
+    client.flush().await.unwrap();
+    assert_eq!(
+        client.event_stats().queued,
+        0,
+        "wrong-type reads are not exposures"
+    );
+
+    let served = client.string_value(&user, "homepage", "fallback");
+    assert!(served.starts_with("Welcome"), "{served}");
+    client.flush().await.unwrap();
+    let stats = client.event_stats();
+    assert_eq!((stats.queued, stats.delivered), (1, 1), "{stats:?}");
+    let results = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results",
+    ))
+    .await;
+    results.assert_status(StatusCode::OK);
+    let users: u64 = results.body["overall"]["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["users"].as_u64().unwrap())
+        .sum();
+    assert_eq!(users, 1, "{}", results.body);
+    client.close().await.unwrap();
+}
