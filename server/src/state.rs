@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::collector::Collector;
 use crate::dashboard::session::Sessions;
+use crate::dashboard::throttle::SignInThrottle;
 use crate::error::ApiError;
 use crate::keys::{self, Actor};
 use crate::metrics::Metrics;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub collector: Collector,
     /// Dashboard sign-ins.
     pub sessions: Sessions,
+    /// Failed dashboard sign-ins per address.
+    pub sign_in_throttle: SignInThrottle,
     ready: AtomicBool,
 }
 
@@ -119,6 +122,7 @@ impl AppState {
             metrics,
             collector: Collector::default(),
             sessions: Sessions::default(),
+            sign_in_throttle: SignInThrottle::default(),
             ready: AtomicBool::new(false),
         };
         for env in state.store.environments().await? {

@@ -713,7 +713,7 @@ async fn a_rollout_changed_in_the_browser_reaches_sdks_and_the_audit_log() {
 }
 
 /// An HTTP client that does not follow redirects.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -751,7 +751,11 @@ fn hidden_field(html: &str, name: &str) -> String {
 }
 
 /// Signs in over HTTP; returns the session cookie and the page's CSRF token.
-async fn http_sign_in(server: &Server, http: &reqwest::Client, key: &str) -> (String, String) {
+pub(crate) async fn http_sign_in(
+    server: &Server,
+    http: &reqwest::Client,
+    key: &str,
+) -> (String, String) {
     let form = http
         .get(server.url("/dashboard/login"))
         .send()
@@ -1068,4 +1072,67 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
         StatusCode::SEE_OTHER,
         "a revoked key's session"
     );
+}
+
+/// Sessions live in the store: a restart keeps the browser signed in, with the same CSRF token.
+#[tokio::test]
+async fn a_session_survives_a_restart() {
+    let mut server = Server::start().await;
+    let http = no_redirects();
+    let (session, csrf) = http_sign_in(&server, &http, ADMIN_KEY).await;
+    server.restart().await;
+    let page = http
+        .get(server.url("/dashboard"))
+        .header(COOKIE, format!("tailor_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "still signed in");
+    assert_eq!(hidden_field(&page.text().await.unwrap(), "csrf"), csrf);
+}
+
+/// One sign-in attempt through the form; returns the response.
+async fn attempt_sign_in(server: &Server, http: &reqwest::Client, key: &str) -> reqwest::Response {
+    let form = http
+        .get(server.url("/dashboard/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
+    let token = hidden_field(&form.text().await.unwrap(), "csrf");
+    http.post(server.url("/dashboard/login"))
+        .header(COOKIE, format!("tailor_login={login_cookie}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("key", key),
+            ("next", "/dashboard"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Guessing keys through the sign-in form stops after ten failures: then even the right key
+/// waits, with `429` and `Retry-After`, and the page says why.
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_throttled() {
+    let server = Server::start().await;
+    let http = no_redirects();
+    for guess in 0..10 {
+        let res = attempt_sign_in(&server, &http, &format!("guess-{guess}-xxxxxxxxxxxx")).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {guess}");
+    }
+    let res = attempt_sign_in(&server, &http, ADMIN_KEY).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert!(set_cookies(res.headers())
+        .iter()
+        .all(|c| !c.starts_with("tailor_session=")));
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
 }

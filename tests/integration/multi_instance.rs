@@ -10,7 +10,8 @@
 //!   revision when it is back;
 //! - a Redis without the append-only file losing its data on restart: SDKs are still served and
 //!   the instances store their configs and keys again;
-//! - the same over a Redis Cluster.
+//! - the same over a Redis Cluster;
+//! - a dashboard session opened on one instance is accepted, and ended, on another.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -689,4 +690,46 @@ async fn redis_losing_its_data_does_not_take_sdks_down() {
         .await;
     assert_eq!(written.revision(), before + 1);
     assert_eq!(on_b.next_config(PATIENCE).await.revision, before + 1);
+}
+
+/// A dashboard session opened on one instance is accepted by another (no sticky sessions), and
+/// signing out on that other instance ends it on the first.
+#[tokio::test]
+async fn a_dashboard_session_works_on_every_instance() {
+    use reqwest::header::COOKIE;
+
+    use crate::dashboard::{http_sign_in, no_redirects};
+    use crate::support::ADMIN_KEY;
+
+    let redis = Redis::start().await;
+    let servers = instances(2, &redis.url()).await;
+    let http = no_redirects();
+    let (session, csrf) = http_sign_in(&servers[0], &http, ADMIN_KEY).await;
+    let cookie = format!("tailor_session={session}");
+    let page = http
+        .get(servers[1].url("/dashboard"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the other instance knows the session"
+    );
+    let res = http
+        .post(servers[1].url("/dashboard/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = http
+        .get(servers[0].url("/dashboard"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out everywhere");
 }

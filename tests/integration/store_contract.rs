@@ -16,8 +16,8 @@ use tailor_core::ConfigDocument;
 use tailor_server::store::redis::RedisStore;
 use tailor_server::store::sqlite::SqliteStore;
 use tailor_server::store::{
-    ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, KeyKind, Store, StoreChange,
-    StoreError,
+    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, KeyKind, Store,
+    StoreChange, StoreError, StoredSession,
 };
 use tempfile::TempDir;
 
@@ -355,6 +355,33 @@ async fn keys_are_stored_listed_and_revoked(store: &dyn Store) {
     assert_eq!(keys[1].revoked_at.as_deref(), Some("2030-02-01T00:00:00Z"));
 }
 
+async fn sessions_are_stored_found_and_ended(store: &dyn Store) {
+    let now = unix_now();
+    let live = StoredSession {
+        key_digest: "key-digest".into(),
+        key_name: "admin".into(),
+        csrf: "token".into(),
+        expires_at: now + 3600,
+    };
+    store.put_session("d1", &live).await.unwrap();
+    assert_eq!(store.session("d1", now).await.unwrap(), Some(live.clone()));
+    assert_eq!(store.session("unknown", now).await.unwrap(), None);
+    assert_eq!(
+        store.session("d1", now + 3600).await.unwrap(),
+        None,
+        "void from its expiry on"
+    );
+    let expired = StoredSession {
+        expires_at: now - 1,
+        ..live.clone()
+    };
+    store.put_session("d2", &expired).await.unwrap();
+    assert_eq!(store.session("d2", now).await.unwrap(), None);
+    store.delete_session("d1").await.unwrap();
+    assert_eq!(store.session("d1", now).await.unwrap(), None);
+    store.delete_session("d1").await.unwrap();
+}
+
 async fn events_are_appended_once(store: &dyn Store) {
     let fresh = store
         .append_events(
@@ -466,6 +493,12 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test]
+            async fn sessions_are_stored_found_and_ended() {
+                let (store, _guard) = $make;
+                super::sessions_are_stored_found_and_ended(store.as_ref()).await;
+            }
+
+            #[tokio::test]
             async fn events_are_appended_once() {
                 let (store, _guard) = $make;
                 super::events_are_appended_once(store.as_ref()).await;
@@ -516,6 +549,7 @@ async fn the_contract_holds_on_a_redis_cluster() {
     keys_are_stored_listed_and_revoked(fresh("c5").await.as_ref()).await;
     events_are_appended_once(fresh("c6").await.as_ref()).await;
     concurrent_appends_store_each_id_once(fresh("c7").await).await;
+    sessions_are_stored_found_and_ended(fresh("c8").await.as_ref()).await;
     let used: Vec<usize> = cluster
         .nodes
         .iter()

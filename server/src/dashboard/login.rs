@@ -3,6 +3,9 @@
 //! The sign-in form has no session yet, so its CSRF defence is a double submit: the form page
 //! sets a random token in an `HttpOnly`, `SameSite=Strict` cookie scoped to the login path and
 //! in a hidden field, and the post must carry both, equal. SDK and client keys cannot sign in.
+//! Too many failed sign-ins from one address make it wait (`throttle.rs`).
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -92,7 +95,7 @@ pub(super) async fn form(
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
     let next = safe_next(query.next.as_deref());
-    if signed_in(&req, &state).is_ok() {
+    if signed_in(&req, &state).await.is_ok() {
         return HttpResponse::SeeOther()
             .insert_header((header::LOCATION, next))
             .finish();
@@ -123,10 +126,33 @@ pub(super) async fn sign_in(
         ));
     }
     let next = safe_next(form.get("next"));
+    let address = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if let Some(wait) = state.sign_in_throttle.wait(address) {
+        tracing::warn!(%address, "dashboard sign-in throttled");
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let message = format!(
+            "Too many failed sign-ins from your address. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut res = render(
+            &state,
+            &next,
+            Some(&message),
+            StatusCode::TOO_MANY_REQUESTS,
+            false,
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(res);
+    }
     let secret = form.get("key").unwrap_or_default().trim();
     let key = state.authenticate(secret);
     let Some(key) = key.filter(|k| k.kind == KeyKind::Admin) else {
-        tracing::info!("dashboard sign-in refused");
+        state.sign_in_throttle.failed(address);
+        tracing::info!(%address, "dashboard sign-in refused");
         return Ok(render(
             &state,
             &next,
@@ -135,7 +161,12 @@ pub(super) async fn sign_in(
             false,
         ));
     };
-    let id = state.sessions.create(&key);
+    state.sign_in_throttle.succeeded(address);
+    let id = state
+        .sessions
+        .create(state.store.as_ref(), &key)
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(key = key.name, "dashboard sign-in");
     let mut res = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))
@@ -159,8 +190,12 @@ pub(super) async fn sign_out(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, DashboardError> {
-    let (me, _) = super::signed_in_post(&req, &state, &body)?;
-    state.sessions.remove(&me.session_id);
+    let (me, _) = super::signed_in_post(&req, &state, &body).await?;
+    state
+        .sessions
+        .remove(state.store.as_ref(), &me.session_id)
+        .await
+        .map_err(ApiError::from)?;
     let mut res = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/dashboard/login"))
         .finish();

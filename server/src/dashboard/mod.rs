@@ -28,6 +28,7 @@ pub mod pages;
 pub mod results;
 pub mod rollout;
 pub mod session;
+pub mod throttle;
 pub mod views;
 
 use std::sync::LazyLock;
@@ -207,7 +208,7 @@ impl SignedIn {
 
 /// The request's live session, or [`DashboardError::SignInRequired`]. The admin key that
 /// opened the session must still exist and be unrevoked.
-pub fn signed_in(req: &HttpRequest, state: &AppState) -> Result<SignedIn, DashboardError> {
+pub async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<SignedIn, DashboardError> {
     let next = if req.method() == actix_web::http::Method::GET {
         match req.query_string() {
             "" => req.path().to_string(),
@@ -228,10 +229,20 @@ pub fn signed_in(req: &HttpRequest, state: &AppState) -> Result<SignedIn, Dashbo
         return Err(ApiError::Unavailable("the store is not loaded yet".into()).into());
     }
     let id = session::request_cookie(req, session::SESSION_COOKIE).ok_or_else(denied)?;
-    let s = state.sessions.get(id).ok_or_else(denied)?;
+    let store = state.store.as_ref();
+    let s = state
+        .sessions
+        .get(store, id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(denied)?;
     // Only admin keys open sessions (see `login`), and a key's kind never changes.
     if !state.key_is_active(&s.key_digest) {
-        state.sessions.remove(id);
+        state
+            .sessions
+            .remove(store, id)
+            .await
+            .map_err(ApiError::from)?;
         return Err(denied());
     }
     Ok(SignedIn {
@@ -285,12 +296,12 @@ impl Form {
 }
 
 /// A signed-in POST: session, same origin and CSRF token checked, form parsed.
-pub fn signed_in_post(
+pub async fn signed_in_post(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
 ) -> Result<(SignedIn, Form), DashboardError> {
-    let me = signed_in(req, state)?;
+    let me = signed_in(req, state).await?;
     let form = Form::parse(body);
     let token = form.as_ref().ok().and_then(|f| f.get(csrf::FIELD));
     csrf::check(req, &me.csrf, token)?;

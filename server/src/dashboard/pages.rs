@@ -36,7 +36,7 @@ pub(super) async fn environments(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let mut rows = Vec::new();
     for key in state.environment_keys() {
         let current = state.environment(&key)?.current();
@@ -111,7 +111,7 @@ pub(super) async fn flags(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let env = path.into_inner();
     let current = state.environment(&env)?.current();
     let doc = current.snapshot.document();
@@ -198,7 +198,7 @@ pub(super) async fn flag(
     path: web::Path<(String, String)>,
     query: web::Query<FlagQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let f = find_flag(current.snapshot.document(), &env, &key)?;
@@ -469,7 +469,7 @@ pub(super) async fn flag_history(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let entries = flag_audit(&state, &env, &key, 200).await?;
@@ -497,7 +497,7 @@ pub(super) async fn audit(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let env = path.into_inner();
     let current = state.environment(&env)?.current();
     let entries = state
@@ -588,7 +588,7 @@ pub(super) async fn segments(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let env = path.into_inner();
     let current = state.environment(&env)?.current();
     let doc = current.snapshot.document();
@@ -615,7 +615,7 @@ pub(super) async fn experiments(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let env = path.into_inner();
     let current = state.environment(&env)?.current();
     let snapshot = &current.snapshot;

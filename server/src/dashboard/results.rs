@@ -105,7 +105,7 @@ pub(super) async fn experiment(
     path: web::Path<(String, String)>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let snapshot = &current.snapshot;

@@ -118,7 +118,7 @@ pub(super) async fn confirm_rollout(
     path: web::Path<(String, String)>,
     query: web::Query<RolloutQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let flag = find_flag(current.snapshot.document(), &env, &key)?;
@@ -184,7 +184,7 @@ pub(super) async fn apply_rollout(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, DashboardError> {
-    let (me, form) = signed_in_post(&req, &state, &body)?;
+    let (me, form) = signed_in_post(&req, &state, &body).await?;
     let (env, key) = path.into_inner();
     let index: usize = form
         .require("rule")?
@@ -236,7 +236,7 @@ pub(super) async fn confirm_toggle(
     path: web::Path<(String, String)>,
     query: web::Query<ToggleQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let flag = find_flag(current.snapshot.document(), &env, &key)?;
@@ -286,7 +286,7 @@ pub(super) async fn apply_toggle(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, DashboardError> {
-    let (me, form) = signed_in_post(&req, &state, &body)?;
+    let (me, form) = signed_in_post(&req, &state, &body).await?;
     let (env, key) = path.into_inner();
     let enabled = parse_enabled(form.get("enabled"))?;
     let published = admin::toggle_flag(
@@ -321,7 +321,7 @@ pub(super) async fn confirm_restore(
     path: web::Path<(String, String)>,
     query: web::Query<RestoreQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let me = signed_in(&req, &state)?;
+    let me = signed_in(&req, &state).await?;
     let (env, key) = path.into_inner();
     let current = state.environment(&env)?.current();
     let flag = find_flag(current.snapshot.document(), &env, &key)?;
@@ -361,7 +361,7 @@ pub(super) async fn apply_restore(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, DashboardError> {
-    let (me, form) = signed_in_post(&req, &state, &body)?;
+    let (me, form) = signed_in_post(&req, &state, &body).await?;
     let (env, key) = path.into_inner();
     let audit_id = parse_audit_id(form.get("audit_id"))?;
     let published = admin::restore_flag(

@@ -1,29 +1,25 @@
 //! Dashboard sign-in sessions: random 256-bit ids in an `HttpOnly`, `SameSite=Strict` cookie,
-//! kept server-side with an absolute expiry.
+//! kept server-side, in the store, with an absolute expiry.
 //!
-//! Only the SHA-256 of a session id is kept, like API keys, so a memory dump of the map does not
-//! hand out live cookies. A session is bound to the admin key that opened it: revoking the key
-//! ends its sessions at their next request. Sessions live in memory: a restart signs everyone
-//! out, which is the safe direction (and with several instances behind a load balancer the
-//! dashboard needs sticky sessions).
+//! Only the SHA-256 of a session id is stored, like API keys, so reading the store does not hand
+//! out live cookies. A session is bound to the admin key that opened it: revoking the key ends
+//! its sessions at their next request. Because sessions live in the store, a restart keeps
+//! everyone signed in and, with Redis, every instance behind a load balancer accepts a session
+//! opened on any other (no sticky sessions needed); signing out ends it on all of them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use rand::RngCore;
 
 use crate::keys;
-use crate::store::ApiKey;
+use crate::store::{unix_now, ApiKey, Store, StoreError, StoredSession};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "tailor_session";
 /// Path of the session cookie: the browser sends it to the dashboard only.
 pub const COOKIE_PATH: &str = "/dashboard";
-/// Most sessions kept at once; past it the ones closest to expiry are dropped.
-const MAX_SESSIONS: usize = 10_000;
 
 /// How sessions behave.
 #[derive(Debug, Clone, Copy)]
@@ -52,14 +48,12 @@ pub struct Session {
     pub key_name: String,
     /// The token every form of this session must send back (see [`super::csrf`]).
     pub csrf: String,
-    expires: Instant,
 }
 
-/// The server-side session map.
+/// Opens, finds and ends sessions in the store.
 #[derive(Debug, Default)]
 pub struct Sessions {
     config: SessionConfig,
-    by_digest: Mutex<HashMap<String, Session>>,
 }
 
 /// 256 random bits, hex.
@@ -70,12 +64,9 @@ pub fn random_token() -> String {
 }
 
 impl Sessions {
-    /// An empty store.
+    /// Sessions with these settings.
     pub fn new(config: SessionConfig) -> Self {
-        Sessions {
-            config,
-            by_digest: Mutex::new(HashMap::new()),
-        }
+        Sessions { config }
     }
 
     /// The settings.
@@ -83,64 +74,35 @@ impl Sessions {
         self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        // The map holds no invariant a panicking holder could break half-way.
-        self.by_digest.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Opens a session for `key`; returns the id to put in the cookie.
-    pub fn create(&self, key: &ApiKey) -> String {
+    pub async fn create(&self, store: &dyn Store, key: &ApiKey) -> Result<String, StoreError> {
         let id = random_token();
-        let now = Instant::now();
-        let session = Session {
+        let lifetime = i64::try_from(self.config.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let session = StoredSession {
             key_digest: key.digest.clone(),
             key_name: key.name.clone(),
             csrf: random_token(),
-            expires: now + self.config.lifetime,
+            expires_at: unix_now().saturating_add(lifetime.max(1)),
         };
-        let mut map = self.lock();
-        map.retain(|_, s| s.expires > now);
-        while map.len() >= MAX_SESSIONS {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(d, _)| d.clone())
-            else {
-                break;
-            };
-            map.remove(&oldest);
-        }
-        map.insert(keys::digest(&id), session);
-        id
+        store.put_session(&keys::digest(&id), &session).await?;
+        Ok(id)
     }
 
-    /// The live session with this id, if any (an expired one is removed).
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let digest = keys::digest(id);
-        let mut map = self.lock();
-        match map.get(&digest) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&digest);
-                None
-            }
-            None => None,
-        }
+    /// The live session with this id, if any.
+    pub async fn get(&self, store: &dyn Store, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(store
+            .session(&keys::digest(id), unix_now())
+            .await?
+            .map(|s| Session {
+                key_digest: s.key_digest,
+                key_name: s.key_name,
+                csrf: s.csrf,
+            }))
     }
 
     /// Ends a session.
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(&keys::digest(id));
-    }
-
-    /// How many sessions are open (expired ones included until they are next looked at).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub async fn remove(&self, store: &dyn Store, id: &str) -> Result<(), StoreError> {
+        store.delete_session(&keys::digest(id)).await
     }
 
     /// The `Set-Cookie` value that stores a session id.
@@ -206,25 +168,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_session_is_found_by_its_id_until_it_expires_or_is_removed() {
+    #[tokio::test]
+    async fn a_session_is_found_by_its_id_until_it_expires_or_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path()).unwrap();
         let sessions = Sessions::new(SessionConfig {
-            lifetime: Duration::from_millis(50),
+            lifetime: Duration::from_secs(1),
             secure_cookies: true,
         });
-        let id = sessions.create(&key());
+        let id = sessions.create(&store, &key()).await.unwrap();
         assert_eq!(id.len(), 64, "256 bits, hex");
-        let s = sessions.get(&id).unwrap();
+        let s = sessions.get(&store, &id).await.unwrap().unwrap();
         assert_eq!(s.key_name, "admin");
         assert_eq!(s.csrf.len(), 64);
-        assert!(sessions.get("not-a-session").is_none());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(sessions.get(&id).is_none(), "expired");
-        assert!(sessions.is_empty(), "an expired session is dropped");
+        assert!(sessions
+            .get(&store, "not-a-session")
+            .await
+            .unwrap()
+            .is_none());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(
+            sessions.get(&store, &id).await.unwrap().is_none(),
+            "expired"
+        );
 
-        let id = sessions.create(&key());
-        sessions.remove(&id);
-        assert!(sessions.get(&id).is_none());
+        let id = sessions.create(&store, &key()).await.unwrap();
+        sessions.remove(&store, &id).await.unwrap();
+        assert!(sessions.get(&store, &id).await.unwrap().is_none());
     }
 
     #[test]

@@ -139,6 +139,25 @@ pub enum StoreChange {
 /// Change notifications of a shared store. Ends only when the store is dropped.
 pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
 
+/// The current time, Unix seconds.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A dashboard sign-in as stored. The session id itself is never stored: the store keys it by
+/// the id's SHA-256, like API keys, so reading the store does not hand out live cookies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSession {
+    /// Digest of the admin key that signed in.
+    pub key_digest: String,
+    /// That key's name, for the page header and the audit log.
+    pub key_name: String,
+    /// The token every form of the session must send back.
+    pub csrf: String,
+    /// Unix seconds from which the session is void (absolute, not sliding).
+    pub expires_at: i64,
+}
+
 /// An event to append: the parsed event and the JSON text it is stored as.
 ///
 /// The collector stores the JSON each event arrived as (it parsed and validated it already), so
@@ -298,6 +317,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a key revoked; false if there is no such key.
     async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError>;
+
+    /// Stores a dashboard session under the digest of its id. Every instance sharing the store
+    /// accepts it; it is void from `expires_at` on and removed by the store after that.
+    async fn put_session(&self, digest: &str, session: &StoredSession) -> Result<(), StoreError>;
+
+    /// The session stored under this id digest, if it exists and has not expired at `now`
+    /// (Unix seconds).
+    async fn session(&self, digest: &str, now: i64) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Ends a session; ending one that does not exist is not an error.
+    async fn delete_session(&self, digest: &str) -> Result<(), StoreError>;
 
     /// Durably appends events, skipping ids already stored for this environment. Returns, per
     /// event, whether it was newly stored (`false`: a duplicate id, ignored).

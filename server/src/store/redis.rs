@@ -12,6 +12,7 @@
 //! | `tailor:{global}:keys` | hash | key id → [`ApiKey`] JSON |
 //! | `tailor:{global}:key-digests` | hash | secret digest → key id (digests are unique) |
 //! | `tailor:{global}:keys-revoked` | hash | key id → when it was revoked |
+//! | `tailor:{global}:session:<digest>` | string, with a TTL | a dashboard session's JSON, by the SHA-256 of its id |
 //! | `tailor:{env:<e>}:config` | hash | `revision`, `document` (JSON), `audit_seq` |
 //! | `tailor:{env:<e>}:audit` | list | `{"id": n, "entry": …}`, newest first |
 //! | `tailor:{env:<e>}:event-ids` | set | ids of the environment's stored events |
@@ -71,8 +72,8 @@ pub use conn::Target;
 use conn::{store_error, Conn, CONNECT_TIMEOUT};
 
 use super::{
-    ApiKey, AuditEntry, AuditQuery, ChangeFeed, EncodedEvent, EventCursor, EventPage, EventScan,
-    SharedStore, Store, StoreError, StoredEnvironment,
+    unix_now, ApiKey, AuditEntry, AuditQuery, ChangeFeed, EncodedEvent, EventCursor, EventPage,
+    EventScan, SharedStore, Store, StoreError, StoredEnvironment, StoredSession,
 };
 
 /// Events per page of a scan or a catch-up read.
@@ -98,6 +99,9 @@ impl Names {
     }
     fn keys_revoked(&self) -> String {
         format!("{}:{{global}}:keys-revoked", self.prefix)
+    }
+    fn session(&self, digest: &str) -> String {
+        format!("{}:{{global}}:session:{digest}", self.prefix)
     }
     fn config(&self, env: &str) -> String {
         format!("{}:{{env:{env}}}:config", self.prefix)
@@ -508,6 +512,51 @@ impl Store for RedisStore {
             .await
             .map_err(self.err("revoking a key"))?;
         Ok(revoked == 1)
+    }
+
+    async fn put_session(&self, digest: &str, session: &StoredSession) -> Result<(), StoreError> {
+        let json = serde_json::to_string(session).map_err(|e| StoreError::Backend {
+            message: "encoding a session".into(),
+            source: Box::new(e),
+        })?;
+        // Redis removes it when it expires; a session already past expiry is not stored.
+        let ttl = session.expires_at - unix_now();
+        if ttl <= 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        cmd("SET")
+            .arg(self.names.session(digest))
+            .arg(json)
+            .arg("EX")
+            .arg(ttl)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(self.err("storing a session"))
+    }
+
+    async fn session(&self, digest: &str, now: i64) -> Result<Option<StoredSession>, StoreError> {
+        let mut conn = self.conn();
+        let json: Option<String> = cmd("GET")
+            .arg(self.names.session(digest))
+            .query_async(&mut conn)
+            .await
+            .map_err(self.err("reading a session"))?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let session: StoredSession = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("a session: {e}")))?;
+        Ok((session.expires_at > now).then_some(session))
+    }
+
+    async fn delete_session(&self, digest: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        cmd("DEL")
+            .arg(self.names.session(digest))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(self.err("ending a session"))
     }
 
     async fn append_events(

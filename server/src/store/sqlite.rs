@@ -14,8 +14,8 @@ use tailor_core::ConfigDocument;
 
 use super::sqlite_events::EventLog;
 use super::{
-    ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventScan, KeyKind, Store, StoreError,
-    StoredEnvironment,
+    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventScan, KeyKind, Store, StoreError,
+    StoredEnvironment, StoredSession,
 };
 
 /// SQLite-backed [`Store`].
@@ -61,7 +61,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    digest TEXT PRIMARY KEY,
+    session TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 ";
+
+/// Most dashboard sessions kept; past it, storing one drops those closest to expiry.
+const MAX_SESSIONS: i64 = 10_000;
 
 impl SqliteStore {
     /// Opens (creating if needed) `tailor.db` in `data_dir`.
@@ -379,6 +387,63 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend("revoking a key"))?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn put_session(&self, digest: &str, session: &StoredSession) -> Result<(), StoreError> {
+        let digest = digest.to_string();
+        let json = serde_json::to_string(session).map_err(|e| StoreError::Backend {
+            message: "encoding a session".into(),
+            source: Box::new(e),
+        })?;
+        let expires_at = session.expires_at;
+        let now = unix_now();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend("storing a session"))?;
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
+                .map_err(backend("storing a session"))?;
+            tx.execute(
+                "DELETE FROM sessions WHERE digest IN (SELECT digest FROM sessions
+                 ORDER BY expires_at LIMIT max(0, (SELECT COUNT(*) FROM sessions) - ?1 + 1))",
+                params![MAX_SESSIONS],
+            )
+            .map_err(backend("storing a session"))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO sessions (digest, session, expires_at) VALUES (?1, ?2, ?3)",
+                params![digest, json, expires_at],
+            )
+            .map_err(backend("storing a session"))?;
+            tx.commit().map_err(backend("storing a session"))
+        })
+        .await
+    }
+
+    async fn session(&self, digest: &str, now: i64) -> Result<Option<StoredSession>, StoreError> {
+        let digest = digest.to_string();
+        let json: Option<String> = self
+            .with(move |conn| {
+                conn.query_row(
+                    "SELECT session FROM sessions WHERE digest = ?1 AND expires_at > ?2",
+                    params![digest, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend("reading a session"))
+            })
+            .await?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("a session: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, digest: &str) -> Result<(), StoreError> {
+        let digest = digest.to_string();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE digest = ?1", params![digest])
+                .map_err(backend("ending a session"))?;
+            Ok(())
         })
         .await
     }
