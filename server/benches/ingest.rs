@@ -117,6 +117,19 @@ async fn run_connection(
     Ok((acked, latencies))
 }
 
+/// The bench experiment's results, as JSON.
+async fn bench_results(addr: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    common::request(
+        addr,
+        "GET",
+        "/api/v1/environments/development/experiments/bench/results",
+        &[("Authorization", &format!("Bearer {}", common::ADMIN_KEY))],
+        None,
+    )
+    .await?
+    .json()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::raise_nofile();
@@ -168,15 +181,7 @@ async fn main() -> anyhow::Result<()> {
     let db =
         rusqlite::Connection::open(server.dir.as_ref().context("data dir")?.join("tailor.db"))?;
     let stored: i64 = db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-    let results = common::request(
-        addr,
-        "GET",
-        "/api/v1/environments/development/experiments/bench/results",
-        &[("Authorization", &format!("Bearer {}", common::ADMIN_KEY))],
-        None,
-    )
-    .await?
-    .json()?;
+    let results = bench_results(addr).await?;
     let users: u64 = results["overall"]["arms"]
         .as_array()
         .into_iter()
@@ -196,15 +201,7 @@ async fn main() -> anyhow::Result<()> {
     .await?
     .json()?;
     let rebuild_time = rebuild_started.elapsed();
-    let after = common::request(
-        addr,
-        "GET",
-        "/api/v1/environments/development/experiments/bench/results",
-        &[("Authorization", &format!("Bearer {}", common::ADMIN_KEY))],
-        None,
-    )
-    .await?
-    .json()?;
+    let after = bench_results(addr).await?;
     if after["overall"] != results["overall"] {
         bail!("results differ after a rebuild from the raw events");
     }

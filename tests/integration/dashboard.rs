@@ -756,24 +756,7 @@ pub(crate) async fn http_sign_in(
     http: &reqwest::Client,
     key: &str,
 ) -> (String, String) {
-    let form = http
-        .get(server.url("/dashboard/login"))
-        .send()
-        .await
-        .unwrap();
-    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
-    let token = hidden_field(&form.text().await.unwrap(), "csrf");
-    let res = http
-        .post(server.url("/dashboard/login"))
-        .header(COOKIE, format!("tailor_login={login_cookie}"))
-        .form(&[
-            ("csrf", token.as_str()),
-            ("key", key),
-            ("next", "/dashboard"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = attempt_sign_in(server, http, key, "/dashboard").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookies = set_cookies(res.headers());
     let session = cookie_value(&cookies, "tailor_session").expect("a session cookie");
@@ -876,20 +859,7 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
     );
     assert!(cookie_value(&set_cookies(res.headers()), "tailor_session").is_none());
     let (_, sdk_key) = server.create_key("sdk", Some(ENV)).await;
-    let form = http
-        .get(server.url("/dashboard/login"))
-        .send()
-        .await
-        .unwrap();
-    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
-    let token = hidden_field(&form.text().await.unwrap(), "csrf");
-    let res = http
-        .post(server.url("/dashboard/login"))
-        .header(COOKIE, format!("tailor_login={login_cookie}"))
-        .form(&[("csrf", token.as_str()), ("key", sdk_key.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let res = attempt_sign_in(&server, &http, &sdk_key, "/dashboard").await;
     assert_eq!(
         res.status(),
         StatusCode::UNAUTHORIZED,
@@ -898,24 +868,7 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
     assert!(cookie_value(&set_cookies(res.headers()), "tailor_session").is_none());
 
     // The session cookie's attributes.
-    let form = http
-        .get(server.url("/dashboard/login"))
-        .send()
-        .await
-        .unwrap();
-    let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
-    let token = hidden_field(&form.text().await.unwrap(), "csrf");
-    let res = http
-        .post(server.url("/dashboard/login"))
-        .header(COOKIE, format!("tailor_login={login_cookie}"))
-        .form(&[
-            ("csrf", token.as_str()),
-            ("key", ADMIN_KEY),
-            ("next", "https://evil.example/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = attempt_sign_in(&server, &http, ADMIN_KEY, "https://evil.example/").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/dashboard", "no open redirect");
     let cookie = set_cookies(res.headers())
@@ -1091,8 +1044,13 @@ async fn a_session_survives_a_restart() {
     assert_eq!(hidden_field(&page.text().await.unwrap(), "csrf"), csrf);
 }
 
-/// One sign-in attempt through the form; returns the response.
-async fn attempt_sign_in(server: &Server, http: &reqwest::Client, key: &str) -> reqwest::Response {
+/// One sign-in attempt through the form, asking to go to `next` afterwards.
+async fn attempt_sign_in(
+    server: &Server,
+    http: &reqwest::Client,
+    key: &str,
+    next: &str,
+) -> reqwest::Response {
     let form = http
         .get(server.url("/dashboard/login"))
         .send()
@@ -1102,11 +1060,7 @@ async fn attempt_sign_in(server: &Server, http: &reqwest::Client, key: &str) -> 
     let token = hidden_field(&form.text().await.unwrap(), "csrf");
     http.post(server.url("/dashboard/login"))
         .header(COOKIE, format!("tailor_login={login_cookie}"))
-        .form(&[
-            ("csrf", token.as_str()),
-            ("key", key),
-            ("next", "/dashboard"),
-        ])
+        .form(&[("csrf", token.as_str()), ("key", key), ("next", next)])
         .send()
         .await
         .unwrap()
@@ -1119,10 +1073,16 @@ async fn repeated_failed_sign_ins_are_throttled() {
     let server = Server::start().await;
     let http = no_redirects();
     for guess in 0..10 {
-        let res = attempt_sign_in(&server, &http, &format!("guess-{guess}-xxxxxxxxxxxx")).await;
+        let res = attempt_sign_in(
+            &server,
+            &http,
+            &format!("guess-{guess}-xxxxxxxxxxxx"),
+            "/dashboard",
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {guess}");
     }
-    let res = attempt_sign_in(&server, &http, ADMIN_KEY).await;
+    let res = attempt_sign_in(&server, &http, ADMIN_KEY, "/dashboard").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = res.headers()["retry-after"]
         .to_str()

@@ -27,7 +27,8 @@ fn conversion(id: &str, user: &str, ts: i64, value: Option<f64>) -> Value {
     c
 }
 
-async fn setup() -> (Server, String) {
+/// A server with experiment `hp` on a 50/50 split flag `homepage`, and an SDK key.
+pub(crate) async fn setup() -> (Server, String) {
     let server = Server::start().await;
     server
         .create("development", "experiments", &fixtures::experiment("hp"))
@@ -48,7 +49,8 @@ async fn post_events(server: &Server, key: &str, events: Vec<Value>) -> crate::s
     .await
 }
 
-async fn results(server: &Server, query: &str) -> Value {
+/// Experiment `hp`'s results (`query`: e.g. `?metric=purchase`, or empty).
+pub(crate) async fn results(server: &Server, query: &str) -> Value {
     let res = send(server.admin(
         Method::GET,
         &format!("/api/v1/environments/development/experiments/hp/results{query}"),

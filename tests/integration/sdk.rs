@@ -562,14 +562,7 @@ fn the_conformance_suite_passes_through_the_sdk() {
 /// When it serves the value, the exposure is recorded and stored.
 #[tokio::test]
 async fn typed_getters_record_an_exposure_only_when_they_serve_the_value() {
-    let server = Server::start().await;
-    server
-        .create("development", "experiments", &fixtures::experiment("hp"))
-        .await;
-    let mut flag = fixtures::split_flag("homepage", 10_000);
-    flag["rules"][0]["experiment"] = json!("hp");
-    server.create("development", "flags", &flag).await;
-    let (_, sdk) = server.create_key("sdk", Some("development")).await;
+    let (server, sdk) = crate::results::setup().await;
     let client = builder(&server.url(""), &sdk).build().await.unwrap();
 
     let user = User::new("typed-user");
@@ -590,18 +583,13 @@ async fn typed_getters_record_an_exposure_only_when_they_serve_the_value() {
     client.flush().await.unwrap();
     let stats = client.event_stats();
     assert_eq!((stats.queued, stats.delivered), (1, 1), "{stats:?}");
-    let results = send(server.admin(
-        Method::GET,
-        "/api/v1/environments/development/experiments/hp/results",
-    ))
-    .await;
-    results.assert_status(StatusCode::OK);
-    let users: u64 = results.body["overall"]["arms"]
+    let results = crate::results::results(&server, "").await;
+    let users: u64 = results["overall"]["arms"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["users"].as_u64().unwrap())
         .sum();
-    assert_eq!(users, 1, "{}", results.body);
+    assert_eq!(users, 1, "{results}");
     client.close().await.unwrap();
 }
