@@ -73,6 +73,8 @@ impl Application {
         let state = web::Data::new(state);
         // Follow changes made through other instances (shared stores only).
         crate::state::spawn_sync(state.clone().into_inner());
+        // Replay the stored events into attribution while configs are already being served.
+        crate::state::spawn_loading(state.clone().into_inner());
         let keepalive = web::Data::new(KeepAlive(Duration::from_secs(
             settings.sse_keepalive_secs.max(1),
         )));

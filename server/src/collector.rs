@@ -4,6 +4,12 @@
 //! id is a no-op) to the environment's [`Attribution`]. At startup and on demand, attribution is
 //! rebuilt from the raw events with the same code, so a rebuild gives identical numbers.
 //!
+//! Loading never holds the server up: configs are served while an environment's events are
+//! replayed in the background, and ingestion goes on storing (and acknowledging) meanwhile. The
+//! replay reads the log in two passes: the first, long one runs beside ingestion; the second,
+//! with ingestion paused, reads what was stored during the first. Until it is done, results
+//! answer "loading" ([`Collector::loading`]).
+//!
 //! With a shared store (Redis, several instances) ingestion only stores: every instance
 //! instead tails the environment's event log and applies each stored event once, whichever
 //! instance received it (`collector/tail.rs`), so all instances report the same results.
@@ -11,73 +17,135 @@
 mod tail;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tailor_core::ConfigDocument;
 use tokio::sync::RwLock;
 
 use crate::attribution::{Attribution, ExperimentTotals, VariantSeries};
-use crate::store::{EncodedEvent, Store, StoreError};
+use crate::store::{EncodedEvent, EventCursor, Store, StoreError};
+
+/// Experiment key → attribution window in hours (`None`: unlimited).
+type Windows = Vec<(String, Option<u32>)>;
 
 /// Attribution for every environment.
 #[derive(Default)]
 pub struct Collector {
     by_environment: Mutex<HashMap<String, Attribution>>,
-    /// Ingestion holds it shared; a rebuild holds it exclusively so no event is applied twice or
-    /// missed while the raw events are replayed.
+    /// Ingestion holds it shared from storing a batch to applying it; a replay's second pass
+    /// holds it exclusively, so every stored event is applied exactly once.
     gate: RwLock<()>,
+    /// Environments whose events are being replayed for the first time, with the number of
+    /// events replayed so far. Their results are not ready, and ingestion leaves their events to
+    /// the replay.
+    loading: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// The latest attribution windows of each environment's experiments.
+    windows: Mutex<HashMap<String, Windows>>,
     /// Shared-store mode: each environment's position in the event log.
-    tails: Mutex<HashMap<String, std::sync::Arc<tail::Tail>>>,
+    tails: Mutex<HashMap<String, Arc<tail::Tail>>>,
 }
 
 impl Collector {
-    /// Rebuilds one environment from its stored events; returns how many were applied.
+    /// Marks an environment as loading: until [`Collector::load_environment`] finishes, its
+    /// results answer "loading". Call it before the environment takes events.
+    pub fn start_loading(&self, environment: &str) {
+        lock(&self.loading)
+            .entry(environment.to_string())
+            .or_default();
+    }
+
+    /// Events replayed so far, while the environment's attribution is first loading (`None`:
+    /// loaded, results are ready).
+    pub fn loading(&self, environment: &str) -> Option<u64> {
+        lock(&self.loading)
+            .get(environment)
+            .map(|n| n.load(Ordering::Relaxed))
+    }
+
+    /// An attribution with the environment's current windows.
+    fn fresh_attribution(&self, environment: &str) -> Attribution {
+        let mut attribution = Attribution::default();
+        if let Some(windows) = lock(&self.windows).get(environment) {
+            for (experiment, hours) in windows {
+                attribution.set_window(experiment, *hours);
+            }
+        }
+        attribution
+    }
+
+    /// Applies every event stored after `after` to `attribution`; returns the position after
+    /// the last one.
     async fn replay(
         store: &dyn Store,
         environment: &str,
-        document: &ConfigDocument,
-    ) -> Result<Attribution, StoreError> {
-        let mut attribution = Attribution::default();
-        sync_windows(&mut attribution, document);
-        let mut scan = store.scan_events(environment).await?;
-        while let Some(chunk) = scan.recv().await {
-            for event in chunk? {
-                attribution.apply(&event);
+        attribution: &mut Attribution,
+        after: EventCursor,
+        progress: &AtomicU64,
+    ) -> Result<EventCursor, StoreError> {
+        let mut next = after.clone();
+        let mut scan = store.scan_events(environment, &after).await?;
+        while let Some(page) = scan.recv().await {
+            let page = page?;
+            for event in &page.events {
+                attribution.apply(event);
             }
+            progress.fetch_add(page.events.len() as u64, Ordering::Relaxed);
+            next = page.next;
         }
-        Ok(attribution)
+        Ok(next)
     }
 
-    /// Loads an environment's attribution from the store (at startup or when it is created).
+    /// Loads an environment's attribution from the stored events (at startup, when it is
+    /// created through another instance, or to rebuild it) and swaps it in; returns how many
+    /// events it holds. Ingestion pauses only for the second, short pass.
     pub async fn load_environment(
         &self,
         store: &dyn Store,
         environment: &str,
-        document: &ConfigDocument,
     ) -> Result<u64, StoreError> {
+        let progress = lock(&self.loading)
+            .get(environment)
+            .cloned()
+            .unwrap_or_default();
         if let Some(shared) = store.shared() {
-            return self.load_shared(shared, environment, document).await;
+            let applied = self.load_shared(shared, environment, &progress).await?;
+            lock(&self.loading).remove(environment);
+            return Ok(applied);
         }
-        let attribution = Self::replay(store, environment, document).await?;
+        let mut attribution = self.fresh_attribution(environment);
+        let cursor = Self::replay(
+            store,
+            environment,
+            &mut attribution,
+            EventCursor::default(),
+            &progress,
+        )
+        .await?;
+        // What was stored during the first pass; no batch is between storing and applying now.
+        let _exclusive = self.gate.write().await;
+        Self::replay(store, environment, &mut attribution, cursor, &progress).await?;
+        if let Some(windows) = lock(&self.windows).get(environment) {
+            // Config changes during the replay.
+            for (experiment, hours) in windows {
+                attribution.set_window(experiment, *hours);
+            }
+        }
         let applied = attribution.events_applied();
         self.lock().insert(environment.to_string(), attribution);
+        lock(&self.loading).remove(environment);
         Ok(applied)
     }
 
-    /// Replaces an environment's attribution with one rebuilt from its raw events, pausing
-    /// ingestion meanwhile; returns how many events were replayed.
-    pub async fn rebuild(
-        &self,
-        store: &dyn Store,
-        environment: &str,
-        document: &ConfigDocument,
-    ) -> Result<u64, StoreError> {
-        let _exclusive = self.gate.write().await;
-        self.load_environment(store, environment, document).await
+    /// Replaces an environment's attribution with one rebuilt from its raw events; returns how
+    /// many events were replayed. Results keep answering from the old one meanwhile.
+    pub async fn rebuild(&self, store: &dyn Store, environment: &str) -> Result<u64, StoreError> {
+        self.load_environment(store, environment).await
     }
 
     /// Stores a batch durably and applies the newly stored events (with a shared store: wakes
-    /// the tail that applies them). Returns, per event, whether it was new.
+    /// the tail that applies them; while the environment is loading: leaves them to the
+    /// replay). Returns, per event, whether it was new.
     pub async fn ingest(
         &self,
         store: &dyn Store,
@@ -91,11 +159,18 @@ impl Collector {
             self.wake(environment);
             return Ok(fresh);
         }
+        if self.loading(environment).is_some() {
+            return Ok(fresh);
+        }
         let mut map = self.lock();
-        let attribution = map.entry(environment.to_string()).or_default();
-        for (event, new) in events.iter().zip(&fresh) {
-            if *new {
-                attribution.apply(&event.event);
+        if !map.contains_key(environment) {
+            map.insert(environment.to_string(), self.fresh_attribution(environment));
+        }
+        if let Some(attribution) = map.get_mut(environment) {
+            for (event, new) in events.iter().zip(&fresh) {
+                if *new {
+                    attribution.apply(&event.event);
+                }
             }
         }
         Ok(fresh)
@@ -103,8 +178,17 @@ impl Collector {
 
     /// Applies the experiments' attribution windows from a new config revision.
     pub fn config_changed(&self, environment: &str, document: &ConfigDocument) {
-        let mut map = self.lock();
-        sync_windows(map.entry(environment.to_string()).or_default(), document);
+        let windows: Windows = document
+            .experiments
+            .iter()
+            .map(|e| (e.key.clone(), e.attribution_window_hours))
+            .collect();
+        if let Some(attribution) = self.lock().get_mut(environment) {
+            for (experiment, hours) in &windows {
+                attribution.set_window(experiment, *hours);
+            }
+        }
+        lock(&self.windows).insert(environment.to_string(), windows);
     }
 
     /// An experiment's aggregates.
@@ -126,16 +210,12 @@ impl Collector {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attribution>> {
-        // Attribution updates cannot leave partial state behind a panic that matters more than
-        // the lost update; a rebuild restores exact numbers.
-        self.by_environment
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.by_environment)
     }
 }
 
-fn sync_windows(attribution: &mut Attribution, document: &ConfigDocument) {
-    for e in &document.experiments {
-        attribution.set_window(&e.key, e.attribution_window_hours);
-    }
+/// Locks one of the collector's maps. Attribution updates cannot leave partial state behind a
+/// panic that matters more than the lost update; a rebuild restores exact numbers.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

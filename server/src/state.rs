@@ -105,6 +105,46 @@ pub struct AppState {
     ready: AtomicBool,
 }
 
+/// Replays each loading environment's stored events into its attribution, in the background,
+/// one environment after the other; results answer "loading" until then. A store failure is
+/// retried every second (a shared store may be briefly unavailable).
+pub fn spawn_loading(state: Arc<AppState>) {
+    let environments: Vec<String> = state
+        .environment_keys()
+        .into_iter()
+        .filter(|key| state.collector.loading(key).is_some())
+        .collect();
+    if environments.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for environment in environments {
+            let started = std::time::Instant::now();
+            loop {
+                match state
+                    .collector
+                    .load_environment(state.store.as_ref(), &environment)
+                    .await
+                {
+                    Ok(events) => {
+                        tracing::info!(
+                            environment,
+                            events,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "attribution loaded from the stored events"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(environment, error = %e, "cannot load attribution yet; retrying in 1 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Now, RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -132,15 +172,12 @@ impl AppState {
                 source: e,
             })?;
             state.metrics.set_revision(&env.key, revision);
-            let applied = state
+            // Its events are replayed in the background ([`spawn_loading`]): configs are
+            // served from the start, results once the replay is done.
+            state
                 .collector
-                .load_environment(state.store.as_ref(), &env.key, snapshot.document())
-                .await?;
-            tracing::info!(
-                environment = env.key,
-                events = applied,
-                "attribution loaded"
-            );
+                .config_changed(&env.key, snapshot.document());
+            state.collector.start_loading(&env.key);
             state.insert_environment(Environment::new(env.key, Published::new(snapshot)));
         }
         state.reload_keys().await?;

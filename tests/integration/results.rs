@@ -1,6 +1,8 @@
 //! The collector and results engine: ingestion validation, attribution edge cases through the
 //! HTTP API, rebuild identity, CSV, and the simulator's statistical coverage.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tailor_core::events::{Conversion, Event, Exposure};
@@ -58,6 +60,20 @@ pub(crate) async fn results(server: &Server, query: &str) -> Value {
     .await;
     res.assert_status(StatusCode::OK);
     res.body
+}
+
+/// Waits until the results are loaded (after a start, the stored events are replayed in the
+/// background).
+async fn wait_for_results(server: &Server) {
+    crate::support::eventually("results loaded", Duration::from_secs(60), || async {
+        let res = send(server.admin(
+            Method::GET,
+            "/api/v1/environments/development/experiments/hp/results",
+        ))
+        .await;
+        (res.status != StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await
 }
 
 fn arm<'a>(scope: &'a Value, variant: &str) -> &'a Value {
@@ -278,6 +294,7 @@ async fn a_rebuild_from_raw_events_gives_identical_results_and_survives_restart(
     assert_eq!(before, after, "rebuild changed the numbers");
 
     server.restart().await;
+    wait_for_results(&server).await;
     let mut restarted = results(&server, "?kind=value&sequential=true").await;
     restarted["analyzed_at"] = Value::Null;
     assert_eq!(before, restarted, "a restart rebuilt different numbers");
@@ -439,5 +456,122 @@ async fn the_simulator_recovers_a_known_lift_end_to_end() {
             .is_empty(),
         "{}",
         r.body["data_quality"]
+    );
+}
+
+/// A restart replays the stored events in the background: configs are served at once, results
+/// answer 503 "loading" (and `/readyz` says which environment) until the replay is done, and
+/// events ingested meanwhile are acknowledged and counted exactly once.
+#[tokio::test]
+async fn configs_are_served_while_a_large_event_log_loads_after_a_restart() {
+    const USERS: usize = 100_000;
+    const EVENTS_PER_USER: usize = 3;
+    let (mut server, sdk) = setup().await;
+    server.stop().await;
+    {
+        // A large log, written straight into the embedded store's tables: one batch row per
+        // 10,000 events, and the ids that make resends duplicates.
+        let mut db = rusqlite::Connection::open(server.data_dir().join("tailor.db")).unwrap();
+        let tx = db.transaction().unwrap();
+        let mut batch = Vec::new();
+        for n in 0..USERS * EVENTS_PER_USER {
+            let user = n % USERS;
+            let variant = if user.is_multiple_of(2) {
+                "control"
+            } else {
+                "treatment"
+            };
+            let id = format!("old-{n}");
+            batch.push(exposure(&id, &format!("u{user}"), variant, NOW + n as i64).to_string());
+            tx.execute(
+                "INSERT INTO event_ids (environment, id) VALUES ('development', ?1)",
+                [&id],
+            )
+            .unwrap();
+            if batch.len() == 10_000 {
+                tx.execute(
+                    "INSERT INTO event_batches (environment, events) VALUES ('development', ?1)",
+                    [format!("[{}]", batch.join(","))],
+                )
+                .unwrap();
+                batch.clear();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    server.spawn().await;
+
+    // Ready for SDKs at once.
+    send(server.with_key(Method::GET, "/sdk/v1/config", &sdk))
+        .await
+        .assert_status(StatusCode::OK);
+    let loading = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results",
+    ))
+    .await;
+    loading.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        loading.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("loading"),
+        "{}",
+        loading.body
+    );
+    let ready = send(server.anon(Method::GET, "/readyz")).await;
+    ready.assert_status(StatusCode::OK);
+    assert!(
+        ready.body["results_loading"]["development"].is_u64(),
+        "{}",
+        ready.body
+    );
+
+    // Events ingested during the replay: new users, and a resend of a stored event.
+    let mut during: Vec<Value> = (0..10)
+        .map(|i| {
+            exposure(
+                &format!("new-{i}"),
+                &format!("new-user-{i}"),
+                "treatment",
+                NOW,
+            )
+        })
+        .collect();
+    during.push(exposure("old-0", "u0", "control", NOW));
+    let res = post_events(&server, &sdk, during).await;
+    res.assert_status(StatusCode::OK);
+    assert_eq!(res.body["accepted"], 11);
+    assert_eq!(res.body["duplicates"], 1);
+
+    let report = crate::support::eventually(
+        "results after the replay",
+        Duration::from_secs(120),
+        || async {
+            let res = send(server.admin(
+                Method::GET,
+                "/api/v1/environments/development/experiments/hp/results",
+            ))
+            .await;
+            (res.status == StatusCode::OK).then_some(res.body)
+        },
+    )
+    .await;
+    let users: u64 = report["overall"]["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["users"].as_u64().unwrap())
+        .sum();
+    assert_eq!(users, USERS as u64 + 10, "every user once, old and new");
+    assert_eq!(
+        arm(&report["overall"], "treatment")["users"],
+        USERS as u64 / 2 + 10
+    );
+    let ready = send(server.anon(Method::GET, "/readyz")).await;
+    assert!(
+        ready.body.get("results_loading").is_none(),
+        "{}",
+        ready.body
     );
 }

@@ -92,10 +92,13 @@ fn conversion(id: &str, user: &str) -> EncodedEvent<'static> {
 }
 
 async fn scanned_events(store: &dyn Store, env: &str) -> Vec<Event> {
-    let mut scan = store.scan_events(env).await.unwrap();
+    let mut scan = store
+        .scan_events(env, &EventCursor::default())
+        .await
+        .unwrap();
     let mut events = Vec::new();
-    while let Some(chunk) = scan.recv().await {
-        events.extend(chunk.unwrap());
+    while let Some(page) = scan.recv().await {
+        events.extend(page.unwrap().events);
     }
     events.sort_by(|a, b| a.id().cmp(b.id()));
     events
@@ -355,6 +358,46 @@ async fn keys_are_stored_listed_and_revoked(store: &dyn Store) {
     assert_eq!(keys[1].revoked_at.as_deref(), Some("2030-02-01T00:00:00Z"));
 }
 
+/// Every page of a scan after `after`: the events in log order and the last page's `next`.
+async fn scan_after(
+    store: &dyn Store,
+    env: &str,
+    after: &EventCursor,
+) -> (Vec<String>, EventCursor) {
+    let mut scan = store.scan_events(env, after).await.unwrap();
+    let mut ids = Vec::new();
+    let mut next = after.clone();
+    while let Some(page) = scan.recv().await {
+        let page = page.unwrap();
+        ids.extend(page.events.iter().map(|e| e.id().to_string()));
+        next = page.next;
+    }
+    (ids, next)
+}
+
+async fn scans_are_in_log_order_and_resume_after_a_cursor(store: &dyn Store) {
+    let first: Vec<EncodedEvent<'static>> =
+        (0..30).map(|i| exposure(&format!("a{i}"), "u")).collect();
+    store.append_events("prod", &first[..20]).await.unwrap();
+    store.append_events("prod", &first[20..]).await.unwrap();
+    store
+        .append_events("dev", &[exposure("other", "u")])
+        .await
+        .unwrap();
+    let (ids, cursor) = scan_after(store, "prod", &EventCursor::default()).await;
+    let expected: Vec<String> = (0..30).map(|i| format!("a{i}")).collect();
+    assert_eq!(ids, expected, "log order");
+    let (ids, same) = scan_after(store, "prod", &cursor).await;
+    assert!(ids.is_empty(), "nothing after the end: {ids:?}");
+    assert_eq!(same, cursor);
+    store
+        .append_events("prod", &[exposure("b0", "u"), exposure("b1", "u")])
+        .await
+        .unwrap();
+    let (ids, _) = scan_after(store, "prod", &cursor).await;
+    assert_eq!(ids, ["b0", "b1"], "only what was stored after the cursor");
+}
+
 async fn sessions_are_stored_found_and_ended(store: &dyn Store) {
     let now = unix_now();
     let live = StoredSession {
@@ -493,6 +536,12 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test]
+            async fn scans_are_in_log_order_and_resume_after_a_cursor() {
+                let (store, _guard) = $make;
+                super::scans_are_in_log_order_and_resume_after_a_cursor(store.as_ref()).await;
+            }
+
+            #[tokio::test]
             async fn sessions_are_stored_found_and_ended() {
                 let (store, _guard) = $make;
                 super::sessions_are_stored_found_and_ended(store.as_ref()).await;
@@ -550,6 +599,7 @@ async fn the_contract_holds_on_a_redis_cluster() {
     events_are_appended_once(fresh("c6").await.as_ref()).await;
     concurrent_appends_store_each_id_once(fresh("c7").await).await;
     sessions_are_stored_found_and_ended(fresh("c8").await.as_ref()).await;
+    scans_are_in_log_order_and_resume_after_a_cursor(fresh("c9").await.as_ref()).await;
     let used: Vec<usize> = cluster
         .nodes
         .iter()

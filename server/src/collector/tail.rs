@@ -12,14 +12,12 @@
 //! read-and-apply, so catch-ups and rebuilds of one environment never interleave: no event is
 //! applied twice or skipped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tailor_core::ConfigDocument;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
-use super::{sync_windows, Collector};
-use crate::attribution::Attribution;
+use super::Collector;
 use crate::store::{EventCursor, SharedStore, StoreError};
 
 /// Events read per round trip.
@@ -45,18 +43,18 @@ impl Collector {
         &self,
         shared: &dyn SharedStore,
         environment: &str,
-        document: &ConfigDocument,
+        progress: &AtomicU64,
     ) -> Result<u64, StoreError> {
         let tail = self.tail(environment);
         let mut cursor = tail.cursor.lock().await;
-        let mut attribution = Attribution::default();
-        sync_windows(&mut attribution, document);
+        let mut attribution = self.fresh_attribution(environment);
         let mut next = EventCursor::default();
         loop {
             let page = shared.events_after(environment, &next, PAGE).await?;
             for event in &page.events {
                 attribution.apply(event);
             }
+            progress.fetch_add(page.events.len() as u64, Ordering::Relaxed);
             next = page.next;
             if page.events.len() < PAGE {
                 break;
@@ -82,9 +80,13 @@ impl Collector {
             let n = page.events.len();
             if n > 0 {
                 let mut map = self.lock();
-                let attribution = map.entry(environment.to_string()).or_default();
-                for event in &page.events {
-                    attribution.apply(event);
+                if !map.contains_key(environment) {
+                    map.insert(environment.to_string(), self.fresh_attribution(environment));
+                }
+                if let Some(attribution) = map.get_mut(environment) {
+                    for event in &page.events {
+                        attribution.apply(event);
+                    }
                 }
             }
             *cursor = page.next;

@@ -620,8 +620,12 @@ pub(super) async fn experiments(
     let current = state.environment(&env)?.current();
     let snapshot = &current.snapshot;
     let doc = snapshot.document();
+    let loading = state.collector.loading(&env);
     let body = html! {
         h1 { "Experiments" span.muted.small { " · " (env) } }
+        @if let Some(replayed) = loading {
+            p.notice role="status" { "Results are loading: the server is replaying the stored events (" (format::count(replayed)) " so far)." }
+        }
         @if doc.experiments.is_empty() {
             p.empty { "No experiments yet." }
         } @else {
@@ -641,7 +645,7 @@ pub(super) async fn experiments(
                                 td data-label="Status" { (status_badge(e.status)) }
                                 td data-label="Flag" { @if let Some(f) = snapshot.experiment_flag(&e.key) { a href=(flag_url(&env, f)) { (f) } } }
                                 td data-label="Primary metric" { (e.primary_metric.as_deref().unwrap_or("—")) }
-                                td.num data-label="Users so far" { (format::count(users)) }
+                                td.num data-label="Users so far" { @if loading.is_some() { "…" } @else { (format::count(users)) } }
                                 td { a.button.small href=(experiment_url(&env, &e.key)) { "Results" } }
                             }
                         }

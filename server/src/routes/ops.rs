@@ -19,7 +19,9 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// 200 once the store is loaded and answering; 503 otherwise.
+/// 200 once the store is loaded and answering (configs are served); 503 otherwise. While
+/// environments' stored events are still being replayed for results, `results_loading` lists
+/// them with the events replayed so far.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if !state.is_ready() {
         return HttpResponse::ServiceUnavailable().json(
@@ -27,7 +29,21 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         );
     }
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Ok(()) => {
+            let loading: serde_json::Map<String, serde_json::Value> = state
+                .environment_keys()
+                .into_iter()
+                .filter_map(|env| {
+                    let replayed = state.collector.loading(&env)?;
+                    Some((env, replayed.into()))
+                })
+                .collect();
+            let mut body = serde_json::json!({"status": "ready"});
+            if !loading.is_empty() {
+                body["results_loading"] = loading.into();
+            }
+            HttpResponse::Ok().json(body)
+        }
         Err(e) => {
             state.metrics.store_errors.inc();
             HttpResponse::ServiceUnavailable()

@@ -71,6 +71,14 @@ async fn experiment_results(
     }
 }
 
+/// Results are not ready while the environment's stored events are first replayed.
+fn loading_error(environment: &str, replayed: u64) -> ApiError {
+    ApiError::Unavailable(format!(
+        "results of `{environment}` are loading: the server is replaying its stored events \
+         ({replayed} so far); try again shortly"
+    ))
+}
+
 /// An experiment's report at the environment's current revision, with its timeline: what the
 /// results API returns and the dashboard shows.
 pub fn experiment_report(
@@ -80,6 +88,9 @@ pub fn experiment_report(
     query: &ResultsQuery,
 ) -> Result<ExperimentReport, ApiError> {
     let current = state.environment(env_key)?.current();
+    if let Some(replayed) = state.collector.loading(env_key) {
+        return Err(loading_error(env_key, replayed));
+    }
     let totals = state.collector.totals(env_key, experiment);
     let mut report = results::report(
         env_key,
@@ -102,12 +113,12 @@ async fn rebuild(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
-    let current = state.environment(&path)?.current();
+    state.environment(&path)?;
+    if let Some(replayed) = state.collector.loading(&path) {
+        return Err(loading_error(&path, replayed));
+    }
     let started = std::time::Instant::now();
-    let events = state
-        .collector
-        .rebuild(state.store.as_ref(), &path, current.snapshot.document())
-        .await?;
+    let events = state.collector.rebuild(state.store.as_ref(), &path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "environment": path.into_inner(),
         "events_replayed": events,

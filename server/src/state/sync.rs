@@ -229,9 +229,10 @@ impl AppState {
         let Some(snapshot) = compile_stored(&key, stored.document.clone()) else {
             return Ok(());
         };
+        self.collector.config_changed(&key, snapshot.document());
         let applied = self
             .collector
-            .load_environment(self.store.as_ref(), &key, snapshot.document())
+            .load_environment(self.store.as_ref(), &key)
             .await?;
         let revision = snapshot.revision();
         match self.insert_environment(Environment::new(key.clone(), Published::new(snapshot))) {

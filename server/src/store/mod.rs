@@ -111,8 +111,9 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
-/// Events read back from the store, in chunks, for rebuilding aggregates.
-pub type EventScan = tokio::sync::mpsc::Receiver<Result<Vec<Event>, StoreError>>;
+/// Events read back from the store for rebuilding aggregates: pages in log order, each with the
+/// position after its last event.
+pub type EventScan = tokio::sync::mpsc::Receiver<Result<EventPage, StoreError>>;
 
 /// A change committed to a shared store, by this or another server instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,8 +338,14 @@ pub trait Store: Send + Sync + 'static {
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError>;
 
-    /// Every stored event of an environment, in chunks (any order).
-    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError>;
+    /// Every event stored for the environment after `after` (`EventCursor::default()`: all of
+    /// them), in log order, in pages. Events stored while the scan runs may or may not be in it;
+    /// a second scan after the last page's `next` finds the rest.
+    async fn scan_events(
+        &self,
+        environment: &str,
+        after: &EventCursor,
+    ) -> Result<EventScan, StoreError>;
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -591,19 +591,23 @@ impl Store for RedisStore {
         Ok(fresh.into_iter().map(|f| f == 1).collect())
     }
 
-    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError> {
+    async fn scan_events(
+        &self,
+        environment: &str,
+        after: &EventCursor,
+    ) -> Result<EventScan, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let conn = self.conn();
         let stream = self.names.events(environment);
         let target = self.described.clone();
+        let mut cursor = after.clone();
         tokio::spawn(async move {
-            let mut cursor = EventCursor::default();
             loop {
                 match read_page(conn.clone(), &stream, &cursor, SCAN_CHUNK, &target).await {
                     Ok(page) if page.events.is_empty() => return,
                     Ok(page) => {
-                        cursor = page.next;
-                        if tx.send(Ok(page.events)).await.is_err() {
+                        cursor = page.next.clone();
+                        if tx.send(Ok(page)).await.is_err() {
                             return;
                         }
                     }

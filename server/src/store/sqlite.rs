@@ -14,8 +14,8 @@ use tailor_core::ConfigDocument;
 
 use super::sqlite_events::EventLog;
 use super::{
-    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventScan, KeyKind, Store, StoreError,
-    StoredEnvironment, StoredSession,
+    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, EventScan, KeyKind, Store,
+    StoreError, StoredEnvironment, StoredSession,
 };
 
 /// SQLite-backed [`Store`].
@@ -456,8 +456,12 @@ impl Store for SqliteStore {
         self.events.append(environment, events).await
     }
 
-    async fn scan_events(&self, environment: &str) -> Result<EventScan, StoreError> {
-        self.events.scan(environment)
+    async fn scan_events(
+        &self,
+        environment: &str,
+        after: &EventCursor,
+    ) -> Result<EventScan, StoreError> {
+        self.events.scan(environment, after)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -23,7 +23,7 @@ use tailor_core::events::Event;
 use tokio::sync::oneshot;
 
 use super::sqlite::backend;
-use super::{EncodedEvent, EventScan, StoreError};
+use super::{EncodedEvent, EventCursor, EventPage, EventScan, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS event_batches (
@@ -154,23 +154,39 @@ impl EventLog {
         wait.await.map_err(|_| stopped())?
     }
 
-    pub(super) fn scan(&self, environment: &str) -> Result<EventScan, StoreError> {
+    /// Scans the batches committed after `after` (a batch `seq`; empty: from the start). Pages
+    /// end on batch boundaries, so each page's `next` is the `seq` of its last batch.
+    pub(super) fn scan(
+        &self,
+        environment: &str,
+        after: &EventCursor,
+    ) -> Result<EventScan, StoreError> {
+        let after_seq: i64 = if after.0.is_empty() {
+            0
+        } else {
+            after.0.parse().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "`{}` is not a position in the embedded event log",
+                    after.0
+                ))
+            })?
+        };
         let conn = open_connection(&self.path)?;
         let environment = environment.to_string();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let result = (|| -> Result<(), StoreError> {
                 let mut stmt = conn
-                    // A sequential pass in commit order; no index on the environment is needed.
+                    // One pass in commit order over the rowid B-tree, from `after_seq` on.
                     .prepare(
-                        "SELECT seq, events FROM event_batches NOT INDEXED
-                         WHERE environment = ?1 ORDER BY seq",
+                        "SELECT seq, events FROM event_batches
+                         WHERE seq > ?2 AND environment = ?1 ORDER BY seq",
                     )
                     .map_err(backend("scanning events"))?;
                 let mut rows = stmt
-                    .query(params![environment])
+                    .query(params![environment, after_seq])
                     .map_err(backend("scanning events"))?;
-                let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+                let mut page = EventPage::default();
                 while let Some(row) = rows.next().map_err(backend("scanning events"))? {
                     let seq: i64 = row.get(0).map_err(backend("scanning events"))?;
                     let text = row
@@ -184,16 +200,17 @@ impl EventLog {
                         let event = Event::from_json(item.get()).map_err(|e| {
                             StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
                         })?;
-                        chunk.push(event);
-                        if chunk.len() >= SCAN_CHUNK
-                            && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-                        {
-                            return Ok(());
-                        }
+                        page.events.push(event);
+                    }
+                    page.next = EventCursor(seq.to_string());
+                    if page.events.len() >= SCAN_CHUNK
+                        && tx.blocking_send(Ok(std::mem::take(&mut page))).is_err()
+                    {
+                        return Ok(());
                     }
                 }
-                if !chunk.is_empty() {
-                    let _ = tx.blocking_send(Ok(chunk));
+                if !page.events.is_empty() {
+                    let _ = tx.blocking_send(Ok(page));
                 }
                 Ok(())
             })();
@@ -341,10 +358,10 @@ mod tests {
     }
 
     async fn scan_ids(log: &EventLog, environment: &str) -> Vec<String> {
-        let mut scan = log.scan(environment).unwrap();
+        let mut scan = log.scan(environment, &EventCursor::default()).unwrap();
         let mut ids = Vec::new();
-        while let Some(chunk) = scan.recv().await {
-            ids.extend(chunk.unwrap().iter().map(|e| e.id().to_string()));
+        while let Some(page) = scan.recv().await {
+            ids.extend(page.unwrap().events.iter().map(|e| e.id().to_string()));
         }
         ids
     }
