@@ -9,8 +9,8 @@
 //! keeps `INGEST_CONNECTIONS` keep-alive connections posting unique batches (70% exposures, 30%
 //! conversions) for `INGEST_SECONDS`. Reports acknowledged events/s, request latency and the
 //! server's CPU use, then checks the stored count and the attribution (results) match, and times
-//! a rebuild of the aggregates from the stored events (what a restart does), which must give the
-//! same results.
+//! a rebuild of the aggregates from the stored events, which must give the same results, and a
+//! restart: how soon configs are served, and how soon results are back.
 
 mod common;
 
@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     let connections: usize = common::env_or("INGEST_CONNECTIONS", 32);
     let seconds: u64 = common::env_or("INGEST_SECONDS", 10);
     let workers: usize = common::env_or("INGEST_WORKERS", 2);
-    let server = common::spawn_server(workers).await?;
+    let mut server = common::spawn_server(workers).await?;
     let addr = server.addr;
     common::admin(
         addr,
@@ -206,6 +206,44 @@ async fn main() -> anyhow::Result<()> {
         bail!("results differ after a rebuild from the raw events");
     }
 
+    // A restart: configs are served at once, results once the stored events are replayed.
+    let dir = server.dir.take().context("data dir")?;
+    drop(server);
+    let restart_started = Instant::now();
+    let server = common::spawn_server_in(workers, dir).await?;
+    let ready_after = restart_started.elapsed();
+    let config = common::request(
+        server.addr,
+        "GET",
+        "/sdk/v1/config",
+        &[("Authorization", &format!("Bearer {key}"))],
+        None,
+    )
+    .await?;
+    if config.status != 200 {
+        bail!("config after the restart: status {}", config.status);
+    }
+    let config_after = restart_started.elapsed();
+    let restarted = loop {
+        let r = common::request(
+            server.addr,
+            "GET",
+            "/api/v1/environments/development/experiments/bench/results",
+            &[("Authorization", &format!("Bearer {}", common::ADMIN_KEY))],
+            None,
+        )
+        .await?;
+        match r.status {
+            200 => break r.json()?,
+            503 => tokio::time::sleep(Duration::from_millis(10)).await,
+            other => bail!("results after the restart: status {other}"),
+        }
+    };
+    let results_after = restart_started.elapsed();
+    if restarted["overall"] != results["overall"] {
+        bail!("results differ after a restart");
+    }
+
     println!("ingest, embedded store, batches of {BATCH}, {connections} connections, {workers} workers, {seconds} s (load average {})", common::load_average());
     println!(
         "  acknowledged events: {acked} ({:.0} events/s, {:.0} batches/s)",
@@ -228,6 +266,12 @@ async fn main() -> anyhow::Result<()> {
         rebuilt["events_replayed"],
         rebuild_time.as_secs_f64(),
         rebuild_time.as_secs_f64() * 1e6 / stored.max(1) as f64
+    );
+    println!(
+        "  restart: ready in {:.0} ms, config served {:.0} ms after the start, results (identical) after {:.2} s",
+        ready_after.as_secs_f64() * 1e3,
+        config_after.as_secs_f64() * 1e3,
+        results_after.as_secs_f64()
     );
     if stored as u64 != acked {
         bail!("stored {stored} events but acknowledged {acked}");

@@ -105,7 +105,17 @@ pub async fn spawn_server(workers: usize) -> anyhow::Result<Spawned> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
+    spawn_server_in(workers, dir).await
+}
+
+/// Starts the release `tailor-server serve` on `dir` (kept data: a restart) and waits for
+/// `/readyz`.
+pub async fn spawn_server_in(workers: usize, dir: PathBuf) -> anyhow::Result<Spawned> {
+    let port = free_port()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
     // `TAILOR_BENCH_SERVER_BIN` compares another build (e.g. a patched one) with the same driver.
     let bin = std::env::var("TAILOR_BENCH_SERVER_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailor-server").to_string());
