@@ -25,37 +25,22 @@ use tokio::net::TcpStream;
 const BATCH: usize = 100;
 const NOW_MS: i64 = 1_790_000_000_000;
 
-/// A unique batch, written straight into its bytes: the load generator shares the two cores with
-/// the server, so it must cost far less per event than the server does.
+/// A unique batch of 70 exposures and 30 conversions; every user appears about three times.
 fn batch_body(conn: usize, seq: u64) -> Vec<u8> {
-    use std::io::Write;
     let mut body = Vec::with_capacity(BATCH * 260);
     body.extend_from_slice(b"{\"events\":[");
     for i in 0..BATCH {
         let n = seq * BATCH as u64 + i as u64;
-        let user = n / 3;
+        let user = format!("u{conn}-{}", n / 3);
         let ts = NOW_MS + n as i64;
         if i > 0 {
             body.push(b',');
         }
-        let written = if i % 10 < 7 {
-            let (variant, personalized) = if n % 2 == 0 {
-                ("control", false)
-            } else {
-                ("treatment", true)
-            };
-            write!(
-                body,
-                r#"{{"type":"exposure","id":"x{conn}-{n}","timestamp":{ts},"user_key":"u{conn}-{user}","flag":"homepage","variant":"{variant}","experiment":"bench","rule":0,"personalized":{personalized},"revision":2,"spec_version":1}}"#
-            )
+        if i % 10 < 7 {
+            common::write_exposure(&mut body, &format!("x{conn}-{n}"), ts, &user, n % 2 == 1);
         } else {
-            write!(
-                body,
-                r#"{{"type":"conversion","id":"c{conn}-{n}","timestamp":{},"user_key":"u{conn}-{user}","event":"purchase","value":12.5}}"#,
-                ts + 1
-            )
-        };
-        written.unwrap_or_default();
+            common::write_conversion(&mut body, &format!("c{conn}-{n}"), ts + 1, &user);
+        }
     }
     body.extend_from_slice(b"]}");
     body

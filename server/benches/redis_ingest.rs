@@ -134,7 +134,10 @@ async fn spawn_instance(redis_url: &str, workers: usize) -> anyhow::Result<Spawn
     let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_tailor-server"))
+    // `TAILOR_BENCH_SERVER_BIN` compares another build with the same driver.
+    let bin = std::env::var("TAILOR_BENCH_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailor-server").to_string());
+    let child = Command::new(bin)
         .arg("serve")
         .env("TAILOR_BIND", format!("127.0.0.1:{port}"))
         .env("TAILOR_DATA_DIR", &dir)
@@ -156,24 +159,25 @@ async fn spawn_instance(redis_url: &str, workers: usize) -> anyhow::Result<Spawn
     Ok(spawned)
 }
 
+/// A unique batch: `EXPOSURES_PER_BATCH` exposures of new users, then conversions of them.
 fn batch_body(conn: usize, seq: u64, now: i64) -> Vec<u8> {
-    let mut events = Vec::with_capacity(BATCH);
+    let mut body = Vec::with_capacity(BATCH * 260);
+    body.extend_from_slice(b"{\"events\":[");
     for i in 0..BATCH as u64 {
         let n = seq * BATCH as u64 + i;
+        if i > 0 {
+            body.push(b',');
+        }
         if i < EXPOSURES_PER_BATCH {
             let user = format!("u{conn}-{seq}-{i}");
-            events.push(json!({"type": "exposure", "id": format!("x{conn}-{n}"), "timestamp": now,
-                "user_key": user, "flag": "homepage", "variant": if n % 2 == 0 { "control" } else { "treatment" },
-                "experiment": "bench", "rule": 0, "personalized": n % 2 == 1, "revision": 2, "spec_version": 1}));
+            common::write_exposure(&mut body, &format!("x{conn}-{n}"), now, &user, n % 2 == 1);
         } else {
             let user = format!("u{conn}-{seq}-{}", i % EXPOSURES_PER_BATCH);
-            events.push(
-                json!({"type": "conversion", "id": format!("c{conn}-{n}"), "timestamp": now + 1,
-                "user_key": user, "event": "purchase", "value": 12.5}),
-            );
+            common::write_conversion(&mut body, &format!("c{conn}-{n}"), now + 1, &user);
         }
     }
-    serde_json::to_vec(&json!({"events": events})).unwrap_or_default()
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// One keep-alive HTTP/1.1 connection: sends requests made by `next` until it returns `None`;

@@ -528,3 +528,26 @@ pub fn fixture(flags: usize) -> Value {
     }
     json!({"segments": segments, "flags": out, "experiments": experiments})
 }
+
+/// Appends one exposure of the bench experiment (flag `homepage`, experiment `bench`) to a
+/// batch body, written straight into its bytes: a load generator sharing two cores with the
+/// server must cost far less per event than the server does.
+pub fn write_exposure(body: &mut Vec<u8>, id: &str, timestamp: i64, user: &str, treatment: bool) {
+    use std::io::Write;
+    let variant = if treatment { "treatment" } else { "control" };
+    let written = write!(
+        body,
+        r#"{{"type":"exposure","id":"{id}","timestamp":{timestamp},"user_key":"{user}","flag":"homepage","variant":"{variant}","experiment":"bench","rule":0,"personalized":{treatment},"revision":2,"spec_version":1}}"#
+    );
+    written.unwrap_or_default();
+}
+
+/// Appends one `purchase` conversion worth 12.5 to a batch body.
+pub fn write_conversion(body: &mut Vec<u8>, id: &str, timestamp: i64, user: &str) {
+    use std::io::Write;
+    let written = write!(
+        body,
+        r#"{{"type":"conversion","id":"{id}","timestamp":{timestamp},"user_key":"{user}","event":"purchase","value":12.5}}"#
+    );
+    written.unwrap_or_default();
+}
