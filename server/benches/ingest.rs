@@ -15,6 +15,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -52,6 +54,7 @@ async fn run_connection(
     key: String,
     conn: usize,
     deadline: Instant,
+    progress: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Vec<Duration>)> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -98,6 +101,7 @@ async fn run_connection(
             bail!("a batch was not fully accepted: {parsed}");
         }
         acked += BATCH as u64;
+        progress.fetch_add(BATCH as u64, Ordering::Relaxed);
     }
     Ok((acked, latencies))
 }
@@ -142,9 +146,33 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = common::cpu_time(server.child.id());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
+    let progress = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..connections)
-        .map(|c| tokio::spawn(run_connection(addr, key.clone(), c, deadline)))
+        .map(|c| {
+            tokio::spawn(run_connection(
+                addr,
+                key.clone(),
+                c,
+                deadline,
+                Arc::clone(&progress),
+            ))
+        })
         .collect();
+    // Throughput per 10 s window: a long run shows whether the rate holds as the log grows.
+    let windows = {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            let mut rates = Vec::new();
+            let mut last = 0;
+            while Instant::now() + Duration::from_secs(10) <= deadline {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let now = progress.load(Ordering::Relaxed);
+                rates.push((now - last) / 10);
+                last = now;
+            }
+            rates
+        })
+    };
     let mut acked = 0u64;
     let mut latencies = Vec::new();
     for t in tasks {
@@ -154,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu = common::cpu_time(server.child.id()) - cpu_before;
+    let windows = windows.await.context("throughput windows")?;
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -174,6 +203,25 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|a| a["users"].as_u64())
         .sum();
 
+    println!("ingest, embedded store, batches of {BATCH}, {connections} connections, {workers} workers, {seconds} s (load average {})", common::load_average());
+    println!(
+        "  acknowledged events: {acked} ({:.0} events/s, {:.0} batches/s)",
+        acked as f64 / elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
+    let windows: Vec<String> = windows.iter().map(|r| format!("{}k", r / 1000)).collect();
+    println!("  events/s per 10 s window: {}", windows.join(", "));
+    println!(
+        "  request latency: p50 {:?}, p99 {:?}, max {:?}",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "  server CPU: {:.2} cores",
+        cpu.as_secs_f64() / elapsed.as_secs_f64()
+    );
+    println!("  stored events: {stored}; users in results: {users}");
     // Replaying the raw events (what a restart does) must give the same numbers.
     let rebuild_started = Instant::now();
     let rebuilt = common::admin(
@@ -229,23 +277,6 @@ async fn main() -> anyhow::Result<()> {
         bail!("results differ after a restart");
     }
 
-    println!("ingest, embedded store, batches of {BATCH}, {connections} connections, {workers} workers, {seconds} s (load average {})", common::load_average());
-    println!(
-        "  acknowledged events: {acked} ({:.0} events/s, {:.0} batches/s)",
-        acked as f64 / elapsed.as_secs_f64(),
-        latencies.len() as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "  request latency: p50 {:?}, p99 {:?}, max {:?}",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
-    );
-    println!(
-        "  server CPU: {:.2} cores",
-        cpu.as_secs_f64() / elapsed.as_secs_f64()
-    );
-    println!("  stored events: {stored}; users in results: {users}");
     println!(
         "  rebuild from the stored events: {} events in {:.2} s ({:.2} µs/event), identical results",
         rebuilt["events_replayed"],

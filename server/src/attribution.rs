@@ -299,6 +299,9 @@ impl Attribution {
                     tie: tie_of(&e.id),
                 };
                 let user = self.users.get_or_insert(&e.user_key);
+                // Exact capacities throughout: a user has a handful of events, and Vec's
+                // default growth (to 4) tripled the memory per user.
+                user.exposures.reserve_exact(1);
                 user.exposures.push(rec);
                 recompute(user, rec.experiment, &self.windows, &mut self.experiments);
             }
@@ -309,6 +312,7 @@ impl Attribution {
                     micros: c.value.map_or(0, |v| (v * MICROS).round() as i64),
                 };
                 let user = self.users.get_or_insert(&c.user_key);
+                user.conversions.reserve_exact(1);
                 user.conversions.push(rec);
                 let mut experiments: Vec<u32> =
                     user.exposures.iter().map(|e| e.experiment).collect();
@@ -449,6 +453,7 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
         }
     }
     metrics.sort_unstable_by_key(|m| m.0);
+    metrics.shrink_to_fit();
     Some(Contribution {
         cell: CellKey {
             variant: first.variant,
@@ -517,7 +522,10 @@ fn recompute(
         (Some(i), None) => {
             user.contributions.swap_remove(i);
         }
-        (None, Some(new)) => user.contributions.push((experiment, new)),
+        (None, Some(new)) => {
+            user.contributions.reserve_exact(1);
+            user.contributions.push((experiment, new));
+        }
         (None, None) => {}
     }
 }

@@ -217,7 +217,7 @@ pub async fn request(
         stream.read_to_end(&mut raw).await?;
         parse_response(&raw)
     };
-    tokio::time::timeout(Duration::from_secs(60), fut)
+    tokio::time::timeout(Duration::from_secs(600), fut)
         .await
         .with_context(|| format!("{method} {path} timed out"))?
 }
