@@ -222,6 +222,12 @@ async fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
     println!("  stored events: {stored}; users in results: {users}");
+    let resident = common::resident_bytes(server.child.id());
+    println!(
+        "  server memory: {:.0} MB resident, {:.0} bytes per user",
+        resident as f64 / 1e6,
+        resident as f64 / users.max(1) as f64
+    );
     // Replaying the raw events (what a restart does) must give the same numbers.
     let rebuild_started = Instant::now();
     let rebuilt = common::admin(
