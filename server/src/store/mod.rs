@@ -1,5 +1,5 @@
-//! The storage contract: environments' documents with compare-and-swap revisions, the audit log
-//! and API keys. Backends: [`sqlite`] (embedded default) and [`redis`] (shared by several server
+//! The storage contract: environments' documents with compare-and-swap revisions, the audit log,
+//! API keys, dashboard sessions and the event log. Backends: [`sqlite`] (embedded default) and [`redis`] (shared by several server
 //! instances; see its module docs for the key layout, scripts and durability).
 //!
 //! # Contract (every backend; the shared contract tests check it)
@@ -14,7 +14,10 @@
 //! - **Keys** are stored only as SHA-256 digests of the secret.
 //! - **Events** are appended idempotently: an event id already stored for the environment is
 //!   skipped, so a retried batch never double-counts. `append_events` returns only after the
-//!   batch is durable.
+//!   batch is durable. Each event is stored as the JSON it arrived as ([`EncodedEvent`]), and
+//!   [`Store::scan_events`] reads them back in log order, resuming after a cursor.
+//! - **Sessions** (dashboard sign-ins) are stored by the digest of their id and are void from
+//!   their expiry on, so every instance sharing the store accepts them.
 //! - **Shared backends** ([`Store::shared`]) are written by several server instances at once.
 //!   They also report every change (from any instance) on a [`ChangeFeed`], and serve each
 //!   environment's events in one global order ([`SharedStore::events_after`]), so that every
