@@ -108,6 +108,8 @@ impl Collector {
             .get(environment)
             .cloned()
             .unwrap_or_default();
+        // A retry after a failed attempt counts from zero again.
+        progress.store(0, Ordering::Relaxed);
         if let Some(shared) = store.shared() {
             let applied = self.load_shared(shared, environment, &progress).await?;
             lock(&self.loading).remove(environment);
