@@ -113,6 +113,8 @@ impl Collector {
         if let Some(shared) = store.shared() {
             let applied = self.load_shared(shared, environment, &progress).await?;
             lock(&self.loading).remove(environment);
+            // Events stored during the load: the tail left them to it until now.
+            self.wake(environment);
             return Ok(applied);
         }
         let mut attribution = self.fresh_attribution(environment);

@@ -92,12 +92,17 @@ async fn experiment_setup(servers: &[Server]) -> String {
     sdk
 }
 
-/// `(users, converted)` per variant of experiment `hp`, from one instance.
+/// `(users, converted)` per variant of experiment `hp`, from one instance (once its results
+/// are loaded: a starting instance replays the stored events in the background).
 async fn arms(server: &Server) -> Vec<(String, u64, u64)> {
-    let res = send(server.admin(
-        Method::GET,
-        "/api/v1/environments/production/experiments/hp/results",
-    ))
+    let res = eventually("results loaded", PATIENCE, || async {
+        let res = send(server.admin(
+            Method::GET,
+            "/api/v1/environments/production/experiments/hp/results",
+        ))
+        .await;
+        (res.status != StatusCode::SERVICE_UNAVAILABLE).then_some(res)
+    })
     .await;
     res.assert_status(StatusCode::OK);
     let mut out: Vec<(String, u64, u64)> = res.body["overall"]["arms"]
@@ -732,4 +737,49 @@ async fn a_dashboard_session_works_on_every_instance() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out everywhere");
+}
+
+/// An instance started after events were stored serves configs at once and, once it has replayed
+/// the shared log, reports the same results as the instances that saw the events arrive.
+#[tokio::test]
+async fn an_instance_started_later_replays_the_shared_log() {
+    let redis = Redis::start().await;
+    let servers = instances(1, &redis.url()).await;
+    let sdk = experiment_setup(&servers).await;
+    let now = now_ms();
+    let events: Vec<Value> = (0..300)
+        .map(|i| {
+            let variant = if i % 2 == 0 { "control" } else { "treatment" };
+            exposure(&format!("x{i}"), &format!("u{i}"), variant, now + i)
+        })
+        .collect();
+    for batch in events.chunks(100) {
+        post_events(&servers[0], &sdk, batch)
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    let expected = vec![
+        ("control".to_string(), 150, 0),
+        ("treatment".to_string(), 150, 0),
+    ];
+    results_agree(&servers, &expected).await;
+
+    let later = Server::start_with(&[("TAILOR_REDIS_URL", &redis.url())]).await;
+    send(later.with_key(Method::GET, "/sdk/v1/config", &sdk))
+        .await
+        .assert_status(StatusCode::OK);
+    results_agree(std::slice::from_ref(&later), &expected).await;
+    // Events after its start reach it through its tail.
+    post_events(
+        &servers[0],
+        &sdk,
+        &[exposure("late", "late-user", "treatment", now)],
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let expected = vec![
+        ("control".to_string(), 150, 0),
+        ("treatment".to_string(), 151, 0),
+    ];
+    results_agree(&[servers.into_iter().next().unwrap(), later], &expected).await;
 }

@@ -72,6 +72,11 @@ impl Collector {
         shared: &dyn SharedStore,
         environment: &str,
     ) -> Result<usize, StoreError> {
+        if self.loading(environment).is_some() {
+            // The first load replays the whole log and sets the cursor; catching up now would
+            // only do the same work twice.
+            return Ok(0);
+        }
         let tail = self.tail(environment);
         let mut cursor = tail.cursor.lock().await;
         let mut applied = 0;
