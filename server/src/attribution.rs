@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
+use hashbrown::hash_table::{self, HashTable};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 use tailor_core::events::Event;
@@ -196,45 +197,69 @@ pub struct ExperimentTotals {
 /// Number of [`Users`] shards (a power of two).
 const USER_SHARDS: usize = 64;
 
-/// Users by key, split into shards so that growing the table never moves every user at once:
-/// one table's rehash held ingestion for about 0.5 s at a million users; a shard's is 1/64 of it.
+/// One user, with the hash of their key kept beside it.
+#[derive(Debug)]
+struct UserEntry {
+    hash: u64,
+    key: Box<str>,
+    state: UserState,
+}
+
+/// Users by key. Two things keep growing the table cheap, which matters because ingestion waits
+/// while it grows:
+/// - each entry keeps its key's hash, so a resize moves entries without reading every key
+///   again (a pointer chase per user: that made a growth at 14.7M users cost seconds);
+/// - the users are split into shards, so one growth moves 1/64 of them (a single table held
+///   ingestion for 0.55 s at 917k users).
 #[derive(Debug)]
 struct Users {
-    shards: Vec<FxHashMap<Box<str>, UserState>>,
+    shards: Vec<HashTable<UserEntry>>,
 }
 
 impl Default for Users {
     fn default() -> Self {
         Users {
-            shards: (0..USER_SHARDS).map(|_| FxHashMap::default()).collect(),
+            shards: (0..USER_SHARDS).map(|_| HashTable::new()).collect(),
         }
     }
 }
 
-impl Users {
-    /// The user's shard. The table's own hash is remixed first: hashbrown places entries by the
-    /// low bits and filters by the top 7, so picking shards by either would weaken it.
-    fn shard(&mut self, key: &str) -> &mut FxHashMap<Box<str>, UserState> {
-        let mut h = FxHasher::default();
-        key.hash(&mut h);
-        let mixed = (h.finish() ^ (h.finish() >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let index = (mixed >> (64 - USER_SHARDS.trailing_zeros())) as usize;
-        &mut self.shards[index % USER_SHARDS]
-    }
+/// A user key's 64-bit hash: FxHash, then a finalizer that spreads it over every bit (the table
+/// places entries by the low bits and filters by the top 7; the shard comes from bits 40–45).
+fn user_hash(key: &str) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
 
+impl Users {
     fn get_or_insert(&mut self, key: &str) -> &mut UserState {
-        let shard = self.shard(key);
-        // Look up before inserting, so a known user's event allocates no key.
-        if !shard.contains_key(key) {
-            shard.insert(key.into(), UserState::default());
+        let hash = user_hash(key);
+        let shard = &mut self.shards[(hash >> 40) as usize % USER_SHARDS];
+        match shard.entry(hash, |e| e.hash == hash && &*e.key == key, |e| e.hash) {
+            hash_table::Entry::Occupied(entry) => &mut entry.into_mut().state,
+            hash_table::Entry::Vacant(entry) => {
+                &mut entry
+                    .insert(UserEntry {
+                        hash,
+                        key: key.into(),
+                        state: UserState::default(),
+                    })
+                    .into_mut()
+                    .state
+            }
         }
-        shard
-            .get_mut(key)
-            .unwrap_or_else(|| unreachable!("inserted just above"))
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserState> {
-        self.shards.iter_mut().flat_map(|s| s.values_mut())
+        self.shards
+            .iter_mut()
+            .flat_map(|s| s.iter_mut().map(|e| &mut e.state))
     }
 }
 

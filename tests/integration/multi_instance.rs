@@ -11,7 +11,8 @@
 //! - a Redis without the append-only file losing its data on restart: SDKs are still served and
 //!   the instances store their configs and keys again;
 //! - the same over a Redis Cluster;
-//! - a dashboard session opened on one instance is accepted, and ended, on another.
+//! - a dashboard session opened on one instance is accepted, and ended, on another;
+//! - an instance started after events were stored replays the shared log to the same results.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
