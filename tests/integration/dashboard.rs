@@ -713,6 +713,15 @@ async fn a_rollout_changed_in_the_browser_reaches_sdks_and_the_audit_log() {
 }
 
 /// An HTTP client that does not follow redirects.
+/// `GET url` with a cookie header (`name=value`), redirects not followed.
+pub(crate) async fn get_with_cookie(
+    http: &reqwest::Client,
+    url: String,
+    cookie: &str,
+) -> reqwest::Response {
+    http.get(url).header(COOKIE, cookie).send().await.unwrap()
+}
+
 pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -760,12 +769,12 @@ pub(crate) async fn http_sign_in(
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookies = set_cookies(res.headers());
     let session = cookie_value(&cookies, "tailor_session").expect("a session cookie");
-    let page = http
-        .get(server.url("/dashboard"))
-        .header(COOKIE, format!("tailor_session={session}"))
-        .send()
-        .await
-        .unwrap();
+    let page = get_with_cookie(
+        http,
+        server.url("/dashboard"),
+        &format!("tailor_session={session}"),
+    )
+    .await;
     assert_eq!(page.status(), StatusCode::OK);
     let csrf = hidden_field(&page.text().await.unwrap(), "csrf");
     (session, csrf)
@@ -887,12 +896,12 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
     // Signed in: pages have data and a strict content security policy.
     let (session, csrf) = http_sign_in(&server, &http, ADMIN_KEY).await;
     let cookie = format!("tailor_session={session}");
-    let res = http
-        .get(server.url(&format!("/dashboard/env/{ENV}/flags/homepage")))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(
+        &http,
+        server.url(&format!("/dashboard/env/{ENV}/flags/homepage")),
+        &cookie,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let csp = res.headers()["content-security-policy"]
         .to_str()
@@ -1000,12 +1009,7 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
     assert!(set_cookies(res.headers())
         .iter()
         .any(|c| c.starts_with("tailor_session=;") && c.contains("Max-Age=0")));
-    let res = http
-        .get(server.url("/dashboard"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&http, server.url("/dashboard"), &cookie).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 
     // Revoking the admin key that signed in ends its sessions.
@@ -1014,12 +1018,7 @@ async fn without_a_session_there_is_no_data_and_forms_need_their_csrf_token() {
     let cookie = format!("tailor_session={session}");
     let res = send(server.admin(Method::DELETE, &format!("/api/v1/keys/{id}"))).await;
     res.assert_status(StatusCode::NO_CONTENT);
-    let res = http
-        .get(server.url("/dashboard"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&http, server.url("/dashboard"), &cookie).await;
     assert_eq!(
         res.status(),
         StatusCode::SEE_OTHER,
@@ -1034,12 +1033,12 @@ async fn a_session_survives_a_restart() {
     let http = no_redirects();
     let (session, csrf) = http_sign_in(&server, &http, ADMIN_KEY).await;
     server.restart().await;
-    let page = http
-        .get(server.url("/dashboard"))
-        .header(COOKIE, format!("tailor_session={session}"))
-        .send()
-        .await
-        .unwrap();
+    let page = get_with_cookie(
+        &http,
+        server.url("/dashboard"),
+        &format!("tailor_session={session}"),
+    )
+    .await;
     assert_eq!(page.status(), StatusCode::OK, "still signed in");
     assert_eq!(hidden_field(&page.text().await.unwrap(), "csrf"), csrf);
 }

@@ -704,7 +704,7 @@ async fn redis_losing_its_data_does_not_take_sdks_down() {
 async fn a_dashboard_session_works_on_every_instance() {
     use reqwest::header::COOKIE;
 
-    use crate::dashboard::{http_sign_in, no_redirects};
+    use crate::dashboard::{get_with_cookie, http_sign_in, no_redirects};
     use crate::support::ADMIN_KEY;
 
     let redis = Redis::start().await;
@@ -712,12 +712,7 @@ async fn a_dashboard_session_works_on_every_instance() {
     let http = no_redirects();
     let (session, csrf) = http_sign_in(&servers[0], &http, ADMIN_KEY).await;
     let cookie = format!("tailor_session={session}");
-    let page = http
-        .get(servers[1].url("/dashboard"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = get_with_cookie(&http, servers[1].url("/dashboard"), &cookie).await;
     assert_eq!(
         page.status(),
         StatusCode::OK,
@@ -731,12 +726,7 @@ async fn a_dashboard_session_works_on_every_instance() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let res = http
-        .get(servers[0].url("/dashboard"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&http, servers[0].url("/dashboard"), &cookie).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out everywhere");
 }
 

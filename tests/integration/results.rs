@@ -76,6 +76,16 @@ async fn wait_for_results(server: &Server) {
     .await
 }
 
+/// Users over every arm of a scope (`report["overall"]`, say).
+pub(crate) fn users_in(scope: &Value) -> u64 {
+    scope["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["users"].as_u64().unwrap())
+        .sum()
+}
+
 fn arm<'a>(scope: &'a Value, variant: &str) -> &'a Value {
     scope["arms"]
         .as_array()
@@ -557,13 +567,11 @@ async fn configs_are_served_while_a_large_event_log_loads_after_a_restart() {
         },
     )
     .await;
-    let users: u64 = report["overall"]["arms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["users"].as_u64().unwrap())
-        .sum();
-    assert_eq!(users, USERS as u64 + 10, "every user once, old and new");
+    assert_eq!(
+        users_in(&report["overall"]),
+        USERS as u64 + 10,
+        "every user once, old and new"
+    );
     assert_eq!(
         arm(&report["overall"], "treatment")["users"],
         USERS as u64 / 2 + 10

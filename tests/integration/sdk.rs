@@ -584,12 +584,10 @@ async fn typed_getters_record_an_exposure_only_when_they_serve_the_value() {
     let stats = client.event_stats();
     assert_eq!((stats.queued, stats.delivered), (1, 1), "{stats:?}");
     let results = crate::results::results(&server, "").await;
-    let users: u64 = results["overall"]["arms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["users"].as_u64().unwrap())
-        .sum();
-    assert_eq!(users, 1, "{results}");
+    assert_eq!(
+        crate::results::users_in(&results["overall"]),
+        1,
+        "{results}"
+    );
     client.close().await.unwrap();
 }
