@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const BATCH: usize = 100;
 const NOW_MS: i64 = 1_790_000_000_000;
@@ -56,53 +54,32 @@ async fn run_connection(
     deadline: Instant,
     progress: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Vec<Duration>)> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::new(stream);
     let mut acked = 0u64;
     let mut latencies = Vec::new();
-    let mut seq = 0u64;
-    while Instant::now() < deadline {
-        let body = batch_body(conn, seq);
-        seq += 1;
-        let head = format!(
-            "POST /sdk/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let started = Instant::now();
-        stream.get_mut().write_all(head.as_bytes()).await?;
-        stream.get_mut().write_all(&body).await?;
-        let mut status_line = String::new();
-        stream.read_line(&mut status_line).await?;
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
+    common::keep_alive(
+        addr,
+        |seq| {
+            (Instant::now() < deadline).then(|| {
+                let body = batch_body(conn, seq as u64);
+                let head = format!(
+                    "POST /sdk/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                (head, body)
+            })
+        },
+        |latency, response| {
+            latencies.push(latency);
+            let parsed: serde_json::Value = serde_json::from_slice(response)?;
+            if parsed["accepted"].as_u64() != Some(BATCH as u64) {
+                bail!("a batch was not fully accepted: {parsed}");
             }
-            if let Some((n, v)) = line.split_once(':') {
-                if n.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut response = vec![0u8; length];
-        stream.read_exact(&mut response).await?;
-        latencies.push(started.elapsed());
-        if !status_line.contains(" 200 ") {
-            bail!(
-                "ingest failed: {status_line} {}",
-                String::from_utf8_lossy(&response)
-            );
-        }
-        let parsed: serde_json::Value = serde_json::from_slice(&response)?;
-        if parsed["accepted"].as_u64() != Some(BATCH as u64) {
-            bail!("a batch was not fully accepted: {parsed}");
-        }
-        acked += BATCH as u64;
-        progress.fetch_add(BATCH as u64, Ordering::Relaxed);
-    }
+            acked += BATCH as u64;
+            progress.fetch_add(BATCH as u64, Ordering::Relaxed);
+            Ok(())
+        },
+    )
+    .await?;
     Ok((acked, latencies))
 }
 
@@ -249,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = server.dir.take().context("data dir")?;
     drop(server);
     let restart_started = Instant::now();
-    let server = common::spawn_server_in(workers, dir).await?;
+    let server = common::spawn_server_in(workers, dir, &[]).await?;
     let ready_after = restart_started.elapsed();
     let config = common::request(
         server.addr,

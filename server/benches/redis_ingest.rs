@@ -33,8 +33,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use common::Spawned;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const BATCH: usize = 100;
 const EXPOSURES_PER_BATCH: u64 = 70;
@@ -130,33 +128,7 @@ impl RedisProcess {
 }
 
 async fn spawn_instance(redis_url: &str, workers: usize) -> anyhow::Result<Spawned> {
-    let port = common::free_port()?;
-    let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    // `TAILOR_BENCH_SERVER_BIN` compares another build with the same driver.
-    let bin = std::env::var("TAILOR_BENCH_SERVER_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailor-server").to_string());
-    let child = Command::new(bin)
-        .arg("serve")
-        .env("TAILOR_BIND", format!("127.0.0.1:{port}"))
-        .env("TAILOR_DATA_DIR", &dir)
-        .env("TAILOR_REDIS_URL", redis_url)
-        .env("TAILOR_ADMIN_KEY", common::ADMIN_KEY)
-        .env("TAILOR_WORKERS", workers.to_string())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("spawning tailor-server")?;
-    let spawned = Spawned {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        dir: Some(dir),
-    };
-    common::wait_ready(spawned.addr, "/readyz").await?;
-    Ok(spawned)
+    common::spawn_server_with(workers, &[("TAILOR_REDIS_URL", redis_url)]).await
 }
 
 /// A unique batch: `EXPOSURES_PER_BATCH` exposures of new users, then conversions of them.
@@ -180,52 +152,6 @@ fn batch_body(conn: usize, seq: u64, now: i64) -> Vec<u8> {
     body
 }
 
-/// One keep-alive HTTP/1.1 connection: sends requests made by `next` until it returns `None`;
-/// returns each response's latency and body.
-async fn keep_alive(
-    addr: SocketAddr,
-    mut next: impl FnMut(usize) -> Option<(String, Vec<u8>)>,
-    mut on_response: impl FnMut(Duration, &[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::new(stream);
-    let mut n = 0;
-    while let Some((head, body)) = next(n) {
-        n += 1;
-        let started = Instant::now();
-        stream.get_mut().write_all(head.as_bytes()).await?;
-        stream.get_mut().write_all(&body).await?;
-        let mut status_line = String::new();
-        stream.read_line(&mut status_line).await?;
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, v)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut response = vec![0u8; length];
-        stream.read_exact(&mut response).await?;
-        let elapsed = started.elapsed();
-        if !status_line.contains(" 200 ") {
-            bail!(
-                "{}: {}",
-                status_line.trim(),
-                String::from_utf8_lossy(&response)
-            );
-        }
-        on_response(elapsed, &response)?;
-    }
-    Ok(())
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted
         .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
@@ -241,7 +167,7 @@ async fn config_reads(
 ) -> anyhow::Result<[Duration; 3]> {
     let head = format!("GET /sdk/v1/config HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept-Encoding: gzip\r\n\r\n");
     let mut latencies = Vec::with_capacity(requests);
-    keep_alive(
+    common::keep_alive(
         addr,
         |n| (n < requests).then(|| (head.clone(), Vec::new())),
         |elapsed, _| {
@@ -280,7 +206,7 @@ async fn ingest(
                 let mut acked = 0u64;
                 let mut batches = 0u64;
                 let mut latencies = Vec::new();
-                keep_alive(
+                common::keep_alive(
                     addr,
                     |n| {
                         (Instant::now() < deadline).then(|| {

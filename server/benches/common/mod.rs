@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Admin key given to a spawned server.
@@ -114,15 +114,27 @@ impl Drop for Spawned {
 
 /// Starts the release `tailor-server serve` on a fresh data directory and waits for `/readyz`.
 pub async fn spawn_server(workers: usize) -> anyhow::Result<Spawned> {
+    spawn_server_with(workers, &[]).await
+}
+
+/// [`spawn_server`] with extra environment variables (e.g. `TAILOR_REDIS_URL`).
+pub async fn spawn_server_with(
+    workers: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Spawned> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    spawn_server_in(workers, dir).await
+    spawn_server_in(workers, dir, env).await
 }
 
 /// Starts the release `tailor-server serve` on `dir` (kept data: a restart) and waits for
 /// `/readyz`.
-pub async fn spawn_server_in(workers: usize, dir: PathBuf) -> anyhow::Result<Spawned> {
+pub async fn spawn_server_in(
+    workers: usize,
+    dir: PathBuf,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Spawned> {
     let port = free_port()?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -138,6 +150,7 @@ pub async fn spawn_server_in(workers: usize, dir: PathBuf) -> anyhow::Result<Spa
         .env("TAILOR_ADMIN_KEY", ADMIN_KEY)
         .env("TAILOR_WORKERS", workers.to_string())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -150,6 +163,52 @@ pub async fn spawn_server_in(workers: usize, dir: PathBuf) -> anyhow::Result<Spa
     };
     wait_ready(spawned.addr, "/readyz").await?;
     Ok(spawned)
+}
+
+/// One keep-alive HTTP/1.1 connection: sends requests made by `next` until it returns `None`;
+/// returns each response's latency and body.
+pub async fn keep_alive(
+    addr: SocketAddr,
+    mut next: impl FnMut(usize) -> Option<(String, Vec<u8>)>,
+    mut on_response: impl FnMut(Duration, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    let mut n = 0;
+    while let Some((head, body)) = next(n) {
+        n += 1;
+        let started = Instant::now();
+        stream.get_mut().write_all(head.as_bytes()).await?;
+        stream.get_mut().write_all(&body).await?;
+        let mut status_line = String::new();
+        stream.read_line(&mut status_line).await?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, v)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut response = vec![0u8; length];
+        stream.read_exact(&mut response).await?;
+        let elapsed = started.elapsed();
+        if !status_line.contains(" 200 ") {
+            bail!(
+                "{}: {}",
+                status_line.trim(),
+                String::from_utf8_lossy(&response)
+            );
+        }
+        on_response(elapsed, &response)?;
+    }
+    Ok(())
 }
 
 /// Polls `path` until it answers 200 (at most 30 s).
