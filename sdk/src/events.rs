@@ -443,6 +443,33 @@ mod tests {
         }
     }
 
+    /// A delivery task sending to a port nobody listens on, with `events` conversions queued:
+    /// the counters, the queue, the close deadline and the task.
+    #[allow(clippy::type_complexity)]
+    fn delivering_to_nowhere(
+        events: usize,
+    ) -> (
+        Arc<EventCounters>,
+        EventQueue,
+        watch::Sender<Option<tokio::time::Instant>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let counters = Arc::new(EventCounters::default());
+        let (queue, rx) = EventQueue::new(100, Arc::clone(&counters));
+        let (deadline, stop) = watch::channel(None);
+        let task = tokio::spawn(run_delivery(
+            rx,
+            reqwest::Client::new(),
+            unreachable(),
+            Arc::clone(&counters),
+            stop,
+        ));
+        for _ in 0..events {
+            queue.push(conversion(&queue));
+        }
+        (counters, queue, deadline, task)
+    }
+
     fn conversion(queue: &EventQueue) -> Event {
         Event::Conversion(tailor_core::events::Conversion {
             id: queue.next_id(),
@@ -455,19 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_delivery_task_ends_at_close_and_counts_what_it_could_not_send() {
-        let counters = Arc::new(EventCounters::default());
-        let (queue, rx) = EventQueue::new(100, Arc::clone(&counters));
-        let (deadline, stop) = watch::channel(None);
-        let task = tokio::spawn(run_delivery(
-            rx,
-            reqwest::Client::new(),
-            unreachable(),
-            Arc::clone(&counters),
-            stop,
-        ));
-        for _ in 0..25 {
-            queue.push(conversion(&queue));
-        }
+        let (counters, queue, deadline, task) = delivering_to_nowhere(25);
         tokio::time::sleep(Duration::from_millis(50)).await;
         deadline.send_replace(Some(tokio::time::Instant::now()));
         tokio::time::timeout(Duration::from_secs(5), task)
@@ -480,19 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_client_does_not_leave_the_delivery_task_spinning() {
-        let counters = Arc::new(EventCounters::default());
-        let (queue, rx) = EventQueue::new(100, Arc::clone(&counters));
-        let (deadline, stop) = watch::channel(None);
-        let task = tokio::spawn(run_delivery(
-            rx,
-            reqwest::Client::new(),
-            unreachable(),
-            Arc::clone(&counters),
-            stop,
-        ));
-        for _ in 0..25 {
-            queue.push(conversion(&queue));
-        }
+        let (counters, queue, deadline, task) = delivering_to_nowhere(25);
         // What dropping a client without `close()` does: both senders go away.
         drop(queue);
         drop(deadline);

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 use tokio::sync::RwLock;
 
@@ -63,15 +64,29 @@ impl Collector {
             .map(|n| n.load(Ordering::Relaxed))
     }
 
-    /// An attribution with the environment's current windows.
-    fn fresh_attribution(&self, environment: &str) -> Attribution {
-        let mut attribution = Attribution::default();
+    /// Gives `attribution` the environment's current attribution windows.
+    fn apply_windows(&self, environment: &str, attribution: &mut Attribution) {
         if let Some(windows) = lock(&self.windows).get(environment) {
             for (experiment, hours) in windows {
                 attribution.set_window(experiment, *hours);
             }
         }
-        attribution
+    }
+
+    /// Applies newly stored events to the environment's attribution (creating it, with the
+    /// current windows, for an environment that has none yet).
+    fn apply<'e>(&self, environment: &str, events: impl IntoIterator<Item = &'e Event>) {
+        let mut map = self.lock();
+        if !map.contains_key(environment) {
+            let mut attribution = Attribution::default();
+            self.apply_windows(environment, &mut attribution);
+            map.insert(environment.to_string(), attribution);
+        }
+        if let Some(attribution) = map.get_mut(environment) {
+            for event in events {
+                attribution.apply(event);
+            }
+        }
     }
 
     /// Applies every event stored after `after` to `attribution`; returns the position after
@@ -98,7 +113,8 @@ impl Collector {
 
     /// Loads an environment's attribution from the stored events (at startup, when it is
     /// created through another instance, or to rebuild it) and swaps it in; returns how many
-    /// events it holds. Ingestion pauses only for the second, short pass.
+    /// events it holds. Results keep answering from the old attribution, if any, meanwhile, and
+    /// ingestion pauses only for the second, short pass.
     pub async fn load_environment(
         &self,
         store: &dyn Store,
@@ -117,7 +133,8 @@ impl Collector {
             self.wake(environment);
             return Ok(applied);
         }
-        let mut attribution = self.fresh_attribution(environment);
+        let mut attribution = Attribution::default();
+        self.apply_windows(environment, &mut attribution);
         let cursor = Self::replay(
             store,
             environment,
@@ -129,22 +146,12 @@ impl Collector {
         // What was stored during the first pass; no batch is between storing and applying now.
         let _exclusive = self.gate.write().await;
         Self::replay(store, environment, &mut attribution, cursor, &progress).await?;
-        if let Some(windows) = lock(&self.windows).get(environment) {
-            // Config changes during the replay.
-            for (experiment, hours) in windows {
-                attribution.set_window(experiment, *hours);
-            }
-        }
+        // Config changes during the replay.
+        self.apply_windows(environment, &mut attribution);
         let applied = attribution.events_applied();
         self.lock().insert(environment.to_string(), attribution);
         lock(&self.loading).remove(environment);
         Ok(applied)
-    }
-
-    /// Replaces an environment's attribution with one rebuilt from its raw events; returns how
-    /// many events were replayed. Results keep answering from the old one meanwhile.
-    pub async fn rebuild(&self, store: &dyn Store, environment: &str) -> Result<u64, StoreError> {
-        self.load_environment(store, environment).await
     }
 
     /// Stores a batch durably and applies the newly stored events (with a shared store: wakes
@@ -163,19 +170,9 @@ impl Collector {
             self.wake(environment);
             return Ok(fresh);
         }
-        if self.loading(environment).is_some() {
-            return Ok(fresh);
-        }
-        let mut map = self.lock();
-        if !map.contains_key(environment) {
-            map.insert(environment.to_string(), self.fresh_attribution(environment));
-        }
-        if let Some(attribution) = map.get_mut(environment) {
-            for (event, new) in events.iter().zip(&fresh) {
-                if *new {
-                    attribution.apply(&event.event);
-                }
-            }
+        if self.loading(environment).is_none() {
+            let new_events = events.iter().zip(&fresh).filter(|(_, new)| **new);
+            self.apply(environment, new_events.map(|(e, _)| &e.event));
         }
         Ok(fresh)
     }
@@ -187,12 +184,10 @@ impl Collector {
             .iter()
             .map(|e| (e.key.clone(), e.attribution_window_hours))
             .collect();
-        if let Some(attribution) = self.lock().get_mut(environment) {
-            for (experiment, hours) in &windows {
-                attribution.set_window(experiment, *hours);
-            }
-        }
         lock(&self.windows).insert(environment.to_string(), windows);
+        if let Some(attribution) = self.lock().get_mut(environment) {
+            self.apply_windows(environment, attribution);
+        }
     }
 
     /// An experiment's aggregates.

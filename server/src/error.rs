@@ -92,6 +92,21 @@ impl ApiError {
             ApiError::Store(_) => "storage_error",
         }
     }
+
+    /// Logs a storage failure with its whole chain of causes (the response shows only a
+    /// summary); `surface` says where it was answered (`api`, `dashboard`).
+    pub fn log_store_failure(&self, surface: &str) {
+        if let ApiError::Store(source) = self {
+            let mut chain = source.to_string();
+            let mut cause = std::error::Error::source(source);
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(error = %chain, surface, "storage failure");
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -110,16 +125,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Store(source) = self {
-            let mut chain = source.to_string();
-            let mut cause = std::error::Error::source(source);
-            while let Some(c) = cause {
-                chain.push_str(": ");
-                chain.push_str(&c.to_string());
-                cause = c.source();
-            }
-            tracing::error!(error = %chain, "storage failure");
-        }
+        self.log_store_failure("api");
         let problems = match self {
             ApiError::InvalidConfig(e) => Some(e.problems.as_slice()),
             _ => None,

@@ -118,10 +118,7 @@ pub async fn spawn_server(workers: usize) -> anyhow::Result<Spawned> {
 }
 
 /// [`spawn_server`] with extra environment variables (e.g. `TAILOR_REDIS_URL`).
-pub async fn spawn_server_with(
-    workers: usize,
-    env: &[(&str, &str)],
-) -> anyhow::Result<Spawned> {
+pub async fn spawn_server_with(workers: usize, env: &[(&str, &str)]) -> anyhow::Result<Spawned> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("tailor-bench-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 use super::Collector;
+use crate::attribution::Attribution;
 use crate::store::{EventCursor, SharedStore, StoreError};
 
 /// Events read per round trip.
@@ -47,7 +48,8 @@ impl Collector {
     ) -> Result<u64, StoreError> {
         let tail = self.tail(environment);
         let mut cursor = tail.cursor.lock().await;
-        let mut attribution = self.fresh_attribution(environment);
+        let mut attribution = Attribution::default();
+        self.apply_windows(environment, &mut attribution);
         let mut next = EventCursor::default();
         loop {
             let page = shared.events_after(environment, &next, PAGE).await?;
@@ -84,15 +86,7 @@ impl Collector {
             let page = shared.events_after(environment, &cursor, PAGE).await?;
             let n = page.events.len();
             if n > 0 {
-                let mut map = self.lock();
-                if !map.contains_key(environment) {
-                    map.insert(environment.to_string(), self.fresh_attribution(environment));
-                }
-                if let Some(attribution) = map.get_mut(environment) {
-                    for event in &page.events {
-                        attribution.apply(event);
-                    }
-                }
+                self.apply(environment, &page.events);
             }
             *cursor = page.next;
             applied += n;

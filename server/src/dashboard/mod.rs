@@ -154,15 +154,8 @@ impl ResponseError for DashboardError {
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish();
         }
-        if let DashboardError::Api(ApiError::Store(source)) = self {
-            let mut chain = source.to_string();
-            let mut cause = std::error::Error::source(source);
-            while let Some(c) = cause {
-                chain.push_str(": ");
-                chain.push_str(&c.to_string());
-                cause = c.source();
-            }
-            tracing::error!(error = %chain, "storage failure (dashboard)");
+        if let DashboardError::Api(e) = self {
+            e.log_store_failure("dashboard");
         }
         let problems: Vec<String> = match self {
             DashboardError::Api(ApiError::InvalidConfig(e)) => e
