@@ -301,18 +301,7 @@ pub async fn signed_in_post(
     Ok((me, form?))
 }
 
-/// One URL path segment, percent-encoded (keys may hold `/`, spaces, `?` …).
-pub fn path_segment(key: &str) -> String {
-    key.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+pub use crate::routes::path_segment;
 
 /// A query-string value, percent-encoded.
 pub fn query_value(value: &str) -> String {

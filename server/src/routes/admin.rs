@@ -14,7 +14,9 @@ use tailor_core::ConfigDocument;
 
 use std::sync::Arc;
 
-use super::{check_if_match, check_if_match_value, content_etag, parse_body, require_admin};
+use super::{
+    check_if_match, check_if_match_value, content_etag, parse_body, path_segment, require_admin,
+};
 use crate::error::ApiError;
 use crate::keys::Actor;
 use crate::publish::Published;
@@ -218,19 +220,6 @@ async fn create<R: Resource>(
             .unwrap_or(header::HeaderValue::from_static("")),
     );
     Ok(res)
-}
-
-/// A key as one percent-encoded URL path segment (keys may hold spaces, `/` or non-ASCII).
-fn path_segment(key: &str) -> String {
-    key.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn update<R: Resource>(

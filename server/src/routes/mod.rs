@@ -63,6 +63,20 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(ApiKey, Act
     Ok((key, actor))
 }
 
+/// One URL path segment, percent-encoded (keys may hold `/`, spaces, `?`, non-ASCII …): for
+/// `Location` headers and the dashboard's links.
+pub fn path_segment(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Requires any valid key.
 pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKey, ApiError> {
     if !state.is_ready() {
