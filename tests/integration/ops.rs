@@ -191,3 +191,45 @@ async fn unknown_routes_are_json_404() {
         res.assert_error(StatusCode::NOT_FOUND, "not_found", "no such route");
     }
 }
+
+/// A second server on a data directory in use refuses to start, naming the directory and the
+/// holder, and the first keeps serving and accepting writes (before the lock, the second started
+/// and the two diverged: each made revisions the other never published).
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let server = Server::start().await;
+    let stderr_path = server.data_dir().with_file_name("second.log");
+    let mut second = std::process::Command::new(crate::support::server_binary())
+        .arg("serve")
+        .env("TAILOR_BIND", "127.0.0.1:0")
+        .env("TAILOR_DATA_DIR", server.data_dir())
+        .env("TAILOR_ADMIN_KEY", crate::support::ADMIN_KEY)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            second.wait().unwrap();
+            panic!("the second server on the same data directory kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!status.success(), "the second server started:\n{stderr}");
+    let directory = server.data_dir().display().to_string();
+    assert!(
+        stderr.contains(&format!("data directory {directory} is in use by process ")),
+        "the refusal names the directory and the holder:\n{stderr}"
+    );
+
+    server
+        .create("development", "flags", &fixtures::bool_flag("still-mine"))
+        .await
+        .assert_status(StatusCode::CREATED);
+}

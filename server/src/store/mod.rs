@@ -25,6 +25,7 @@
 //!   and the first after it reconnects, is [`StoreChange::Resync`]: changes may have been missed,
 //!   so the reader re-reads everything and keeps whatever revision is newer.
 
+pub mod data_dir;
 pub mod redis;
 pub mod sqlite;
 mod sqlite_events;
@@ -143,6 +144,16 @@ pub enum StoreChange {
 /// Change notifications of a shared store. Ends only when the store is dropped.
 pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
 
+/// A document as the JSON text the stores keep.
+pub fn encode_document(document: &ConfigDocument) -> Result<String, StoreError> {
+    document
+        .try_to_json_pretty()
+        .map_err(|e| StoreError::Backend {
+            message: format!("encoding revision {} of the document", document.revision),
+            source: Box::new(e),
+        })
+}
+
 /// The current time, Unix seconds.
 pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -258,6 +269,14 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another process holds the data directory (see [`data_dir`]).
+    #[error("data directory {} is in use by {holder}; stop that server or choose another --data-dir", directory.display())]
+    Locked {
+        /// The data directory.
+        directory: std::path::PathBuf,
+        /// Who holds it, as its lock file says.
+        holder: String,
     },
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]

@@ -332,11 +332,12 @@ impl Store for RedisStore {
         key: &str,
         document: &ConfigDocument,
     ) -> Result<(), StoreError> {
+        let text = super::encode_document(document)?;
         let mut conn = self.conn();
         let created: i64 = scripts::CREATE_ENVIRONMENT
             .key(self.names.config(key))
             .arg(document.revision)
-            .arg(document.to_json_pretty())
+            .arg(text)
             .invoke_async(&mut conn)
             .await
             .map_err(self.err("creating an environment"))?;
@@ -372,13 +373,14 @@ impl Store for RedisStore {
             message: "encoding an audit entry".into(),
             source: Box::new(e),
         })?;
+        let text = super::encode_document(document)?;
         let mut conn = self.conn();
         let (outcome, value): (String, String) = scripts::COMMIT
             .key(self.names.config(environment))
             .key(self.names.audit(environment))
             .arg(expected_revision)
             .arg(document.revision)
-            .arg(document.to_json_pretty())
+            .arg(text)
             .arg(entry)
             .arg(self.names.channel())
             .arg(environment)

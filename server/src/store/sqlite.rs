@@ -4,18 +4,32 @@
 //! `synchronous = FULL` makes every acknowledged commit durable against power loss as well as
 //! `kill -9`. Calls run on tokio's blocking pool so async workers never wait on disk; a std
 //! `Mutex` serializes them because a SQLite connection is not `Sync` and writes are rare.
+//!
+//! # Writes wait their turn
+//! Two connections write to the database: this one (configs, keys, sessions) and the event
+//! log's writer thread. SQLite allows one writer at a time, and its busy handler is neither fair
+//! nor always consulted (a transaction that read first and then writes fails at once with
+//! "database is locked" if another connection committed in between), so under full ingest
+//! config changes used to fail. Every write transaction therefore first takes the process-wide
+//! [`WriteGate`], a fair mutex: a config change waits for at most the event group commit in
+//! progress (at most 512 requests, one fsync; milliseconds) and then goes next, before any
+//! later group. Write transactions also begin `IMMEDIATE`, so that even a writer outside the
+//! gate (an operator's `sqlite3` shell) makes them wait up to the 5 s busy timeout instead of
+//! failing mid-transaction. The data directory is locked ([`super::data_dir`]), so no second
+//! server writes to it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tailor_core::ConfigDocument;
 
+use super::data_dir::DataDirLock;
 use super::sqlite_events::EventLog;
 use super::{
-    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, EventScan, KeyKind, Store,
-    StoreError, StoredEnvironment, StoredSession,
+    encode_document, unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor,
+    EventScan, KeyKind, Store, StoreError, StoredEnvironment, StoredSession,
 };
 
 /// SQLite-backed [`Store`].
@@ -23,8 +37,15 @@ use super::{
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     events: Arc<EventLog>,
+    gate: WriteGate,
     path: PathBuf,
+    // Dropped with the last clone of the store, which releases the data directory.
+    _lock: Arc<DataDirLock>,
 }
+
+/// The turn of one write transaction on the database, shared by every connection that writes.
+/// Fair: whoever has waited longest writes next (see the module docs).
+pub(super) type WriteGate = Arc<parking_lot::FairMutex<()>>;
 
 pub(super) fn backend(message: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Backend {
@@ -78,6 +99,7 @@ impl SqliteStore {
             message: format!("creating data directory {}", data_dir.display()),
             source: Box::new(e),
         })?;
+        let lock = DataDirLock::acquire(data_dir)?;
         let path = data_dir.join("tailor.db");
         let conn = Connection::open(&path).map_err(backend("opening the database"))?;
         conn.execute_batch(
@@ -86,11 +108,14 @@ impl SqliteStore {
         .map_err(backend("configuring the database"))?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the schema"))?;
-        let events = Arc::new(EventLog::open(&path)?);
+        let gate = WriteGate::default();
+        let events = Arc::new(EventLog::open(&path, Arc::clone(&gate))?);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             events,
+            gate,
             path,
+            _lock: Arc::new(lock),
         })
     }
 
@@ -116,6 +141,29 @@ impl SqliteStore {
             source: Box::new(e),
         })?
     }
+
+    /// Like [`SqliteStore::with`], for a call that writes: it runs in its turn at the
+    /// [`WriteGate`].
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let gate = Arc::clone(&self.gate);
+        self.with(move |conn| {
+            let _turn = gate.lock();
+            f(conn)
+        })
+        .await
+    }
+}
+
+/// Begins a write transaction that holds SQLite's write lock from its first statement.
+fn begin_write<'c>(
+    conn: &'c mut Connection,
+    doing: &'static str,
+) -> Result<rusqlite::Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend(doing))
 }
 
 fn decode_document(key: &str, text: &str) -> Result<ConfigDocument, StoreError> {
@@ -177,9 +225,9 @@ impl Store for SqliteStore {
         document: &ConfigDocument,
     ) -> Result<(), StoreError> {
         let key = key.to_string();
-        let text = document.to_json_pretty();
+        let text = encode_document(document)?;
         let revision = document.revision as i64;
-        self.with(move |conn| {
+        self.write(move |conn| {
             let inserted = conn
                 .execute(
                     "INSERT INTO environments (key, revision, document) VALUES (?1, ?2, ?3)
@@ -203,11 +251,11 @@ impl Store for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let environment = environment.to_string();
-        let text = document.to_json_pretty();
+        let text = encode_document(document)?;
         let new_revision = document.revision;
         let audit = audit.clone();
-        self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend("starting a commit"))?;
+        self.write(move |conn| {
+            let tx = begin_write(conn, "starting a commit")?;
             let current: Option<i64> = tx
                 .query_row(
                     "SELECT revision FROM environments WHERE key = ?1",
@@ -309,7 +357,7 @@ impl Store for SqliteStore {
 
     async fn put_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let key = key.clone();
-        self.with(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO api_keys (id, name, kind, environment, digest, created_at, revoked_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -379,7 +427,7 @@ impl Store for SqliteStore {
     async fn revoke_key(&self, id: &str, at: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         let at = at.to_string();
-        self.with(move |conn| {
+        self.write(move |conn| {
             let n = conn
                 .execute(
                     "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -399,8 +447,8 @@ impl Store for SqliteStore {
         })?;
         let expires_at = session.expires_at;
         let now = unix_now();
-        self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend("storing a session"))?;
+        self.write(move |conn| {
+            let tx = begin_write(conn, "storing a session")?;
             tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])
                 .map_err(backend("storing a session"))?;
             tx.execute(
@@ -440,7 +488,7 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, digest: &str) -> Result<(), StoreError> {
         let digest = digest.to_string();
-        self.with(move |conn| {
+        self.write(move |conn| {
             conn.execute("DELETE FROM sessions WHERE digest = ?1", params![digest])
                 .map_err(backend("ending a session"))?;
             Ok(())

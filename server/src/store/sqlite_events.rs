@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use tailor_core::events::Event;
 use tokio::sync::oneshot;
 
-use super::sqlite::backend;
+use super::sqlite::{backend, WriteGate};
 use super::{EncodedEvent, EventCursor, EventPage, EventScan, StoreError};
 
 const SCHEMA: &str = "
@@ -97,7 +97,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 impl EventLog {
     /// Opens the log in the database at `path` (moving an older layout into the current one)
     /// and starts the writer thread.
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path, gate: WriteGate) -> Result<Self, StoreError> {
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
         conn.execute_batch(SCHEMA)
@@ -105,7 +105,7 @@ impl EventLog {
         let (tx, rx) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("tailor-event-writer".into())
-            .spawn(move || run_writer(&mut conn, rx))
+            .spawn(move || run_writer(&mut conn, &gate, rx))
             .map_err(|e| StoreError::Backend {
                 message: "starting the event writer".into(),
                 source: Box::new(e),
@@ -252,7 +252,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
+fn run_writer(conn: &mut Connection, gate: &WriteGate, requests: std_mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -262,7 +262,10 @@ fn run_writer(conn: &mut Connection, requests: std_mpsc::Receiver<Request>) {
             }
         }
         let started = std::time::Instant::now();
-        let written = write_group(conn, &group);
+        let written = {
+            let _turn = gate.lock();
+            write_group(conn, &group)
+        };
         tracing::debug!(
             requests = group.len(),
             events = group.iter().map(|r| r.events.len()).sum::<usize>(),
@@ -295,7 +298,7 @@ fn write_group(
     conn: &mut Connection,
     group: &[Request],
 ) -> Result<Vec<Vec<bool>>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(group.len());
     {
         let mut insert_id =
@@ -385,7 +388,7 @@ mod tests {
                 .unwrap();
             }
         }
-        let log = EventLog::open(&path).unwrap();
+        let log = EventLog::open(&path, WriteGate::default()).unwrap();
         assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c"]);
         let fresh = log
             .append("prod", &[conversion("a"), conversion("d")])
@@ -405,7 +408,7 @@ mod tests {
         assert_eq!(ids, ["b", "a", "c", "d"]);
         drop(log);
         // Opening again does not migrate twice.
-        let log = EventLog::open(&path).unwrap();
+        let log = EventLog::open(&path, WriteGate::default()).unwrap();
         assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c", "d"]);
     }
 
@@ -413,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_commit_is_split_into_rows_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(&dir.path().join("tailor.db")).unwrap();
+        let log = EventLog::open(&dir.path().join("tailor.db"), WriteGate::default()).unwrap();
         let padding = "p".repeat(4000);
         let events: Vec<EncodedEvent<'static>> = (0..600)
             .map(|i| {
