@@ -13,6 +13,7 @@
 //! - [`user`]: the user key and typed attributes.
 //! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
+//! - [`nesting`]: the nesting limit every config text is checked against before it is parsed.
 //!
 //! # Example
 //! ```
@@ -45,6 +46,7 @@
 //! assert!(matches!(a.reason, Reason::Rule { rule: 0 } | Reason::Holdout { rule: 0, .. }));
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bucketing;
 pub mod compile;
@@ -52,6 +54,7 @@ pub mod error;
 pub mod evaluation;
 pub mod events;
 pub mod model;
+pub mod nesting;
 pub mod snapshot;
 mod targeting;
 pub mod user;
@@ -59,6 +62,6 @@ pub mod user;
 pub use compile::compile;
 pub use error::{ConfigError, Problem};
 pub use evaluation::{assign, Assignment, OpenFeatureReason, Reason, VariantRef};
-pub use model::{ConfigDocument, ParseError};
+pub use model::{ConfigDocument, ParseError, SerializeError};
 pub use snapshot::Snapshot;
 pub use user::{AttributeList, AttributeRef, AttributeValue, User};

@@ -421,6 +421,19 @@ pub struct LayerSlice {
     pub end: u32,
 }
 
+/// Errors writing a document (JSON or YAML). Plain data does not fail to serialize today; the
+/// error exists so that a future field that can fail is reported, not written as an empty
+/// document.
+#[derive(Debug, thiserror::Error)]
+pub enum SerializeError {
+    /// Writing JSON failed.
+    #[error("could not write the config document as JSON")]
+    Json(#[source] serde_json::Error),
+    /// Writing YAML failed.
+    #[error("could not write the config document as YAML")]
+    Yaml(#[source] serde_yaml_ng::Error),
+}
+
 /// Errors reading a document (syntax or shape; semantic checks are in [`crate::compile`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -433,6 +446,9 @@ pub enum ParseError {
         #[source]
         source: serde_json::Error,
     },
+    /// The text nests too deeply to be parsed (see [`crate::nesting`]).
+    #[error("invalid config: {0}")]
+    TooDeep(#[from] crate::nesting::NestingError),
     /// Invalid YAML or a field of the wrong shape.
     #[error("invalid YAML config at {path}: {source}")]
     Yaml {
@@ -447,6 +463,7 @@ pub enum ParseError {
 impl ConfigDocument {
     /// Reads a document from JSON; the error names the path of the offending field.
     pub fn from_json(text: &str) -> Result<Self, ParseError> {
+        crate::nesting::check_json(text.as_bytes())?;
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| ParseError::Json {
             path: e.path().to_string(),
@@ -456,6 +473,7 @@ impl ConfigDocument {
 
     /// Reads a document from YAML; the error names the path of the offending field.
     pub fn from_yaml(text: &str) -> Result<Self, ParseError> {
+        crate::nesting::check_yaml(text)?;
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| ParseError::Yaml {
             path: e.path().to_string(),
@@ -464,14 +482,13 @@ impl ConfigDocument {
     }
 
     /// Writes the document as pretty JSON.
-    pub fn to_json_pretty(&self) -> String {
-        // Serializing plain data with string keys cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    pub fn try_to_json_pretty(&self) -> Result<String, SerializeError> {
+        serde_json::to_string_pretty(self).map_err(SerializeError::Json)
     }
 
     /// Writes the document as YAML.
-    pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).unwrap_or_default()
+    pub fn try_to_yaml(&self) -> Result<String, SerializeError> {
+        serde_yaml_ng::to_string(self).map_err(SerializeError::Yaml)
     }
 
     /// The flag with this key, if any.

@@ -31,10 +31,10 @@ fn operations_with_bodies() -> Vec<(Method, String)> {
 
 fn garbage() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    // Not deeper: libyaml's scanner is quadratic in flow nesting depth (50,000 levels take
-    // seconds), a known limitation reported separately; admin keys only reach YAML parsing.
+    // libyaml's scanner is quadratic in flow nesting depth (100,000 levels took minutes), so
+    // the nesting pre-check must refuse this at once, before libyaml sees it.
     // (Under a known field: an import of a document without any is a valid empty config.)
-    let deep_yaml = format!("flags: {}{}", "[".repeat(2_000), "]".repeat(2_000));
+    let deep_yaml = format!("flags: {}{}", "[".repeat(100_000), "]".repeat(100_000));
     let mut bomb = String::from(
         "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
     );
@@ -128,4 +128,34 @@ async fn garbage_bodies_get_4xx_and_change_nothing() {
         .await
         .assert_status(StatusCode::OK);
     assert_eq!(export().await, before, "garbage changed the stored config");
+}
+
+/// Deep nesting is refused with a message that says so, before the parser's quadratic work.
+#[tokio::test]
+async fn deeply_nested_configs_are_refused_naming_the_nesting() {
+    let server = Server::start().await;
+    let import = "/api/v1/environments/development/import?dry_run=true";
+    for (content_type, body) in [
+        ("application/yaml", format!("x: {}", "[".repeat(40_000))),
+        (
+            "application/json",
+            format!("{{\"flags\": {}", "[".repeat(40_000)),
+        ),
+    ] {
+        let res = send(
+            server
+                .admin(Method::POST, import)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await;
+        res.assert_status(StatusCode::BAD_REQUEST);
+        assert!(
+            res.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nests more than 64 levels deep (at line 1)")),
+            "{content_type}: {}",
+            res.text
+        );
+    }
 }

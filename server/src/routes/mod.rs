@@ -14,8 +14,9 @@ use actix_web::{web, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tailor_core::nesting;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::keys::{self, Actor};
 use crate::state::AppState;
 use crate::store::{ApiKey, KeyKind};
@@ -87,8 +88,9 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<ApiKey, ApiEr
 }
 
 /// Largest YAML body accepted. libyaml's parsing time grows with the square of the nesting
-/// depth of flow collections (`[[[…]]]`), so YAML gets a tighter limit than JSON and is parsed on
-/// the blocking pool, never on an async worker that other requests share.
+/// depth of flow collections (`[[[…]]]`), so YAML gets a tighter limit than JSON, its nesting is
+/// checked first ([`tailor_core::nesting`]), and it is parsed on the blocking pool, never on an
+/// async worker that other requests share.
 pub const MAX_YAML_BYTES: usize = 256 * 1024;
 
 /// Parses a JSON body (or YAML when `Content-Type` says so); errors name the offending field.
@@ -110,6 +112,8 @@ pub async fn parse_body<T: DeserializeOwned + Send + 'static>(
         }
         let text = String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::BadRequest("request body is not UTF-8".into()))?;
+        nesting::check_yaml(&text)
+            .map_err(|e| ApiError::BadRequest(format!("invalid YAML body: {e}")))?;
         return web::block(move || {
             let de = serde_yaml_ng::Deserializer::from_str(&text);
             serde_path_to_error::deserialize(de).map_err(|e| {
@@ -123,6 +127,8 @@ pub async fn parse_body<T: DeserializeOwned + Send + 'static>(
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     }
+    nesting::check_json(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -140,11 +146,13 @@ fn is_yaml(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.contains("yaml"))
 }
 
-/// A strong ETag for a JSON-serializable resource: a hash of its content.
-pub fn content_etag<T: Serialize>(value: &T) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+/// A strong ETag for a JSON-serializable resource: a hash of its content. A value that cannot
+/// be serialized is an error, not the hash of nothing (which every such value would share).
+pub fn content_etag<T: Serialize>(value: &T) -> Result<String, ApiError> {
+    let bytes =
+        serde_json::to_vec(value).map_err(InternalError::serialize("a resource for its ETag"))?;
     let hash = Sha256::digest(&bytes);
-    format!("\"{}\"", hex::encode(&hash[..8]))
+    Ok(format!("\"{}\"", hex::encode(&hash[..8])))
 }
 
 /// Checks `If-Match` against the current ETag. `required`: a missing header is an error (428).
@@ -173,5 +181,26 @@ pub fn check_if_match_value(
         Some(v) => Err(ApiError::PreconditionFailed(format!(
             "If-Match {v} does not match the current version {current}: someone else changed it; reload and retry"
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::Unserializable;
+
+    #[test]
+    fn an_etag_hashes_the_content_and_refuses_what_cannot_be_serialized() {
+        assert_eq!(content_etag(&"a").unwrap(), content_etag(&"a").unwrap());
+        assert_ne!(content_etag(&"a").unwrap(), content_etag(&"b").unwrap());
+        let result = content_etag(&Unserializable);
+        assert!(
+            matches!(
+                result,
+                Err(ApiError::Internal(InternalError::Serialize { .. }))
+            ),
+            "{result:?}"
+        );
     }
 }
