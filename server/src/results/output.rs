@@ -1,0 +1,105 @@
+//! The report's shape: plain serializable data, the JSON the results API returns.
+
+use serde::Serialize;
+
+use crate::attribution::VariantSeries;
+use crate::stats::{self, Comparison};
+
+/// One arm in one scope.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmReport {
+    /// Variant key.
+    pub variant: String,
+    /// Users counted (first exposure).
+    pub users: u64,
+    /// Users who converted (at least once, after exposure).
+    pub converted: u64,
+    /// Sum of attributed values.
+    pub value_sum: f64,
+    /// The engine's result for this arm (moments and, except for the control, the comparison).
+    pub result: stats::ArmResult,
+}
+
+/// One scope's analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopeReport {
+    /// `overall`, a segment key or `rule <n>`.
+    pub scope: String,
+    /// Arms in the flag's variant order; the control first.
+    pub arms: Vec<ArmReport>,
+    /// Sample-ratio mismatch against the configured split, over the arms the scope's rules
+    /// serve; `None` when fewer than two arms are served (or no rule of the current config
+    /// tracks this scope), so there is no split to compare with.
+    pub srm: Option<stats::Outcome<stats::Srm>>,
+    /// Variants with users that the scope's rules never serve (a data-quality problem).
+    pub unexpected_variants: Vec<String>,
+}
+
+/// Personalized content against the generic default, in one segment or pooled.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiftReport {
+    /// Segment, or `pooled`.
+    pub segment: String,
+    /// Users who saw tailored content.
+    pub personalized_users: u64,
+    /// Their conversions.
+    pub personalized_converted: u64,
+    /// Users held out to the generic default.
+    pub generic_users: u64,
+    /// Their conversions.
+    pub generic_converted: u64,
+    /// Personalized (treatment) vs generic (control).
+    pub comparison: Comparison,
+}
+
+/// Data-quality findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataQuality {
+    /// Users exposed to more than one variant (counted in their first).
+    pub multi_variant_users: u64,
+    /// Human-readable warnings (SRM, multiple exposures).
+    pub warnings: Vec<String>,
+}
+
+/// The full results of an experiment for one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentReport {
+    /// Environment key.
+    pub environment: String,
+    /// Experiment key.
+    pub experiment: String,
+    /// The flag whose rules the experiment tracks.
+    pub flag: Option<String>,
+    /// Metric (event name).
+    pub metric: String,
+    /// `conversion` or `value`.
+    pub kind: &'static str,
+    /// Control variant.
+    pub control: String,
+    /// Config revision the analysis used.
+    pub revision: u64,
+    /// When, RFC 3339.
+    pub analyzed_at: String,
+    /// Significance level.
+    pub alpha: f64,
+    /// All tracked rules together.
+    pub overall: ScopeReport,
+    /// Each segment (or rule) alone.
+    pub segments: Vec<ScopeReport>,
+    /// Personalized vs generic, per segment and pooled; present when any holdout data exists.
+    pub personalization: Option<Personalization>,
+    /// Warnings about the data.
+    pub data_quality: DataQuality,
+    /// Cumulative users and converted users per variant over time (filled in by the caller that
+    /// holds the attribution state; empty otherwise).
+    pub timeline: Vec<VariantSeries>,
+}
+
+/// Personalization lift.
+#[derive(Debug, Clone, Serialize)]
+pub struct Personalization {
+    /// Per segment.
+    pub segments: Vec<LiftReport>,
+    /// Pooled over segments (sums of users and conversions).
+    pub pooled: LiftReport,
+}
