@@ -1,10 +1,28 @@
 //! Attribution (DESIGN §5) with incrementally maintained per-arm aggregates.
 //!
 //! Rules: a user counts once per experiment, in the variant of their **first** exposure (earliest
-//! timestamp; ties broken by event id hash so the answer never depends on arrival order). A
-//! conversion counts for an experiment when its timestamp is at or after that first exposure, and
-//! within the experiment's attribution window if it has one. Users exposed to more than one
-//! variant stay in their first and are counted as a data-quality warning.
+//! timestamp; ties broken by a fixed hash of the event id, see "Ties", so the answer never
+//! depends on arrival order). A conversion counts for an experiment when its timestamp is at or
+//! after that first exposure, and within the experiment's attribution window if it has one.
+//! The window is half-open: with `attribution_window_hours: h`, a conversion at
+//! `first + h·3,600,000 − 1` ms counts and one at exactly `first + h·3,600,000` does not, so a
+//! window covers exactly `h` hours. Timestamps are the sender's clock, except that an event
+//! stamped more than 5 minutes ahead of the server is stored at the time it was received (see
+//! `routes::events`), so a clock running ahead cannot push a first exposure past conversions
+//! that followed it.
+//! Users exposed to more than one variant stay in their first and are counted as a data-quality
+//! warning.
+//!
+//! Ties: of exposures with the same millisecond timestamp, the first is the one with the smaller
+//! 64-bit key
+//!
+//! ```text
+//! tie(id) = murmur3_x86_32(UTF-8 bytes of id, seed = 0) << 32 | murmur3_x86_32(same bytes, seed = 1)
+//! ```
+//!
+//! (the murmur3 of the bucketing contract, `tailor_core::bucketing::murmur3_x86_32`). The key is
+//! part of what the results mean, so it is a hash with a fixed specification: a rebuild, another
+//! instance and a newer build all pick the same first exposure.
 //!
 //! How it stays incremental: each stored event updates only its user. The user's contribution to
 //! each affected experiment is recomputed from that user's own events and the difference is
@@ -18,6 +36,7 @@ use std::hash::{Hash, Hasher};
 use hashbrown::hash_table::{self, HashTable};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
+use tailor_core::bucketing::murmur3_x86_32;
 use tailor_core::events::Event;
 
 /// Values are stored as integer millionths.
@@ -55,6 +74,8 @@ struct ExposureRec {
     experiment: u32,
     variant: u32,
     segment: u32,
+    /// Index of the rule that served it (fits in the padding after `personalized`).
+    rule: u16,
     personalized: bool,
     timestamp: i64,
     tie: u64,
@@ -67,11 +88,13 @@ struct ConversionRec {
     micros: i64,
 }
 
-/// The analysis cell a user falls in: arm, segment (or rule) and personalized-or-generic.
+/// The analysis cell a user falls in: arm, segment (or rule label), the rule that served the
+/// first exposure, and personalized-or-generic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct CellKey {
     variant: u32,
     segment: u32,
+    rule: u16,
     personalized: bool,
 }
 
@@ -157,6 +180,8 @@ pub struct CellTotals {
     pub variant: String,
     /// The matched rule's segment, or `rule <n>` when its audience is not one segment.
     pub segment: String,
+    /// Index of the rule that served the first exposure (several rules may share a segment).
+    pub rule: usize,
     /// Tailored content (true) or the generic default from a holdout (false).
     pub personalized: bool,
     /// Users counted.
@@ -188,7 +213,7 @@ pub struct VariantSeries {
 /// An experiment's aggregates.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExperimentTotals {
-    /// Cells in a stable order (variant, segment, personalized).
+    /// Cells in a stable order (variant, segment, rule, personalized).
     pub cells: Vec<CellTotals>,
     /// Users exposed to more than one variant (each counted in their first).
     pub multi_variant_users: u64,
@@ -255,18 +280,16 @@ impl Users {
             }
         }
     }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserState> {
-        self.shards
-            .iter_mut()
-            .flat_map(|s| s.iter_mut().map(|e| &mut e.state))
-    }
 }
 
+/// The tie-break of an exposure (module docs, "Ties"): MurmurHash3 x86 32 of the event id's
+/// UTF-8 bytes with seed 0 in the high half and seed 1 in the low half. A hash with a published
+/// specification, so every build picks the same first exposure; FxHash, used before, promises
+/// nothing across rustc-hash versions. Two seeds make a 64-bit key, so a tie of the tie-break
+/// itself (then arrival order decides) needs a 64-bit collision.
 fn tie_of(id: &str) -> u64 {
-    let mut h = FxHasher::default();
-    id.hash(&mut h);
-    h.finish()
+    let bytes = id.as_bytes();
+    (u64::from(murmur3_x86_32(bytes, 0)) << 32) | u64::from(murmur3_x86_32(bytes, 1))
 }
 
 impl Attribution {
@@ -275,22 +298,54 @@ impl Attribution {
         self.events
     }
 
-    /// Sets an experiment's attribution window (`None`: unlimited). Recomputes its users when the
-    /// window changes, so aggregates always reflect the current window.
+    /// Sets an experiment's attribution window (`None`: unlimited) and recomputes its users when
+    /// the window changes, so aggregates always reflect the current window. That is a pass over
+    /// every user: the collector instead calls [`Attribution::change_window`] and then
+    /// [`Attribution::recompute_shard`] shard by shard, off the request path.
     pub fn set_window(&mut self, experiment: &str, hours: Option<u32>) {
+        if self.change_window(experiment, hours) {
+            let experiments = [experiment.to_string()];
+            for shard in 0..Self::SHARDS {
+                self.recompute_shard(shard, &experiments);
+            }
+        }
+    }
+
+    /// How many shards the users are split into, for [`Attribution::recompute_shard`].
+    pub const SHARDS: usize = USER_SHARDS;
+
+    /// Sets an experiment's attribution window without recomputing its users; returns whether it
+    /// changed. Users are recomputed under the new window as their next event arrives, and all of
+    /// them by a [`Attribution::recompute_shard`] pass over every shard, which must follow.
+    pub fn change_window(&mut self, experiment: &str, hours: Option<u32>) -> bool {
         let id = self.names.id(experiment);
         let new = hours.map(|h| i64::from(h) * 3_600_000);
-        let old = self.windows.get(&id).copied();
-        if old == new {
-            return;
+        if self.windows.get(&id).copied() == new {
+            return false;
         }
         match new {
             Some(ms) => self.windows.insert(id, ms),
             None => self.windows.remove(&id),
         };
-        for user in self.users.iter_mut() {
-            if user.exposures.iter().any(|e| e.experiment == id) {
-                recompute(user, id, &self.windows, &mut self.experiments);
+        true
+    }
+
+    /// Recomputes the contributions of one shard's users to `experiments` under the current
+    /// windows (a no-op for users already up to date).
+    pub fn recompute_shard(&mut self, shard: usize, experiments: &[String]) {
+        let ids: Vec<u32> = experiments
+            .iter()
+            .filter_map(|e| self.names.get(e))
+            .collect();
+        let Some(table) = self.users.shards.get_mut(shard) else {
+            return;
+        };
+        for entry in table.iter_mut() {
+            let user = &mut entry.state;
+            for &id in &ids {
+                if user.exposures.iter().any(|e| e.experiment == id) {
+                    recompute(user, id, &self.windows, &mut self.experiments);
+                }
             }
         }
     }
@@ -319,6 +374,7 @@ impl Attribution {
                         Some(s) => self.names.id(s),
                         None => self.rule_label(e.rule),
                     },
+                    rule: u16::try_from(e.rule).unwrap_or(u16::MAX),
                     personalized: e.personalized,
                     timestamp: e.timestamp,
                     tie: tie_of(&e.id),
@@ -403,11 +459,13 @@ impl Attribution {
             (
                 self.names.name(a.variant),
                 self.names.name(a.segment),
+                a.rule,
                 a.personalized,
             )
                 .cmp(&(
                     self.names.name(b.variant),
                     self.names.name(b.segment),
+                    b.rule,
                     b.personalized,
                 ))
         });
@@ -418,6 +476,7 @@ impl Attribution {
                 (cell.users > 0).then(|| CellTotals {
                     variant: self.names.name(k.variant).to_string(),
                     segment: self.names.name(k.segment).to_string(),
+                    rule: usize::from(k.rule),
                     personalized: k.personalized,
                     users: cell.users,
                     metrics: cell
@@ -464,7 +523,8 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
     let end = window.map(|w| first.timestamp.saturating_add(w));
     let mut metrics: Vec<(u32, u32, i128, i64)> = Vec::new();
     for c in &user.conversions {
-        if c.timestamp < first.timestamp || end.is_some_and(|end| c.timestamp > end) {
+        // Half-open window: [first exposure, first exposure + window).
+        if c.timestamp < first.timestamp || end.is_some_and(|end| c.timestamp >= end) {
             continue;
         }
         let hour = hour_of(c.timestamp);
@@ -483,6 +543,7 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
         cell: CellKey {
             variant: first.variant,
             segment: first.segment,
+            rule: first.rule,
             personalized: first.personalized,
         },
         multi_variant,
@@ -643,13 +704,59 @@ mod tests {
         let mut a = Attribution::default();
         a.set_window("exp", Some(1));
         a.apply(&exposure("e1", "u1", "personal", 0));
-        a.apply(&conversion("c1", "u1", 3_600_000, Some(1.0)));
-        a.apply(&conversion("c2", "u1", 3_600_001, Some(2.0)));
+        a.apply(&conversion("c0", "u1", 0, Some(4.0)));
+        a.apply(&conversion("c1", "u1", 3_599_999, Some(1.0)));
+        // Exactly one hour after the exposure: outside the half-open window.
+        a.apply(&conversion("c2", "u1", 3_600_000, Some(2.0)));
         let t = a.totals("exp").unwrap();
-        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 1.0);
+        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 5.0);
         a.set_window("exp", None);
         let t = a.totals("exp").unwrap();
-        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 3.0);
+        assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 7.0);
+    }
+
+    /// A window changed shard by shard, with events arriving between shards, ends exactly where
+    /// the one-pass `set_window` on the same events does.
+    #[test]
+    fn a_window_changed_shard_by_shard_matches_the_one_pass_change() {
+        let hour = 3_600_000;
+        let events = |from: u32, to: u32| -> Vec<Event> {
+            (from..to)
+                .flat_map(|u| {
+                    let user = format!("u{u}");
+                    let variant = if u % 2 == 0 { "generic" } else { "personal" };
+                    vec![
+                        exposure(&format!("e{u}"), &user, variant, 0),
+                        conversion(&format!("c{u}"), &user, i64::from(u % 5) * hour, Some(1.0)),
+                    ]
+                })
+                .collect()
+        };
+        let mut reference = Attribution::default();
+        let mut sharded = Attribution::default();
+        for e in events(0, 2_000) {
+            reference.apply(&e);
+            sharded.apply(&e);
+        }
+        reference.set_window("exp", Some(2));
+        assert!(sharded.change_window("exp", Some(2)));
+        assert!(!sharded.change_window("exp", Some(2)), "unchanged");
+        let late = events(2_000, 2_100);
+        for shard in 0..Attribution::SHARDS {
+            sharded.recompute_shard(shard, &["exp".to_string()]);
+            if let Some(e) = late.get(shard) {
+                sharded.apply(e);
+            }
+        }
+        for e in &late {
+            reference.apply(e);
+        }
+        for e in late.iter().skip(Attribution::SHARDS) {
+            sharded.apply(e);
+        }
+        assert_eq!(sharded.totals("exp"), reference.totals("exp"));
+        let converted = cell(&reference.totals("exp").unwrap(), "personal").metrics["purchase"];
+        assert_eq!(converted.converted, 420, "users converting within 2 hours");
     }
 
     #[test]
@@ -721,5 +828,35 @@ mod tests {
             backward.timeline("exp", "purchase")
         );
         assert!(forward.totals("exp").unwrap().multi_variant_users > 0);
+    }
+
+    /// The tie-break must not change with a dependency upgrade. Cross-checked with Python's
+    /// `mmh3`: `(mmh3.hash(id, 0, signed=False) << 32) | mmh3.hash(id, 1, signed=False)`.
+    #[test]
+    fn the_tie_break_is_murmur3_of_the_event_id() {
+        assert_eq!(tie_of(""), 0x0000_0000_514e_28b7);
+        assert_eq!(tie_of("x"), 0x3e9a_9b1b_04ce_aa1e);
+        assert_eq!(tie_of("e1"), 0x203e_5145_447f_72a1);
+        assert_eq!(tie_of("e2"), 0xf08e_5928_f3a0_b973);
+        assert_eq!(
+            tie_of("0190a5b2-7c3e-7d4f-8a1b-2c3d4e5f6a7b"),
+            0x09bc_3e79_68c5_1492
+        );
+    }
+
+    #[test]
+    fn same_millisecond_exposures_keep_the_one_with_the_smaller_tie() {
+        // tie_of("e1") < tie_of("e2") (pinned above), so e1's variant is first in either order.
+        for order in [["e1", "e2"], ["e2", "e1"]] {
+            let mut a = Attribution::default();
+            for id in order {
+                let variant = if id == "e1" { "personal" } else { "generic" };
+                a.apply(&exposure(id, "u1", variant, 500));
+            }
+            let t = a.totals("exp").unwrap();
+            assert_eq!(t.cells.len(), 1, "{order:?}: {t:?}");
+            assert_eq!(cell(&t, "personal").users, 1, "{order:?}");
+            assert_eq!(t.multi_variant_users, 1);
+        }
     }
 }

@@ -33,7 +33,8 @@ type Windows = Vec<(String, Option<u32>)>;
 /// Attribution for every environment.
 #[derive(Default)]
 pub struct Collector {
-    by_environment: Mutex<HashMap<String, Attribution>>,
+    // Shared with the background passes that recompute users after a window change.
+    by_environment: Arc<Mutex<HashMap<String, Attribution>>>,
     /// Ingestion holds it shared from storing a batch to applying it; a replay's second pass
     /// holds it exclusively, so every stored event is applied exactly once.
     gate: RwLock<()>,
@@ -146,10 +147,13 @@ impl Collector {
         // What was stored during the first pass; no batch is between storing and applying now.
         let _exclusive = self.gate.write().await;
         Self::replay(store, environment, &mut attribution, cursor, &progress).await?;
-        // Config changes during the replay.
-        self.apply_windows(environment, &mut attribution);
+        // Config changes during the replay (under the attribution lock, like `config_changed`).
         let applied = attribution.events_applied();
-        self.lock().insert(environment.to_string(), attribution);
+        {
+            let mut map = self.lock();
+            self.apply_windows(environment, &mut attribution);
+            map.insert(environment.to_string(), attribution);
+        }
         lock(&self.loading).remove(environment);
         Ok(applied)
     }
@@ -178,15 +182,43 @@ impl Collector {
     }
 
     /// Applies the experiments' attribution windows from a new config revision.
+    ///
+    /// Called on the write path, so it only records the windows. When one changed, its users
+    /// are recomputed by a pass on the blocking pool, one user shard at a time with the lock
+    /// released in between, so neither the writer's worker nor ingestion waits for millions of
+    /// users (a user whose event arrives meanwhile is recomputed under the new window at once).
+    /// Until the pass ends, results may count some users under the old window.
     pub fn config_changed(&self, environment: &str, document: &ConfigDocument) {
         let windows: Windows = document
             .experiments
             .iter()
             .map(|e| (e.key.clone(), e.attribution_window_hours))
             .collect();
-        lock(&self.windows).insert(environment.to_string(), windows);
-        if let Some(attribution) = self.lock().get_mut(environment) {
-            self.apply_windows(environment, attribution);
+        // Under the attribution lock (then the windows lock, the order everywhere), so that an
+        // attribution swapped in by a rebuild cannot miss the change.
+        let changed: Vec<String> = {
+            let mut map = self.lock();
+            let changed = match map.get_mut(environment) {
+                Some(attribution) => windows
+                    .iter()
+                    .filter(|(experiment, hours)| attribution.change_window(experiment, *hours))
+                    .map(|(experiment, _)| experiment.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            lock(&self.windows).insert(environment.to_string(), windows);
+            changed
+        };
+        if changed.is_empty() {
+            return;
+        }
+        let by_environment = Arc::clone(&self.by_environment);
+        let environment = environment.to_string();
+        let pass = move || recompute_users(&by_environment, &environment, &changed);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(pass)),
+            // Outside a runtime (tools, unit tests) nothing else is waiting: recompute here.
+            Err(_) => pass(),
         }
     }
 
@@ -213,8 +245,96 @@ impl Collector {
     }
 }
 
+/// Recomputes every user of `environment` for `experiments`, one shard per lock.
+fn recompute_users(
+    by_environment: &Mutex<HashMap<String, Attribution>>,
+    environment: &str,
+    experiments: &[String],
+) {
+    let started = std::time::Instant::now();
+    for shard in 0..Attribution::SHARDS {
+        match lock(by_environment).get_mut(environment) {
+            Some(attribution) => attribution.recompute_shard(shard, experiments),
+            None => return,
+        }
+    }
+    tracing::info!(
+        environment,
+        ?experiments,
+        millis = started.elapsed().as_millis() as u64,
+        "recomputed users for a changed attribution window"
+    );
+}
+
 /// Locks one of the collector's maps. Attribution updates cannot leave partial state behind a
 /// panic that matters more than the lost update; a rebuild restores exact numbers.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tailor_core::events::{Conversion, Exposure};
+
+    use super::*;
+
+    fn document(window_hours: Option<u32>) -> ConfigDocument {
+        let mut document = ConfigDocument::default();
+        document.experiments.push(
+            serde_json::from_value(serde_json::json!({
+                "key": "exp", "status": "running", "attribution_window_hours": window_hours,
+            }))
+            .unwrap(),
+        );
+        document
+    }
+
+    fn converted(collector: &Collector) -> u64 {
+        let totals = collector.totals("prod", "exp").unwrap();
+        totals.cells[0]
+            .metrics
+            .get("purchase")
+            .map_or(0, |m| m.converted)
+    }
+
+    /// A window change returns at once on the write path; the users are recomputed by the
+    /// background pass, after which the results reflect the new window.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_window_change_is_recomputed_in_the_background() {
+        let collector = Collector::default();
+        collector.config_changed("prod", &document(None));
+        let mut events = Vec::new();
+        for u in 0..1_000i64 {
+            let user_key = format!("u{u}");
+            events.push(Event::Exposure(Exposure {
+                id: format!("e{u}"),
+                timestamp: 0,
+                user_key: user_key.clone(),
+                flag: "homepage".into(),
+                variant: "personal".into(),
+                experiment: "exp".into(),
+                rule: 0,
+                segment: None,
+                personalized: true,
+                revision: 1,
+                spec_version: 1,
+            }));
+            events.push(Event::Conversion(Conversion {
+                id: format!("c{u}"),
+                timestamp: (u % 2) * 7_200_000,
+                user_key,
+                event: "purchase".into(),
+                value: None,
+            }));
+        }
+        collector.apply("prod", &events);
+        assert_eq!(converted(&collector), 1_000);
+        collector.config_changed("prod", &document(Some(1)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while converted(&collector) != 500 {
+            assert!(std::time::Instant::now() < deadline, "the pass never ended");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }

@@ -63,7 +63,13 @@ impl Collector {
             }
         }
         let applied = attribution.events_applied();
-        self.lock().insert(environment.to_string(), attribution);
+        {
+            // Config changes during the load (under the attribution lock, like
+            // `config_changed`).
+            let mut map = self.lock();
+            self.apply_windows(environment, &mut attribution);
+            map.insert(environment.to_string(), attribution);
+        }
         *cursor = next;
         Ok(applied)
     }
