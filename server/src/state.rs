@@ -9,7 +9,7 @@
 //! With a store shared by several instances, `state/sync.rs` keeps this instance's published
 //! revisions, keys and attribution in step with changes made through the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -21,10 +21,10 @@ use tokio::sync::{broadcast, Mutex};
 use crate::collector::Collector;
 use crate::dashboard::session::Sessions;
 use crate::dashboard::throttle::SignInThrottle;
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::keys::{self, Actor};
 use crate::metrics::Metrics;
-use crate::publish::Published;
+use crate::publish::{PublishError, Published};
 use crate::store::{ApiKey, AuditEntry, KeyKind, Store, StoreError};
 
 mod sync;
@@ -145,11 +145,15 @@ pub fn spawn_loading(state: Arc<AppState>) {
     });
 }
 
-/// Now, RFC 3339 (UTC).
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// Now, RFC 3339 (UTC), for audit entries and keys: a failure is an error, never an entry
+/// without a time.
+pub fn now_rfc3339() -> Result<String, InternalError> {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> Result<String, InternalError> {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(InternalError::Timestamp)
 }
 
 impl AppState {
@@ -178,7 +182,11 @@ impl AppState {
                 .collector
                 .config_changed(&env.key, snapshot.document());
             state.collector.start_loading(&env.key);
-            state.insert_environment(Environment::new(env.key, Published::new(snapshot)));
+            let published = Published::new(snapshot).map_err(|source| StartupError::Publish {
+                environment: env.key.clone(),
+                source,
+            })?;
+            state.insert_environment(Environment::new(env.key, published));
         }
         state.reload_keys().await?;
         state.ready.store(true, Ordering::Release);
@@ -205,12 +213,39 @@ impl AppState {
         }
     }
 
-    /// Re-reads keys from the store.
+    /// Re-reads keys from the store and merges them into the keys held here.
+    ///
+    /// Keys are never deleted from a store (a revoked key stays listed with its revocation), so
+    /// a key held here that the store lacks means the store lost data (Redis restarted without
+    /// its append-only file) or is being repaired by another instance right now, one key at a
+    /// time. Such a key keeps authenticating here and is stored again; dropping it, even for a
+    /// moment, would answer its SDKs 401, which they take as permanent. Stored keys replace the
+    /// held ones of the same digest, so revocations made anywhere apply.
     pub async fn reload_keys(&self) -> Result<(), StoreError> {
-        let keys = self.store.keys().await?;
+        let stored = self.store.keys().await?;
+        let stored_ids: HashSet<&str> = stored.iter().map(|k| k.id.as_str()).collect();
+        let missing: Vec<ApiKey> = self
+            .list_keys()
+            .into_iter()
+            .filter(|k| !stored_ids.contains(k.id.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            tracing::error!(
+                missing = missing.len(),
+                stored = stored.len(),
+                "the store lacks API keys served here (was Redis data lost? see README: \
+                 durability); storing them again"
+            );
+            for key in &missing {
+                match self.store.put_key(key).await {
+                    // Restored meanwhile by another instance.
+                    Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        map.clear();
-        for k in keys {
+        for k in stored {
             map.insert(k.digest.clone(), k);
         }
         Ok(())
@@ -244,7 +279,15 @@ impl AppState {
             revision: 1,
             ..ConfigDocument::default()
         };
-        if let Err(e) = self.store.create_environment(key, &document).await {
+        // Prepared before anything is stored: an environment that cannot be served is not
+        // created.
+        let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
+        let published = Published::new(snapshot).map_err(InternalError::Publish)?;
+        if let Err(e) = self
+            .store
+            .create_environment(key, published.snapshot.document())
+            .await
+        {
             if matches!(e, StoreError::AlreadyExists(_)) && self.store.shared().is_some() {
                 // Created through another instance and not announced yet: serve it now.
                 if let Err(e) = self.refresh_environment(key).await {
@@ -253,8 +296,6 @@ impl AppState {
             }
             return Err(e.into());
         }
-        let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
-        let published = Published::new(snapshot);
         let env = Environment::new(key.to_string(), published);
         let current = env.current();
         self.metrics.set_revision(key, current.revision);
@@ -299,7 +340,7 @@ impl AppState {
             kind,
             environment: environment.map(str::to_string),
             digest: keys::digest(&secret),
-            created_at: now_rfc3339(),
+            created_at: now_rfc3339()?,
             revoked_at: None,
         };
         self.store.put_key(&key).await?;
@@ -347,11 +388,14 @@ impl AppState {
         document.environment = environment.to_string();
         document.revision = current.revision + 1;
         let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;
+        // Prepared before the commit: a revision that cannot be served is never stored (the
+        // store would then hold a revision that no instance serves).
+        let published = Published::new(snapshot).map_err(InternalError::Publish)?;
         let audit = AuditEntry {
             id: 0,
             environment: environment.to_string(),
-            revision: snapshot.revision(),
-            at: now_rfc3339(),
+            revision: published.revision,
+            at: now_rfc3339()?,
             actor: actor.0.clone(),
             action: change.action.to_string(),
             kind: change.kind.to_string(),
@@ -361,7 +405,12 @@ impl AppState {
         };
         let result = self
             .store
-            .commit(environment, current.revision, snapshot.document(), &audit)
+            .commit(
+                environment,
+                current.revision,
+                published.snapshot.document(),
+                &audit,
+            )
             .await;
         if let Err(e) = result {
             self.metrics.store_errors.inc();
@@ -372,19 +421,19 @@ impl AppState {
             }
             return Err(e.into());
         }
-        self.metrics.set_revision(environment, snapshot.revision());
+        self.metrics.set_revision(environment, published.revision);
         self.collector
-            .config_changed(environment, snapshot.document());
+            .config_changed(environment, published.snapshot.document());
         tracing::info!(
             environment,
-            revision = snapshot.revision(),
+            revision = published.revision,
             actor = %actor.0,
             action = audit.action,
             kind = audit.kind,
             key = audit.key,
             "config changed"
         );
-        Ok(env.publish(Published::new(snapshot)))
+        Ok(env.publish(published))
     }
 }
 
@@ -430,4 +479,33 @@ pub enum StartupError {
     /// Bootstrap failed.
     #[error("could not create the initial environments and keys: {0}")]
     Bootstrap(String),
+    /// A stored config could not be prepared for serving.
+    #[error("stored config of environment `{environment}` cannot be served")]
+    Publish {
+        /// Environment key.
+        environment: String,
+        /// The cause.
+        #[source]
+        source: PublishError,
+    },
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_that_rfc_3339_cannot_express_is_an_error_not_an_empty_timestamp() {
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(rfc3339(epoch).unwrap(), "1970-01-01T00:00:00Z");
+        // RFC 3339 offsets have no seconds.
+        let odd = epoch.to_offset(time::UtcOffset::from_hms(0, 0, 30).unwrap());
+        let result = rfc3339(odd);
+        assert!(
+            matches!(result, Err(InternalError::Timestamp(_))),
+            "{result:?}"
+        );
+        assert!(!now_rfc3339().unwrap().is_empty());
+    }
 }

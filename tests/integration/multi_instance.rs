@@ -408,6 +408,10 @@ impl Traffic {
         self.acked.lock().unwrap().len()
     }
 
+    fn refused(&self) -> usize {
+        self.refused.lock().unwrap().len()
+    }
+
     async fn finish(self) -> (BTreeSet<String>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the traffic task");
@@ -466,7 +470,12 @@ async fn redis_killed_and_restarted_mid_traffic() {
         .await;
         events.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Redis");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        "the traffic to be refused during the outage",
+        PATIENCE,
+        || async { (traffic.refused() > 0).then_some(()) },
+    )
+    .await;
     let during = traffic.acked();
 
     redis.restart().await;
@@ -696,6 +705,39 @@ async fn redis_losing_its_data_does_not_take_sdks_down() {
         .await;
     assert_eq!(written.revision(), before + 1);
     assert_eq!(on_b.next_config(PATIENCE).await.revision, before + 1);
+}
+
+/// A key an instance serves keeps authenticating when the shared store lacks it (Redis lost its
+/// data and another instance is storing the keys again one at a time, the window in which this
+/// used to answer 401), and is stored again. Deterministic: the key is removed from Redis, then
+/// a key change makes every instance re-read the keys.
+#[tokio::test]
+async fn a_key_missing_from_redis_keeps_authenticating_and_is_stored_again() {
+    use sha2::{Digest, Sha256};
+
+    let redis = Redis::start().await;
+    let servers = instances(2, &redis.url()).await;
+    let sdk = experiment_setup(&servers).await;
+    let digest = hex::encode(Sha256::digest(sdk.as_bytes()));
+    let id = redis
+        .cli(&["HGET", "tailor:{global}:key-digests", &digest])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("key_"), "the SDK key's id: {id:?}");
+    redis.cli(&["HDEL", "tailor:{global}:keys", &id]);
+    redis.cli(&["HDEL", "tailor:{global}:key-digests", &digest]);
+
+    servers[0].create_key("sdk", Some("production")).await;
+    eventually("the SDK key to be stored again", PATIENCE, || async {
+        let stored = redis.cli(&["HEXISTS", "tailor:{global}:keys", &id]);
+        (stored.trim() == "1").then_some(())
+    })
+    .await;
+    for server in &servers {
+        send(server.with_key(Method::GET, "/sdk/v1/config", &sdk))
+            .await
+            .assert_status(StatusCode::OK);
+    }
 }
 
 /// A dashboard session opened on one instance is accepted by another (no sticky sessions), and

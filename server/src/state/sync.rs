@@ -3,7 +3,8 @@
 //! [`spawn_sync`] (a no-op for the embedded store) starts two kinds of background task:
 //! - `run_changes` reads the store's [`ChangeFeed`]. A new revision of an environment is read
 //!   from the store, compiled and published here, so SDKs streaming from this instance get a
-//!   change made through any other within milliseconds. Key changes reload the keys. A
+//!   change made through any other within milliseconds. Key changes reload the keys (merged:
+//!   a key served here is never dropped, see [`AppState::reload_keys`]). A
 //!   [`StoreChange::Resync`] (first subscription, or after a lost connection) re-reads every
 //!   environment and keeps whatever is newer: catch-up by revision.
 //! - one tail per environment ([`crate::collector::Collector::run_tail`]) applies the events
@@ -18,7 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tailor_core::{compile, ConfigDocument, Snapshot};
+use tailor_core::{compile, ConfigDocument};
 
 use super::{AppState, Environment};
 use crate::publish::Published;
@@ -81,7 +82,7 @@ async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
                 ensure_tail(&state, environment);
                 result
             }
-            StoreChange::Keys => state.reload_shared_keys().await,
+            StoreChange::Keys => state.reload_keys().await,
             StoreChange::Events { environment } => {
                 state.collector.wake(&environment);
                 Ok(())
@@ -118,53 +119,32 @@ async fn resync(state: &Arc<AppState>) -> Result<(), StoreError> {
             state.restore_environment(&key).await?;
         }
     }
-    state.reload_shared_keys().await?;
+    state.reload_keys().await?;
     state.collector.wake_all();
     Ok(())
 }
 
-fn compile_stored(key: &str, document: ConfigDocument) -> Option<Snapshot> {
-    match compile(document) {
-        Ok(snapshot) => Some(snapshot),
+/// A stored document compiled and ready to serve; `None` (logged) if it cannot be: the
+/// revision served now stays.
+fn prepare_stored(key: &str, document: ConfigDocument) -> Option<Published> {
+    let snapshot = match compile(document) {
+        Ok(snapshot) => snapshot,
         Err(e) => {
             tracing::error!(environment = key, error = %e, "ignoring a stored config that does not compile");
+            return None;
+        }
+    };
+    match Published::new(snapshot) {
+        Ok(published) => Some(published),
+        Err(e) => {
+            let error = crate::error::chain(&e);
+            tracing::error!(environment = key, %error, "ignoring a stored config that cannot be served");
             None
         }
     }
 }
 
 impl AppState {
-    /// Reloads the keys, unless the store has none at all while this instance knows some:
-    /// keys are never deleted (revoked ones stay listed), so that means Redis lost its data,
-    /// and dropping them would lock every SDK out. Keeping them keeps SDKs served.
-    async fn reload_shared_keys(&self) -> Result<(), StoreError> {
-        let keys = self.store.keys().await?;
-        if keys.is_empty() {
-            let known = self.list_keys();
-            if !known.is_empty() {
-                tracing::error!(
-                    known = known.len(),
-                    "the shared store has no API keys (was Redis data lost? see README: \
-                     durability); storing the keys known here again"
-                );
-                for key in &known {
-                    match self.store.put_key(key).await {
-                        // Restored meanwhile by another instance.
-                        Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                return Ok(());
-            }
-        }
-        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        map.clear();
-        for k in keys {
-            map.insert(k.digest.clone(), k);
-        }
-        Ok(())
-    }
-
     /// An environment served here is missing from the shared store: Redis lost its data (no
     /// append-only file). Stores the config served here again (if no other instance did
     /// first), so SDKs keep their config and admins can write again; the audit log and the
@@ -226,16 +206,17 @@ impl AppState {
             return Ok(());
         }
         let key = stored.key;
-        let Some(snapshot) = compile_stored(&key, stored.document.clone()) else {
+        let Some(published) = prepare_stored(&key, stored.document.clone()) else {
             return Ok(());
         };
-        self.collector.config_changed(&key, snapshot.document());
+        self.collector
+            .config_changed(&key, published.snapshot.document());
         let applied = self
             .collector
             .load_environment(self.store.as_ref(), &key)
             .await?;
-        let revision = snapshot.revision();
-        match self.insert_environment(Environment::new(key.clone(), Published::new(snapshot))) {
+        let revision = published.revision;
+        match self.insert_environment(Environment::new(key.clone(), published)) {
             Some(raced) => {
                 // Created here meanwhile: keep that one (it has subscribers), newest revision.
                 let _guard = raced.write_lock.lock().await;
@@ -283,13 +264,14 @@ impl AppState {
             }
             return false;
         }
-        let Some(snapshot) = compile_stored(&env.key, document) else {
+        let Some(published) = prepare_stored(&env.key, document) else {
             return false;
         };
-        let revision = snapshot.revision();
+        let revision = published.revision;
         self.metrics.set_revision(&env.key, revision);
-        self.collector.config_changed(&env.key, snapshot.document());
-        env.publish(Published::new(snapshot));
+        self.collector
+            .config_changed(&env.key, published.snapshot.document());
+        env.publish(published);
         tracing::info!(
             environment = env.key,
             revision,
