@@ -344,8 +344,10 @@ pub(crate) async fn run_delivery(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Checked on every turn, not only when `stop` changes: `deliver` may have consumed the
-        // change notification while it was backing off.
-        if stop.borrow().is_some() || stop.has_changed().is_err() {
+        // change notification while it was backing off. The borrow is its own statement so its
+        // guard is released before anything else touches the channel.
+        let closing = stop.borrow().is_some();
+        if closing || stop.has_changed().is_err() {
             deliver_rest(&mut rx, &http, &settings, &mut batch, &counters, &mut stop).await;
             return;
         }

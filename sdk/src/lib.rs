@@ -25,6 +25,7 @@
 //!
 //! Everything runs on the caller's tokio runtime; no private runtime or thread is started.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod cache;
 pub mod client;

@@ -116,7 +116,7 @@ impl Shared {
                     let bytes = bytes.to_vec();
                     tokio::task::spawn_blocking(move || {
                         if let Err(e) = crate::cache::write_atomically(&path, &bytes) {
-                            tracing::warn!(error = %e, path = %path.display(), "could not write the config cache");
+                            tracing::warn!(error = %e, cause = %e.io_error(), "could not write the config cache");
                         }
                     });
                 }
@@ -252,6 +252,14 @@ async fn poll_once(
     Ok(())
 }
 
+/// The revision to resume the stream after (`Last-Event-ID`): the installed one, only if the
+/// server sent it (a cached or bootstrap revision may belong to another server's history).
+fn resume_revision(status: &Status) -> Option<u64> {
+    status
+        .revision
+        .filter(|_| status.source == ConfigSource::Server)
+}
+
 /// One SSE event being assembled.
 #[derive(Default)]
 struct Frame {
@@ -271,10 +279,12 @@ async fn stream_once(
         .get(format!("{}/sdk/v1/stream", settings.base_url))
         .bearer_auth(&settings.sdk_key)
         .header(reqwest::header::ACCEPT, "text/event-stream");
-    if let Some(rev) = shared.status.borrow().revision {
-        if shared.status.borrow().source == ConfigSource::Server {
-            req = req.header("Last-Event-ID", rev.to_string());
-        }
+    // The guard of `borrow()` is a temporary that ends with this statement: a second borrow
+    // while it is held would deadlock if a `send_modify` (e.g. `Client::close`) queued up in
+    // between (see `tokio::sync::watch::Receiver::borrow`).
+    let resume = resume_revision(&shared.status.borrow());
+    if let Some(rev) = resume {
+        req = req.header("Last-Event-ID", rev.to_string());
     }
     let connect = tokio::time::timeout(settings.request_timeout, req.send());
     let mut resp = match connect.await {
@@ -409,6 +419,37 @@ pub(crate) async fn run_updates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(source: ConfigSource, revision: Option<u64>) -> Status {
+        Status {
+            source,
+            revision,
+            connection: Connection::Connecting,
+            last_error: None,
+            rejected_configs: 0,
+        }
+    }
+
+    #[test]
+    fn the_stream_resumes_only_after_a_revision_from_the_server() {
+        assert_eq!(
+            resume_revision(&status(ConfigSource::Server, Some(7))),
+            Some(7)
+        );
+        assert_eq!(resume_revision(&status(ConfigSource::Server, None)), None);
+        for source in [
+            ConfigSource::None,
+            ConfigSource::Bootstrap,
+            ConfigSource::DiskCache,
+            ConfigSource::Offline,
+        ] {
+            assert_eq!(
+                resume_revision(&status(source, Some(7))),
+                None,
+                "{source:?}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use tailor_core::{ConfigError, Problem};
 
+use crate::publish::PublishError;
 use crate::store::StoreError;
 
 /// Everything an API handler can fail with.
@@ -40,6 +41,68 @@ pub enum ApiError {
     /// The storage backend failed.
     #[error("storage failed")]
     Store(#[source] StoreError),
+    /// The server could not produce its answer (a bug, not the request's fault): 500, logged
+    /// with its causes.
+    #[error("internal error: {0}")]
+    Internal(#[from] InternalError),
+}
+
+/// What went wrong inside the server when it answers [`ApiError::Internal`]. Each of these used
+/// to become an empty value (an empty export, an ETag of nothing, an empty audit timestamp);
+/// they are errors so that a failure is seen, not served.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// Serializing a value to JSON failed.
+    #[error("could not serialize {what}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writing the config document for an export failed.
+    #[error("could not export the config document")]
+    Export(#[source] tailor_core::SerializeError),
+    /// Preparing a revision for serving failed.
+    #[error("could not prepare the revision for serving")]
+    Publish(#[source] PublishError),
+    /// Formatting the current time as RFC 3339 failed.
+    #[error("could not format the current time")]
+    Timestamp(#[source] time::error::Format),
+    /// Encoding the Prometheus metrics failed.
+    #[error("could not encode the metrics")]
+    Metrics(#[source] prometheus::Error),
+}
+
+impl InternalError {
+    /// An [`InternalError::Serialize`] of `what`, for `map_err`.
+    pub fn serialize(what: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| InternalError::Serialize { what, source }
+    }
+}
+
+/// A value whose serialization fails, for tests of the paths that used to swallow that.
+#[cfg(test)]
+pub(crate) struct Unserializable;
+
+#[cfg(test)]
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value cannot be serialized"))
+    }
+}
+
+/// `error` and its causes, `: `-separated, for logs (a `Display` names only the outermost).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl From<StoreError> for ApiError {
@@ -51,13 +114,7 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchEnvironment(_) => ApiError::NotFound(e.to_string()),
             StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
             StoreError::Unavailable { .. } => {
-                let mut message = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    message.push_str(": ");
-                    message.push_str(&c.to_string());
-                    cause = c.source();
-                }
+                let message = chain(&e);
                 tracing::warn!(error = %message, "store unavailable");
                 ApiError::Unavailable(format!(
                     "{message}. Changes and events are refused until the store is back (retry \
@@ -90,21 +147,21 @@ impl ApiError {
             ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Store(_) => "storage_error",
+            ApiError::Internal(_) => "internal_error",
         }
     }
 
-    /// Logs a storage failure with its whole chain of causes (the response shows only a
-    /// summary); `surface` says where it was answered (`api`, `dashboard`).
-    pub fn log_store_failure(&self, surface: &str) {
-        if let ApiError::Store(source) = self {
-            let mut chain = source.to_string();
-            let mut cause = std::error::Error::source(source);
-            while let Some(c) = cause {
-                chain.push_str(": ");
-                chain.push_str(&c.to_string());
-                cause = c.source();
+    /// Logs a storage or internal failure with its whole chain of causes (the response shows
+    /// only a summary); `surface` says where it was answered (`api`, `dashboard`).
+    pub fn log_server_failure(&self, surface: &str) {
+        match self {
+            ApiError::Store(source) => {
+                tracing::error!(error = %chain(source), surface, "storage failure")
             }
-            tracing::error!(error = %chain, surface, "storage failure");
+            ApiError::Internal(source) => {
+                tracing::error!(error = %chain(source), surface, "internal error")
+            }
+            _ => {}
         }
     }
 }
@@ -121,11 +178,12 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unavailable(_) | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.log_store_failure("api");
+        self.log_server_failure("api");
         let problems = match self {
             ApiError::InvalidConfig(e) => Some(e.problems.as_slice()),
             _ => None,
@@ -190,7 +248,10 @@ pub fn json_error_body<B>(
         message,
         problems: None,
     })
-    .unwrap_or_default();
+    // Two strings cannot fail to encode; if they ever did, the client still gets JSON.
+    .unwrap_or_else(|_| {
+        br#"{"error":"internal_error","message":"the error could not be encoded"}"#.to_vec()
+    });
     Ok(ErrorHandlerResponse::Response(res.map_body(|head, _| {
         head.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -198,4 +259,31 @@ pub fn json_error_body<B>(
         );
         EitherBody::right(BoxBody::new(body))
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_is_a_500_whose_log_names_the_cause() {
+        let source = match serde_json::to_vec(&Unserializable) {
+            Err(e) => e,
+            Ok(bytes) => panic!("serialized to {bytes:?}"),
+        };
+        let e = ApiError::from(InternalError::serialize("the thing")(source));
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code(), "internal_error");
+        assert_eq!(
+            e.to_string(),
+            "internal error: could not serialize the thing"
+        );
+        let ApiError::Internal(internal) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            chain(internal),
+            "could not serialize the thing: this value cannot be serialized"
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! Prometheus metrics: requests, latency, revision per environment, SSE clients, store errors.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The server's metrics, registered in their own registry.
@@ -16,6 +16,8 @@ pub struct Metrics {
     pub sse_clients: IntGauge,
     /// Failed store operations.
     pub store_errors: IntCounter,
+    /// Events stamped too far in the future, stored at the time they were received.
+    pub events_clock_ahead: IntCounter,
 }
 
 impl Metrics {
@@ -49,11 +51,16 @@ impl Metrics {
         )?;
         let sse_clients = IntGauge::new("tailor_sse_clients", "Open server-sent-events streams")?;
         let store_errors = IntCounter::new("tailor_store_errors_total", "Failed store operations")?;
+        let events_clock_ahead = IntCounter::new(
+            "tailor_events_clock_ahead_total",
+            "Events stamped more than 5 minutes ahead of the server's clock, stored at the time they were received",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(sse_clients.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(events_clock_ahead.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -61,6 +68,7 @@ impl Metrics {
             revision,
             sse_clients,
             store_errors,
+            events_clock_ahead,
         })
     }
 
@@ -80,11 +88,8 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding well-formed metric families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 

@@ -70,6 +70,22 @@ impl Event {
             Event::Conversion(c) => &c.id,
         }
     }
+
+    /// When it happened, Unix milliseconds.
+    pub fn timestamp(&self) -> i64 {
+        match self {
+            Event::Exposure(e) => e.timestamp,
+            Event::Conversion(c) => c.timestamp,
+        }
+    }
+
+    /// Sets when it happened, Unix milliseconds.
+    pub fn set_timestamp(&mut self, timestamp: i64) {
+        match self {
+            Event::Exposure(e) => e.timestamp = timestamp,
+            Event::Conversion(c) => c.timestamp = timestamp,
+        }
+    }
 }
 
 /// What the SDK posts to the collector.

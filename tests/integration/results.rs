@@ -261,6 +261,73 @@ async fn attribution_edge_cases_through_the_api() {
     missing.assert_status(StatusCode::NOT_FOUND);
 }
 
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A device whose clock runs two hours fast: its exposure is stored at the time it was received
+/// (keeping the claimed time as `client_timestamp`), so the conversion that really followed it
+/// counts. More than a day ahead is rejected.
+#[tokio::test]
+async fn an_exposure_from_a_clock_running_ahead_is_stored_when_received() {
+    let (server, sdk) = setup().await;
+    let hour = 3_600_000;
+    let claimed = unix_ms_now() + 2 * hour;
+    let res = post_events(
+        &server,
+        &sdk,
+        vec![exposure("e1", "u1", "treatment", claimed)],
+    )
+    .await;
+    assert_eq!(res.body["accepted"], 1, "{}", res.body);
+    let res = post_events(
+        &server,
+        &sdk,
+        vec![conversion("c1", "u1", unix_ms_now(), Some(5.0))],
+    )
+    .await;
+    assert_eq!(res.body["accepted"], 1, "{}", res.body);
+    let r = results(&server, "").await;
+    let treatment = arm(&r["overall"], "treatment");
+    assert_eq!(
+        (treatment["users"].as_u64(), treatment["converted"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+
+    let db = rusqlite::Connection::open(server.data_dir().join("tailor.db")).unwrap();
+    let (timestamp, client_timestamp): (i64, i64) = db
+        .query_row(
+            "SELECT payload ->> 'timestamp', payload ->> 'client_timestamp' FROM events WHERE id = 'e1'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(client_timestamp, claimed);
+    assert!(
+        timestamp < claimed - hour,
+        "stored at its arrival: {timestamp}"
+    );
+
+    let res = post_events(
+        &server,
+        &sdk,
+        vec![exposure("e2", "u2", "treatment", unix_ms_now() + 25 * hour)],
+    )
+    .await;
+    assert_eq!(res.body["accepted"], 0, "{}", res.body);
+    assert!(
+        res.body["rejected"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("more than a day in the future")),
+        "{}",
+        res.body
+    );
+}
+
 #[tokio::test]
 async fn a_rebuild_from_raw_events_gives_identical_results_and_survives_restart() {
     let (mut server, sdk) = setup().await;

@@ -155,7 +155,7 @@ impl ResponseError for DashboardError {
                 .finish();
         }
         if let DashboardError::Api(e) = self {
-            e.log_store_failure("dashboard");
+            e.log_server_failure("dashboard");
         }
         let problems: Vec<String> = match self {
             DashboardError::Api(ApiError::InvalidConfig(e)) => e

@@ -31,7 +31,9 @@ fn confirm_page(
     question: &str,
     details: Markup,
     form: Option<(&str, Markup, &str)>,
-) -> HttpResponse {
+) -> Result<HttpResponse, DashboardError> {
+    // The flag's ETag as reviewed: the confirmation is refused if the flag changes meanwhile.
+    let if_match = content_etag(flag)?;
     let back = flag_url(env, &flag.key);
     let body = html! {
         p.crumbs { a href=(super::env_url(env, "flags")) { "Flags" } " / " a href=(back) { (flag.key) } " / " }
@@ -42,7 +44,7 @@ fn confirm_page(
                 Some((action, fields, label)) => {
                     form method="post" action=(action) {
                         (csrf_field(me))
-                        input type="hidden" name="if_match" value=(content_etag(flag));
+                        input type="hidden" name="if_match" value=(if_match);
                         (fields)
                         div.actions {
                             button.primary #confirm type="submit" { (label) }
@@ -56,7 +58,7 @@ fn confirm_page(
         }
     };
     let nav = nav(state, me, Some(env), Section::Flags);
-    page_response(views::layout(question, &nav, body))
+    Ok(page_response(views::layout(question, &nav, body)))
 }
 
 /// After a change: back to the flag page, which says which revision was published.
@@ -134,15 +136,7 @@ pub(super) async fn confirm_rollout(
     if coverage == rule.coverage {
         let details =
             html! { p { (name) " of " (key) " already covers " (from) " of its audience." } };
-        return Ok(confirm_page(
-            &state,
-            &me,
-            &env,
-            flag,
-            "Nothing to change",
-            details,
-            None,
-        ));
+        return confirm_page(&state, &me, &env, flag, "Nothing to change", details, None);
     }
     let question = format!("Change the coverage of {name} from {from} to {to}?");
     let details = html! {
@@ -166,7 +160,7 @@ pub(super) async fn confirm_rollout(
         input type="hidden" name="coverage_bp" value=(coverage);
     };
     let action = format!("{}/rollout", flag_url(&env, &key));
-    Ok(confirm_page(
+    confirm_page(
         &state,
         &me,
         &env,
@@ -174,7 +168,7 @@ pub(super) async fn confirm_rollout(
         &question,
         details,
         Some((&action, fields, &format!("Confirm: roll out to {to}"))),
-    ))
+    )
 }
 
 /// `POST …/flags/{flag}/rollout`: applies the reviewed coverage change.
@@ -243,15 +237,7 @@ pub(super) async fn confirm_toggle(
     let enabled = parse_enabled(query.enabled.as_deref())?;
     if enabled == flag.enabled {
         let details = html! { p { "Flag " (key) " is already " (if enabled { "on" } else { "paused" }) "." } };
-        return Ok(confirm_page(
-            &state,
-            &me,
-            &env,
-            flag,
-            "Nothing to change",
-            details,
-            None,
-        ));
+        return confirm_page(&state, &me, &env, flag, "Nothing to change", details, None);
     }
     let (question, label) = if enabled {
         (format!("Resume flag {key}?"), "Confirm: resume")
@@ -268,7 +254,7 @@ pub(super) async fn confirm_toggle(
     };
     let fields = html! { input type="hidden" name="enabled" value=(enabled); };
     let action = format!("{}/toggle", flag_url(&env, &key));
-    Ok(confirm_page(
+    confirm_page(
         &state,
         &me,
         &env,
@@ -276,7 +262,7 @@ pub(super) async fn confirm_toggle(
         &question,
         details,
         Some((&action, fields, label)),
-    ))
+    )
 }
 
 /// `POST …/flags/{flag}/toggle`.
@@ -343,7 +329,7 @@ pub(super) async fn confirm_restore(
     };
     let fields = html! { input type="hidden" name="audit_id" value=(audit_id); };
     let action = format!("{}/restore", flag_url(&env, &key));
-    Ok(confirm_page(
+    confirm_page(
         &state,
         &me,
         &env,
@@ -351,7 +337,7 @@ pub(super) async fn confirm_restore(
         &question,
         details,
         Some((&action, fields, "Confirm: roll back")),
-    ))
+    )
 }
 
 /// `POST …/flags/{flag}/restore`.

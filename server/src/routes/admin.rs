@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::{
     check_if_match, check_if_match_value, content_etag, parse_body, path_segment, require_admin,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::keys::Actor;
 use crate::publish::Published;
 use crate::state::{AppState, Change};
@@ -114,8 +114,12 @@ fn not_found<R: Resource>(env: &str, key: &str) -> ApiError {
     ))
 }
 
-fn to_json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
-    serde_json::to_value(v).ok()
+/// A resource as JSON, for the audit log and responses. A failure is an error: an audit entry
+/// without its before or after would hide what changed.
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v)
+        .map_err(InternalError::serialize("a resource"))
+        .map_err(ApiError::from)
 }
 
 fn written(
@@ -167,7 +171,7 @@ async fn get<R: Resource>(
     let item = find::<R>(current.snapshot.document(), &key)
         .ok_or_else(|| not_found::<R>(&env_key, &key))?;
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, content_etag(item)))
+        .insert_header((header::ETAG, content_etag(item)?))
         .insert_header(("X-Tailor-Revision", current.revision.to_string()))
         .json(item))
 }
@@ -188,8 +192,8 @@ async fn create<R: Resource>(
         )));
     }
     let key = item.key().to_string();
-    let etag = content_etag(&item);
-    let after = to_json(&item);
+    let etag = content_etag(&item)?;
+    let after = Some(to_json(&item)?);
     let published = state
         .write(&env_key, &actor, |doc| {
             if find::<R>(doc, &key).is_some() {
@@ -212,7 +216,9 @@ async fn create<R: Resource>(
         actix_web::http::StatusCode::CREATED,
         &published,
         Some(etag),
-        find::<R>(published.snapshot.document(), &key).and_then(to_json),
+        find::<R>(published.snapshot.document(), &key)
+            .map(to_json)
+            .transpose()?,
     );
     res.headers_mut().insert(
         header::LOCATION,
@@ -240,8 +246,8 @@ async fn update<R: Resource>(
             R::KIND
         )));
     }
-    let etag = content_etag(&item);
-    let after = to_json(&item);
+    let etag = content_etag(&item)?;
+    let after = Some(to_json(&item)?);
     let published = state
         .write(&env_key, &actor, |doc| {
             let list = R::list_mut(doc);
@@ -249,8 +255,8 @@ async fn update<R: Resource>(
                 .iter_mut()
                 .find(|r| r.key() == key)
                 .ok_or_else(|| not_found::<R>(&env_key, &key))?;
-            check_if_match(&req, &content_etag(&*slot), true)?;
-            let before = to_json(&*slot);
+            check_if_match(&req, &content_etag(&*slot)?, true)?;
+            let before = Some(to_json(&*slot)?);
             *slot = item;
             Ok(Change {
                 action: "update",
@@ -265,7 +271,9 @@ async fn update<R: Resource>(
         actix_web::http::StatusCode::OK,
         &published,
         Some(etag),
-        find::<R>(published.snapshot.document(), &key).and_then(to_json),
+        find::<R>(published.snapshot.document(), &key)
+            .map(to_json)
+            .transpose()?,
     ))
 }
 
@@ -283,8 +291,8 @@ async fn delete<R: Resource>(
                 .iter()
                 .position(|r| r.key() == key)
                 .ok_or_else(|| not_found::<R>(&env_key, &key))?;
-            check_if_match(&req, &content_etag(&list[index]), true)?;
-            let before = to_json(&list[index]);
+            check_if_match(&req, &content_etag(&list[index])?, true)?;
+            let before = Some(to_json(&list[index])?);
             list.remove(index);
             Ok(Change {
                 action: "delete",
@@ -346,7 +354,7 @@ async fn rollout(
         body.coverage,
     )
     .await?;
-    Ok(flag_written(&published, &key))
+    flag_written(&published, &key)
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,7 +374,7 @@ async fn toggle(
     let body: ToggleBody = parse_body(&req, &body).await?;
     let published =
         toggle_flag(&state, &env_key, &key, &actor, if_match(&req), body.enabled).await?;
-    Ok(flag_written(&published, &key))
+    flag_written(&published, &key)
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,7 +401,7 @@ async fn restore(
         body.audit_id,
     )
     .await?;
-    Ok(flag_written(&published, &key))
+    flag_written(&published, &key)
 }
 
 // The flag actions below are the one implementation behind both the admin API handlers above
@@ -536,27 +544,27 @@ async fn edit_flag(
                 .iter_mut()
                 .find(|f| f.key == key)
                 .ok_or_else(|| not_found::<Flag>(env_key, key))?;
-            check_if_match_value(if_match, &content_etag(&*flag), false)?;
-            let before = to_json(&*flag);
+            check_if_match_value(if_match, &content_etag(&*flag)?, false)?;
+            let before = Some(to_json(&*flag)?);
             edit(flag)?;
             Ok(Change {
                 action,
                 kind: "flag",
                 key: key.to_string(),
                 before,
-                after: to_json(&*flag),
+                after: Some(to_json(&*flag)?),
             })
         })
         .await
 }
 
 /// The response of a flag action: the flag as written, its ETag and the new revision.
-fn flag_written(published: &Published, key: &str) -> HttpResponse {
+fn flag_written(published: &Published, key: &str) -> Result<HttpResponse, ApiError> {
     let flag = find::<Flag>(published.snapshot.document(), key);
-    written(
+    Ok(written(
         actix_web::http::StatusCode::OK,
         published,
-        flag.map(content_etag),
-        flag.and_then(to_json),
-    )
+        flag.map(content_etag).transpose()?,
+        flag.map(to_json).transpose()?,
+    ))
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tailor_core::{assign, ConfigDocument, Reason, User};
 
 use super::{check_if_match, parse_body, require_admin};
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::state::{AppState, Change};
 use crate::store::{AuditQuery, KeyKind};
 
@@ -90,19 +90,30 @@ async fn export(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let current = state.environment(&path)?.current();
-    let doc = current.snapshot.document();
-    let mut res = HttpResponse::Ok();
-    res.insert_header((header::ETAG, current.etag.clone()))
-        .insert_header(("X-Tailor-Revision", current.revision.to_string()));
-    match query.format.as_deref() {
-        None | Some("json") => Ok(res
-            .content_type("application/json")
-            .body(doc.to_json_pretty())),
-        Some("yaml") => Ok(res.content_type("application/yaml").body(doc.to_yaml())),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "format: must be `json` or `yaml`, got `{other}`"
-        ))),
-    }
+    let (content_type, body) = export_body(current.snapshot.document(), query.format.as_deref())?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, current.etag.clone()))
+        .insert_header(("X-Tailor-Revision", current.revision.to_string()))
+        .content_type(content_type)
+        .body(body))
+}
+
+/// The exported document and its content type. A document that cannot be written is an
+/// error: an empty 200 would read as an empty config, and importing it would wipe one.
+fn export_body(
+    doc: &ConfigDocument,
+    format: Option<&str>,
+) -> Result<(&'static str, String), ApiError> {
+    let (content_type, body) = match format {
+        None | Some("json") => ("application/json", doc.try_to_json_pretty()),
+        Some("yaml") => ("application/yaml", doc.try_to_yaml()),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format: must be `json` or `yaml`, got `{other}`"
+            )))
+        }
+    };
+    Ok((content_type, body.map_err(InternalError::Export)?))
 }
 
 #[derive(Deserialize)]
@@ -119,13 +130,15 @@ struct DiffEntry {
     change: &'static str,
 }
 
+/// Adds to `out` what changes from `old` to `new`. Items are compared as JSON; one that cannot
+/// be serialized is an error, not "unchanged".
 fn diff_kind<T: Serialize>(
     kind: &'static str,
     old: &[T],
     new: &[T],
     key: impl Fn(&T) -> &str,
     out: &mut Vec<DiffEntry>,
-) {
+) -> Result<(), ApiError> {
     for n in new {
         match old.iter().find(|o| key(o) == key(n)) {
             None => out.push(DiffEntry {
@@ -133,13 +146,11 @@ fn diff_kind<T: Serialize>(
                 key: key(n).to_string(),
                 change: "added",
             }),
-            Some(o) if serde_json::to_value(o).ok() != serde_json::to_value(n).ok() => {
-                out.push(DiffEntry {
-                    kind,
-                    key: key(n).to_string(),
-                    change: "changed",
-                })
-            }
+            Some(o) if as_json(o)? != as_json(n)? => out.push(DiffEntry {
+                kind,
+                key: key(n).to_string(),
+                change: "changed",
+            }),
             Some(_) => {}
         }
     }
@@ -152,9 +163,17 @@ fn diff_kind<T: Serialize>(
             });
         }
     }
+    Ok(())
 }
 
-fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Vec<DiffEntry> {
+/// An imported or replaced value as JSON, for the diff and the audit log.
+fn as_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(InternalError::serialize("the config for the import's diff"))
+        .map_err(ApiError::from)
+}
+
+fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Result<Vec<DiffEntry>, ApiError> {
     let mut out = Vec::new();
     diff_kind(
         "segment",
@@ -162,17 +181,17 @@ fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Vec<DiffEntry> {
         &new.segments,
         |s| &s.key,
         &mut out,
-    );
-    diff_kind("flag", &old.flags, &new.flags, |f| &f.key, &mut out);
+    )?;
+    diff_kind("flag", &old.flags, &new.flags, |f| &f.key, &mut out)?;
     diff_kind(
         "experiment",
         &old.experiments,
         &new.experiments,
         |e| &e.key,
         &mut out,
-    );
-    diff_kind("layer", &old.layers, &new.layers, |l| &l.key, &mut out);
-    out
+    )?;
+    diff_kind("layer", &old.layers, &new.layers, |l| &l.key, &mut out)?;
+    Ok(out)
 }
 
 /// Top-level fields of a config document. Reading ignores unknown fields (forward
@@ -237,7 +256,7 @@ async fn import(
         check_if_match(&req, &current.etag, false)?;
         incoming.environment = env_key.clone();
         incoming.revision = current.revision + 1;
-        let changes = diff(current.snapshot.document(), &incoming);
+        let changes = diff(current.snapshot.document(), &incoming)?;
         tailor_core::compile(incoming).map_err(ApiError::InvalidConfig)?;
         return Ok(HttpResponse::Ok().json(serde_json::json!({
             "dry_run": true,
@@ -249,9 +268,9 @@ async fn import(
     let published = state
         .write(&env_key, &actor, |doc| {
             check_if_match(&req, &env.current().etag, false)?;
-            changes = diff(doc, &incoming);
-            let before = serde_json::to_value(&*doc).ok();
-            let after = serde_json::to_value(&incoming).ok();
+            changes = diff(doc, &incoming)?;
+            let before = Some(as_json(&*doc)?);
+            let after = Some(as_json(&incoming)?);
             *doc = incoming;
             Ok(Change {
                 action: "import",
@@ -423,11 +442,65 @@ async fn revoke_key(
     }
     if !state
         .store
-        .revoke_key(&path, &crate::state::now_rfc3339())
+        .revoke_key(&path, &crate::state::now_rfc3339()?)
         .await?
     {
         return Err(ApiError::NotFound(format!("no active key `{path}`")));
     }
     state.reload_keys().await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::Unserializable;
+
+    #[test]
+    fn an_unserializable_item_is_an_error_not_unchanged() {
+        let old = [("a", Unserializable)];
+        let new = [("a", Unserializable)];
+        let mut out = Vec::new();
+        let result = diff_kind("flag", &old, &new, |item| item.0, &mut out);
+        assert!(
+            matches!(
+                result,
+                Err(ApiError::Internal(InternalError::Serialize { .. }))
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn the_diff_names_added_changed_and_removed_items() {
+        let old = [("a", 1), ("b", 1), ("c", 1)];
+        let new = [("a", 1), ("b", 2), ("d", 1)];
+        let mut out = Vec::new();
+        diff_kind("flag", &old, &new, |item| item.0, &mut out).unwrap();
+        let changes: Vec<_> = out.iter().map(|e| (e.key.as_str(), e.change)).collect();
+        assert_eq!(
+            changes,
+            [("b", "changed"), ("d", "added"), ("c", "removed")]
+        );
+    }
+
+    #[test]
+    fn export_writes_json_or_yaml_and_refuses_other_formats() {
+        let doc = ConfigDocument {
+            environment: "dev".into(),
+            revision: 4,
+            ..ConfigDocument::default()
+        };
+        let (content_type, json) = export_body(&doc, None).unwrap();
+        assert_eq!(content_type, "application/json");
+        assert_eq!(ConfigDocument::from_json(&json).unwrap(), doc);
+        let (content_type, yaml) = export_body(&doc, Some("yaml")).unwrap();
+        assert_eq!(content_type, "application/yaml");
+        assert_eq!(ConfigDocument::from_yaml(&yaml).unwrap(), doc);
+        assert!(matches!(
+            export_body(&doc, Some("toml")),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
 }

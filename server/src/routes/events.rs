@@ -38,8 +38,14 @@ const EARLIEST_MS: i64 = 946_684_800_000;
 /// Largest JSON text of one event. Its fields' own limits add up to under 2 KiB; this bounds
 /// what unknown extra fields, which are stored as received, can add.
 const MAX_EVENT_JSON_BYTES: usize = 8 * 1024;
-/// Clock skew tolerated into the future.
+/// Furthest into the future an event may be stamped; later is surely a unit mistake.
 const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+/// Clock skew taken as sent. An event stamped further ahead than this (and at most
+/// [`MAX_FUTURE_MS`]) comes from a clock that runs ahead: it is stored at the time it was
+/// received instead, with the time it claimed kept as `client_timestamp`. Otherwise a device
+/// whose clock runs an hour ahead would place a user's first exposure after conversions that
+/// really followed it, and those conversions would not count.
+const SKEW_TAKEN_AS_SENT_MS: i64 = 5 * 60 * 1000;
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.is_empty() {
@@ -81,6 +87,25 @@ fn validate(event: &Event, now_ms: i64) -> Result<(), String> {
         return Err(format!("timestamp: {ts} is more than a day in the future"));
     }
     Ok(())
+}
+
+/// The event re-stamped with the time it was received (`now_ms`); its JSON keeps every field it
+/// was sent with, plus the claimed time as `client_timestamp`.
+fn stamped_when_received(
+    mut event: Event,
+    json: &str,
+    now_ms: i64,
+) -> Result<EncodedEvent<'static>, String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("event: {e}"))?;
+    object.insert("client_timestamp".into(), event.timestamp().into());
+    object.insert("timestamp".into(), now_ms.into());
+    event.set_timestamp(now_ms);
+    let json = serde_json::to_string(&object).map_err(|e| format!("event: {e}"))?;
+    Ok(EncodedEvent {
+        event,
+        json: std::borrow::Cow::Owned(json),
+    })
 }
 
 fn now_ms() -> i64 {
@@ -133,6 +158,15 @@ pub(crate) async fn ingest(
                 .and_then(|ev| validate(&ev, now).map(|()| ev))
         };
         match parsed {
+            Ok(ev) if ev.timestamp() > now + SKEW_TAKEN_AS_SENT_MS => {
+                match stamped_when_received(ev, json, now) {
+                    Ok(ev) => {
+                        state.metrics.events_clock_ahead.inc();
+                        good.push(ev);
+                    }
+                    Err(reason) => rejected.push(Rejected { index, reason }),
+                }
+            }
             // Stored as received: it was just parsed and checked, so it is not encoded again.
             Ok(ev) => good.push(EncodedEvent::received(ev, json)),
             Err(reason) => rejected.push(Rejected { index, reason }),

@@ -19,7 +19,7 @@ use tailor_core::{
 };
 
 use super::authenticate;
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError};
 use crate::state::AppState;
 use crate::store::KeyKind;
 
@@ -196,14 +196,18 @@ async fn evaluate_one(
     }
 }
 
-/// ETag of a bulk result: it depends on both the config revision and the context.
-fn bulk_etag(config_etag: &str, user: &User) -> String {
+/// ETag of a bulk result: it depends on both the config revision and the context (attributes
+/// that cannot be serialized are an error, not a hash of nothing shared by every such context).
+fn bulk_etag(config_etag: &str, user: &User) -> Result<String, ApiError> {
     let attrs: BTreeMap<&str, AttributeRef<'_>> = user.attributes().collect();
+    let attrs = serde_json::to_vec(&attrs).map_err(InternalError::serialize(
+        "the evaluation context for its ETag",
+    ))?;
     let mut h = Sha256::new();
     h.update(config_etag.as_bytes());
     h.update(user.key().as_bytes());
-    h.update(serde_json::to_vec(&attrs).unwrap_or_default());
-    format!("\"{}\"", hex::encode(&h.finalize()[..12]))
+    h.update(attrs);
+    Ok(format!("\"{}\"", hex::encode(&h.finalize()[..12])))
 }
 
 async fn evaluate_all(
@@ -217,7 +221,7 @@ async fn evaluate_all(
         Err((code, details)) => return Ok(failure(StatusCode::BAD_REQUEST, None, code, details)),
     };
     let current = env.current();
-    let etag = bulk_etag(&current.etag, &user);
+    let etag = bulk_etag(&current.etag, &user)?;
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::error::{ApiError, InternalError};
 use crate::state::AppState;
 
 /// The OpenAPI document describing every route, kept in sync by a test.
@@ -52,10 +53,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(InternalError::Metrics(e)))?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text))
 }
 
 async fn openapi() -> HttpResponse {

@@ -98,7 +98,7 @@ pub fn experiment_report(
         experiment,
         totals.as_ref(),
         query,
-        now_rfc3339(),
+        now_rfc3339()?,
     )?;
     report.timeline = state
         .collector
