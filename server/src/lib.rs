@@ -25,6 +25,7 @@
 //!   pure functions checked against gbstats/scipy fixtures in `fixtures/stats/`.
 //! - [`error`]: `ApiError` → status code and JSON body.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod attribution;

@@ -1,4 +1,5 @@
 //! `tailor-server serve`: runs the server on the embedded store (or as configured).
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::Parser;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -134,7 +134,13 @@ async fn everything_survives_a_restart() {
 async fn acknowledged_writes_survive_kill_9() {
     const WRITERS: usize = 3;
     let mut server = Server::start().await;
-    let mut rng = rand::thread_rng();
+    // The kill times come from a seed printed here: `TAILOR_TEST_SEED=<seed>` replays a failure.
+    let seed = std::env::var("TAILOR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("acknowledged_writes_survive_kill_9: TAILOR_TEST_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let initial = server.revision("development").await;
     let mut all_acked = BTreeSet::new();
 
@@ -174,7 +180,9 @@ async fn acknowledged_writes_survive_kill_9() {
             async move { (n >= 5).then_some(()) }
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..250))).await;
+        let delay = rng.gen_range(0..250);
+        println!("round {round}: kill -9 {delay} ms after the fifth acknowledgement");
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         server.kill9();
         for w in writers {
             w.await.expect("writer task");

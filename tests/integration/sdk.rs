@@ -358,7 +358,11 @@ async fn events_survive_a_server_killed_and_restarted_and_are_stored_once() {
 
     server.kill9();
     record(300, 600); // queued while the server is down; delivery keeps retrying
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::support::eventually("a delivery attempt to fail", PATIENCE, || {
+        let failed = client.event_stats().failed_attempts;
+        async move { (failed > 0).then_some(()) }
+    })
+    .await;
     server.spawn().await;
     record(600, 900);
     client.flush().await.unwrap();

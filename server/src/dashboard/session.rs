@@ -76,13 +76,23 @@ impl Sessions {
 
     /// Opens a session for `key`; returns the id to put in the cookie.
     pub async fn create(&self, store: &dyn Store, key: &ApiKey) -> Result<String, StoreError> {
+        self.create_at(store, key, unix_now()).await
+    }
+
+    /// [`Sessions::create`] as of `now` (Unix seconds; a parameter so tests need not sleep).
+    async fn create_at(
+        &self,
+        store: &dyn Store,
+        key: &ApiKey,
+        now: i64,
+    ) -> Result<String, StoreError> {
         let id = random_token();
         let lifetime = i64::try_from(self.config.lifetime.as_secs()).unwrap_or(i64::MAX);
         let session = StoredSession {
             key_digest: key.digest.clone(),
             key_name: key.name.clone(),
             csrf: random_token(),
-            expires_at: unix_now().saturating_add(lifetime.max(1)),
+            expires_at: now.saturating_add(lifetime.max(1)),
         };
         store.put_session(&keys::digest(&id), &session).await?;
         Ok(id)
@@ -90,8 +100,18 @@ impl Sessions {
 
     /// The live session with this id, if any.
     pub async fn get(&self, store: &dyn Store, id: &str) -> Result<Option<Session>, StoreError> {
+        self.get_at(store, id, unix_now()).await
+    }
+
+    /// [`Sessions::get`] as of `now` (Unix seconds).
+    async fn get_at(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
         Ok(store
-            .session(&keys::digest(id), unix_now())
+            .session(&keys::digest(id), now)
             .await?
             .map(|s| Session {
                 key_digest: s.key_digest,
@@ -173,10 +193,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::sqlite::SqliteStore::open(dir.path()).unwrap();
         let sessions = Sessions::new(SessionConfig {
-            lifetime: Duration::from_secs(1),
+            lifetime: Duration::from_secs(3600),
             secure_cookies: true,
         });
-        let id = sessions.create(&store, &key()).await.unwrap();
+        let now = unix_now();
+        let id = sessions.create_at(&store, &key(), now).await.unwrap();
         assert_eq!(id.len(), 64, "256 bits, hex");
         let s = sessions.get(&store, &id).await.unwrap().unwrap();
         assert_eq!(s.key_name, "admin");
@@ -186,9 +207,20 @@ mod tests {
             .await
             .unwrap()
             .is_none());
-        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert!(
-            sessions.get(&store, &id).await.unwrap().is_none(),
+            sessions
+                .get_at(&store, &id, now + 3599)
+                .await
+                .unwrap()
+                .is_some(),
+            "live until its last second"
+        );
+        assert!(
+            sessions
+                .get_at(&store, &id, now + 3600)
+                .await
+                .unwrap()
+                .is_none(),
             "expired"
         );
 

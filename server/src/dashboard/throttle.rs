@@ -49,14 +49,25 @@ impl SignInThrottle {
 
     /// How long `address` must wait before it may try again (`None`: it may try now).
     pub fn wait(&self, address: IpAddr) -> Option<Duration> {
+        self.wait_at(address, Instant::now())
+    }
+
+    /// [`SignInThrottle::wait`] as of `now` (the clock is a parameter so tests need not sleep).
+    fn wait_at(&self, address: IpAddr, now: Instant) -> Option<Duration> {
         let (count, since) = *self.lock().get(&address)?;
-        let left = self.window.checked_sub(since.elapsed())?;
+        let left = self
+            .window
+            .checked_sub(now.saturating_duration_since(since))?;
         (count >= self.max_failures && !left.is_zero()).then_some(left)
     }
 
     /// Counts a failed sign-in from `address`.
     pub fn failed(&self, address: IpAddr) {
-        let now = Instant::now();
+        self.failed_at(address, Instant::now());
+    }
+
+    /// [`SignInThrottle::failed`] as of `now`.
+    fn failed_at(&self, address: IpAddr, now: Instant) {
         let mut map = self.lock();
         if map.len() >= MAX_TRACKED {
             let window = self.window;
@@ -84,22 +95,26 @@ mod tests {
 
     #[test]
     fn an_address_waits_after_too_many_failures_until_the_window_ends() {
-        let throttle = SignInThrottle::new(3, Duration::from_millis(300));
-        for _ in 0..2 {
-            throttle.failed(A);
-            assert_eq!(throttle.wait(A), None);
+        let window = Duration::from_secs(300);
+        let throttle = SignInThrottle::new(3, window);
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        for t in 0..2 {
+            throttle.failed_at(A, at(t));
+            assert_eq!(throttle.wait_at(A, at(t)), None);
         }
-        throttle.failed(A);
-        let wait = throttle.wait(A);
-        assert!(
-            wait.is_some_and(|w| w <= Duration::from_millis(300)),
-            "{wait:?}"
+        throttle.failed_at(A, at(2));
+        // The window runs from the first failure.
+        assert_eq!(throttle.wait_at(A, at(2)), Some(Duration::from_secs(298)));
+        assert_eq!(throttle.wait_at(A, at(299)), Some(Duration::from_secs(1)));
+        assert_eq!(
+            throttle.wait_at(B, at(2)),
+            None,
+            "other addresses are not affected"
         );
-        assert_eq!(throttle.wait(B), None, "other addresses are not affected");
-        std::thread::sleep(Duration::from_millis(320));
-        assert_eq!(throttle.wait(A), None, "the window is over");
-        throttle.failed(A);
-        assert_eq!(throttle.wait(A), None, "counting starts again");
+        assert_eq!(throttle.wait_at(A, at(300)), None, "the window is over");
+        throttle.failed_at(A, at(300));
+        assert_eq!(throttle.wait_at(A, at(300)), None, "counting starts again");
     }
 
     #[test]
