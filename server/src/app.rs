@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
@@ -54,6 +56,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         let mut state = AppState::load(store, metrics).await?;
+        state.trusted_proxies = settings.trusted_proxies.clone();
         state.sessions = Sessions::new(SessionConfig {
             lifetime: Duration::from_secs(settings.dashboard_session_hours.max(1) * 3600),
             secure_cookies: settings.dashboard_secure_cookies,
@@ -107,6 +110,9 @@ impl Application {
                     actix_web::middleware::ErrorHandlers::new()
                         .default_handler(move |res| crate::error::json_error_body(res, body_limit)),
                 )
+                // Outermost, so error bodies rewritten above get it too: browsers must not sniff
+                // a JSON or CSV answer (which may echo user input) into HTML or script.
+                .wrap(nosniff())
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(serde_json::json!({
@@ -140,6 +146,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// `X-Content-Type-Options: nosniff` on every response that does not set it itself.
+fn nosniff() -> DefaultHeaders {
+    DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
 }
 
 /// First start: the `development` and `production` environments, an admin key, and an SDK and a

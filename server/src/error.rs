@@ -35,6 +35,12 @@ pub enum ApiError {
     /// A write without `If-Match`.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// Too many failed authentications from this address: wait this long.
+    #[error("too many failed authentications from your address; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyRequests {
+        /// How long until the address may try again.
+        retry_after: std::time::Duration,
+    },
     /// The server cannot serve this yet (store not loaded or unavailable).
     #[error("{0}")]
     Unavailable(String),
@@ -145,6 +151,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PreconditionRequired(_) => "precondition_required",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Store(_) => "storage_error",
             ApiError::Internal(_) => "internal_error",
@@ -177,6 +184,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -188,7 +196,14 @@ impl ResponseError for ApiError {
             ApiError::InvalidConfig(e) => Some(e.problems.as_slice()),
             _ => None,
         };
-        HttpResponse::build(self.status_code()).json(Body {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::TooManyRequests { retry_after } = self {
+            response.insert_header((
+                actix_web::http::header::RETRY_AFTER,
+                retry_after.as_secs().max(1).to_string(),
+            ));
+        }
+        response.json(Body {
             error: self.code(),
             message: self.to_string(),
             problems,

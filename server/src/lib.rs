@@ -11,6 +11,8 @@
 //!   [`store::redis`] the shared store for several instances (`--redis-url`, single node or
 //!   cluster: key layout, Lua scripts, change feed, durability).
 //! - [`keys`]: API key generation, hashing, constant-time checks.
+//! - [`client_address`]: a request's client address (the peer, or behind trusted proxies the
+//!   client named in `X-Forwarded-For`), for the failed-authentication throttle.
 //! - [`routes`]: HTTP handlers by area — `admin` (CRUD, rollout), `environments` (import/export,
 //!   preview, audit, keys), `sdk` (config + SSE), `ofrep`, `ops` (health, metrics, OpenAPI).
 //! - [`dashboard`]: the web dashboard under `/dashboard` (sign-in sessions, CSRF, HTML pages,
@@ -29,6 +31,7 @@
 
 pub mod app;
 pub mod attribution;
+pub mod client_address;
 pub mod collector;
 pub mod dashboard;
 pub mod error;

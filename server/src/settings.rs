@@ -71,6 +71,12 @@ pub struct Settings {
     /// directly or behind a TLS-terminating proxy).
     #[arg(long, env = "TAILOR_DASHBOARD_SECURE_COOKIES")]
     pub dashboard_secure_cookies: bool,
+    /// Reverse proxies in front of Tailor, comma-separated addresses or CIDR ranges (e.g.
+    /// `10.0.0.0/8,127.0.0.1`). Requests from them are attributed to the client they name in
+    /// `X-Forwarded-For`, so that the failed-authentication throttle counts per client, not per
+    /// proxy. Without it the header is ignored.
+    #[arg(long, env = "TAILOR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::client_address::ProxyRange>,
 }
 
 impl Settings {
@@ -88,6 +94,7 @@ impl Settings {
             workers: Some(2),
             dashboard_session_hours: 8,
             dashboard_secure_cookies: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

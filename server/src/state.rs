@@ -18,6 +18,7 @@ use serde_json::Value;
 use tailor_core::{compile, ConfigDocument};
 use tokio::sync::{broadcast, Mutex};
 
+use crate::client_address::ProxyRange;
 use crate::collector::Collector;
 use crate::dashboard::session::Sessions;
 use crate::dashboard::throttle::SignInThrottle;
@@ -100,8 +101,10 @@ pub struct AppState {
     pub collector: Collector,
     /// Dashboard sign-ins.
     pub sessions: Sessions,
-    /// Failed dashboard sign-ins per address.
-    pub sign_in_throttle: SignInThrottle,
+    /// Failed admin authentications (dashboard sign-ins and admin API calls) per address.
+    pub auth_throttle: SignInThrottle,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Vec<ProxyRange>,
     ready: AtomicBool,
 }
 
@@ -166,7 +169,8 @@ impl AppState {
             metrics,
             collector: Collector::default(),
             sessions: Sessions::default(),
-            sign_in_throttle: SignInThrottle::default(),
+            auth_throttle: SignInThrottle::default(),
+            trusted_proxies: Vec::new(),
             ready: AtomicBool::new(false),
         };
         for env in state.store.environments().await? {

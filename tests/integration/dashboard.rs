@@ -1050,6 +1050,17 @@ async fn attempt_sign_in(
     key: &str,
     next: &str,
 ) -> reqwest::Response {
+    attempt_sign_in_from(server, http, key, next, None).await
+}
+
+/// [`attempt_sign_in`] through a proxy that names the client in `X-Forwarded-For`.
+async fn attempt_sign_in_from(
+    server: &Server,
+    http: &reqwest::Client,
+    key: &str,
+    next: &str,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
     let form = http
         .get(server.url("/dashboard/login"))
         .send()
@@ -1057,12 +1068,81 @@ async fn attempt_sign_in(
         .unwrap();
     let login_cookie = cookie_value(&set_cookies(form.headers()), "tailor_login").unwrap();
     let token = hidden_field(&form.text().await.unwrap(), "csrf");
-    http.post(server.url("/dashboard/login"))
-        .header(COOKIE, format!("tailor_login={login_cookie}"))
-        .form(&[("csrf", token.as_str()), ("key", key), ("next", next)])
+    let mut post = http
+        .post(server.url("/dashboard/login"))
+        .header(COOKIE, format!("tailor_login={login_cookie}"));
+    if let Some(client) = forwarded_for {
+        post = post.header("x-forwarded-for", client);
+    }
+    post.form(&[("csrf", token.as_str()), ("key", key), ("next", next)])
         .send()
         .await
         .unwrap()
+}
+
+/// Failed admin-API authentications are throttled like sign-ins (one count per address), and
+/// behind a trusted proxy each client named in `X-Forwarded-For` has its own count: one client
+/// guessing keys does not lock the others out. Without the setting the header is ignored, so a
+/// guesser cannot escape the count by making up addresses.
+#[tokio::test]
+async fn failed_authentications_count_per_client_behind_a_trusted_proxy() {
+    let guess = |server: &Server, n: usize, client: &str| {
+        send(
+            server
+                .with_key(
+                    Method::GET,
+                    "/api/v1/environments",
+                    &format!("tlr_admin_guess{n}"),
+                )
+                .header("x-forwarded-for", client),
+        )
+    };
+    let server = Server::start_with(&[("TAILOR_TRUSTED_PROXIES", "127.0.0.1/32, ::1")]).await;
+    for n in 0..10 {
+        guess(&server, n, "203.0.113.5")
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
+    }
+    let res = send(
+        server
+            .admin(Method::GET, "/api/v1/environments")
+            .header("x-forwarded-for", "203.0.113.5"),
+    )
+    .await;
+    res.assert_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "retry in",
+    );
+    assert!(res.header("retry-after").is_some());
+    send(
+        server
+            .admin(Method::GET, "/api/v1/environments")
+            .header("x-forwarded-for", "203.0.113.6"),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let http = no_redirects();
+    let signed_in =
+        attempt_sign_in_from(&server, &http, ADMIN_KEY, "/dashboard", Some("203.0.113.6")).await;
+    assert_eq!(
+        signed_in.status(),
+        StatusCode::SEE_OTHER,
+        "another client signs in"
+    );
+    let throttled =
+        attempt_sign_in_from(&server, &http, ADMIN_KEY, "/dashboard", Some("203.0.113.5")).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let untrusting = Server::start().await;
+    for n in 0..10 {
+        guess(&untrusting, n, &format!("198.51.100.{n}"))
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
+    }
+    guess(&untrusting, 10, "198.51.100.99")
+        .await
+        .assert_status(StatusCode::TOO_MANY_REQUESTS);
 }
 
 /// Guessing keys through the sign-in form stops after ten failures: then even the right key

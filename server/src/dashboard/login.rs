@@ -5,8 +5,6 @@
 //! in a hidden field, and the post must carry both, equal. SDK and client keys cannot sign in.
 //! Too many failed sign-ins from one address make it wait (`throttle.rs`).
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
@@ -14,6 +12,7 @@ use serde::Deserialize;
 
 use super::session::{self, random_token};
 use super::{csrf, page_response, query_value, signed_in, views, DashboardError, Form};
+use crate::client_address::client_address;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::KeyKind;
@@ -126,10 +125,8 @@ pub(super) async fn sign_in(
         ));
     }
     let next = safe_next(form.get("next"));
-    let address = req
-        .peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    if let Some(wait) = state.sign_in_throttle.wait(address) {
+    let address = client_address(&req, &state.trusted_proxies);
+    if let Some(wait) = state.auth_throttle.wait(address) {
         tracing::warn!(%address, "dashboard sign-in throttled");
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let message = format!(
@@ -151,7 +148,7 @@ pub(super) async fn sign_in(
     let secret = form.get("key").unwrap_or_default().trim();
     let key = state.authenticate(secret);
     let Some(key) = key.filter(|k| k.kind == KeyKind::Admin) else {
-        state.sign_in_throttle.failed(address);
+        state.auth_throttle.failed(address);
         tracing::info!(%address, "dashboard sign-in refused");
         return Ok(render(
             &state,
@@ -161,7 +158,7 @@ pub(super) async fn sign_in(
             false,
         ));
     };
-    state.sign_in_throttle.succeeded(address);
+    state.auth_throttle.succeeded(address);
     let id = state
         .sessions
         .create(state.store.as_ref(), &key)

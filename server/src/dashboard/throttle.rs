@@ -1,9 +1,10 @@
-//! Failed dashboard sign-ins per client address: after too many, that address has to wait.
+//! Failed admin authentications per client address (dashboard sign-ins and admin API calls
+//! share one count): after too many, that address has to wait.
 //!
-//! The limit is per instance and per peer address (behind a reverse proxy every browser shares
-//! the proxy's address, and then the limit is shared too). Only the sign-in form is throttled:
-//! API callers present keys of 256 random bits, and an SDK with a revoked key must keep getting
-//! its 401, not a 429 it would retry.
+//! The limit is per instance and per client address ([`crate::client_address`]: behind reverse
+//! proxies listed in `--trusted-proxies`, the client they name; otherwise the peer, so behind an
+//! unlisted proxy everyone shares the proxy's count). SDK and OFREP endpoints are not throttled:
+//! an SDK with a revoked key must keep getting its 401, not a 429 it would retry.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

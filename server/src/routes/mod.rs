@@ -16,6 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tailor_core::nesting;
 
+use crate::client_address::client_address;
 use crate::error::{ApiError, InternalError};
 use crate::keys::{self, Actor};
 use crate::state::AppState;
@@ -53,8 +54,24 @@ pub fn sdk_cors() -> actix_cors::Cors {
 }
 
 /// Requires an admin key; returns it and the actor for the audit log.
+///
+/// Failed authentications count against the caller's address like failed dashboard sign-ins
+/// (`dashboard::throttle`): past the limit, the address gets `429` with `Retry-After`, whatever
+/// key it sends, until the window is over. Only the admin API is throttled: an SDK whose key was
+/// revoked must keep getting its 401, which it takes as final, not a 429 it would retry.
 pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(ApiKey, Actor), ApiError> {
-    let key = authenticate(req, state)?;
+    let address = client_address(req, &state.trusted_proxies);
+    if let Some(retry_after) = state.auth_throttle.wait(address) {
+        tracing::warn!(%address, "admin API authentication throttled");
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    let key = match authenticate(req, state) {
+        Err(ApiError::Unauthenticated) => {
+            state.auth_throttle.failed(address);
+            return Err(ApiError::Unauthenticated);
+        }
+        other => other?,
+    };
     if key.kind != KeyKind::Admin {
         return Err(ApiError::Forbidden(
             "this endpoint needs an admin key; SDK and client keys cannot use the admin API".into(),
