@@ -650,3 +650,89 @@ async fn configs_are_served_while_a_large_event_log_loads_after_a_restart() {
         ready.body
     );
 }
+
+/// A results CSV is safe to open in a spreadsheet: text cells that would run as formulas (here
+/// segment labels sent with exposures) start with `'`, numbers stay numbers, and the file is a
+/// download; no API answer, CSV, JSON or error, may be sniffed as another content type.
+#[tokio::test]
+async fn csv_exports_neutralise_formulas_and_api_answers_are_not_sniffed() {
+    let (server, sdk) = setup().await;
+    let segments = [r#"=HYPERLINK("http://x")"#, "-2+3", "@SUM(1)"];
+    let mut events = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        for variant in ["control", "treatment"] {
+            let mut e = exposure(
+                &format!("e{i}{variant}"),
+                &format!("u{i}{variant}"),
+                variant,
+                NOW,
+            );
+            e["segment"] = json!(segment);
+            events.push(e);
+        }
+    }
+    let res = post_events(&server, &sdk, events).await;
+    assert_eq!(res.body["accepted"], 6, "{}", res.body);
+
+    let csv = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results?format=csv",
+    ))
+    .await;
+    csv.assert_status(StatusCode::OK);
+    for row in [
+        "\n\"'=HYPERLINK(\"\"http://x\"\")\",control,1,0,",
+        "\n'-2+3,treatment,1,0,",
+        "\n'@SUM(1),control,1,0,",
+    ] {
+        assert!(csv.text.contains(row), "no {row:?} in\n{}", csv.text);
+    }
+    for line in csv.text.lines() {
+        assert!(
+            !line
+                .trim_start_matches('"')
+                .starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a row starts like a formula: {line:?}"
+        );
+    }
+    let header = |res: &crate::support::Resp, name: &str| {
+        res.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header(&csv, "content-disposition").as_deref(),
+        Some(r#"attachment; filename="hp-results.csv""#)
+    );
+    assert_eq!(
+        header(&csv, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+
+    let json = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp/results",
+    ))
+    .await;
+    json.assert_status(StatusCode::OK);
+    assert_eq!(
+        header(&json, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        header(&json, "content-disposition"),
+        None,
+        "JSON is not a download"
+    );
+    let missing = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/nope/results?format=csv",
+    ))
+    .await;
+    missing.assert_status(StatusCode::NOT_FOUND);
+    assert_eq!(
+        header(&missing, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+}

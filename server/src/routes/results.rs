@@ -1,5 +1,6 @@
 //! Results API (admin key): an experiment's analysis as JSON or CSV, and the aggregate rebuild.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -64,11 +65,35 @@ async fn experiment_results(
         None | Some("json") => Ok(HttpResponse::Ok().json(report)),
         Some("csv") => Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
+            .insert_header((header::CONTENT_DISPOSITION, csv_disposition(&experiment)))
             .body(results::to_csv(&report))),
         Some(other) => Err(ApiError::BadRequest(format!(
             "format: must be `json` or `csv`, got `{other}`"
         ))),
     }
+}
+
+/// `Content-Disposition` of the CSV export: a download (never rendered in the browser) named
+/// `<experiment>-results.csv`.
+fn csv_disposition(experiment: &str) -> String {
+    format!(
+        "attachment; filename=\"{}-results.csv\"",
+        safe_file_name(experiment)
+    )
+}
+
+/// `name` with every character but `[A-Za-z0-9._-]` replaced by `_`: experiment keys may hold
+/// anything, and a quote or line break would end the header's value, a `/` make a path.
+fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Results are not ready while the environment's stored events are first replayed.
@@ -127,4 +152,18 @@ async fn rebuild(
         "events_replayed": events,
         "seconds": started.elapsed().as_secs_f64(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csv_download_is_named_after_the_experiment_with_safe_characters_only() {
+        assert_eq!(
+            csv_disposition("homepage-v2.1_b"),
+            "attachment; filename=\"homepage-v2.1_b-results.csv\""
+        );
+        assert_eq!(safe_file_name("a\"b/c\\d e\r\nf;g=é"), "a_b_c_d_e__f_g__");
+    }
 }
