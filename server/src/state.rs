@@ -389,6 +389,8 @@ impl AppState {
         let current = env.current();
         let mut document = current.snapshot.document().clone();
         let change = mutate(&mut document)?;
+        tailor_core::key_rule::check_new_keys(current.snapshot.document(), &document)
+            .map_err(ApiError::InvalidConfig)?;
         document.environment = environment.to_string();
         document.revision = current.revision + 1;
         let snapshot = compile(document).map_err(ApiError::InvalidConfig)?;

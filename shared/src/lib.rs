@@ -13,6 +13,7 @@
 //! - [`user`]: the user key and typed attributes.
 //! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
+//! - [`key_rule`]: what a new segment, flag, variant, experiment or layer key may look like.
 //! - [`nesting`]: the nesting limit every config text is checked against before it is parsed.
 //!
 //! # Example
@@ -53,6 +54,7 @@ pub mod compile;
 pub mod error;
 pub mod evaluation;
 pub mod events;
+pub mod key_rule;
 pub mod model;
 pub mod nesting;
 pub mod snapshot;

@@ -548,10 +548,52 @@ async fn yaml_bodies_are_accepted_and_errors_name_the_path() {
     );
 }
 
+/// Keys that would break a URL, a header, the dashboard or a spreadsheet are refused, each
+/// problem naming its field (the key rule, `shared/src/key_rule.rs`).
 #[tokio::test]
-async fn keys_with_any_characters_are_addressable() {
+async fn keys_outside_the_key_rule_are_refused_naming_the_field() {
     let server = Server::start().await;
-    for key in ["café au lait", "a/b", "100%", "ünïcødé?#&"] {
+    let huge = "k".repeat(1 << 20);
+    for key in [
+        "café au lait",
+        "a/b",
+        "nul\0byte",
+        "rtl\u{202E}gnp.exe",
+        "=HYPERLINK(\"http://x\")",
+        huge.as_str(),
+    ] {
+        let res = send(
+            server
+                .admin(Method::POST, "/api/v1/environments/development/flags")
+                .json(&fixtures::bool_flag(key)),
+        )
+        .await;
+        res.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            res.problem_paths().iter().any(|p| p.ends_with(".key")),
+            "{}",
+            &res.text[..res.text.len().min(500)]
+        );
+        assert!(
+            res.text.len() < 4_096,
+            "the message does not echo a huge key"
+        );
+    }
+    let mut flag = fixtures::bool_flag("fine");
+    flag["variants"][0]["key"] = json!("-1+1");
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/flags")
+            .json(&flag),
+    )
+    .await;
+    res.assert_problem_at("flags[0].variants[0].key");
+}
+
+#[tokio::test]
+async fn keys_with_url_special_characters_are_addressable() {
+    let server = Server::start().await;
+    for key in ["checkout.v2", "exp:2026-q4", "A_b-9"] {
         let created = server
             .create("development", "flags", &fixtures::bool_flag(key))
             .await;

@@ -257,6 +257,8 @@ async fn import(
         incoming.environment = env_key.clone();
         incoming.revision = current.revision + 1;
         let changes = diff(current.snapshot.document(), &incoming)?;
+        tailor_core::key_rule::check_new_keys(current.snapshot.document(), &incoming)
+            .map_err(ApiError::InvalidConfig)?;
         tailor_core::compile(incoming).map_err(ApiError::InvalidConfig)?;
         return Ok(HttpResponse::Ok().json(serde_json::json!({
             "dry_run": true,
