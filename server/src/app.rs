@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use crate::dashboard::session::{SessionConfig, Sessions};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::routes::ops::StoreWait;
 use crate::routes::sdk::KeepAlive;
 use crate::settings::Settings;
 use crate::state::{AppState, StartupError};
@@ -40,19 +41,33 @@ pub struct Application {
 
 impl Application {
     /// Opens the store (Redis with `--redis-url`, else the embedded store in
-    /// `settings.data_dir`) and binds.
+    /// `settings.data_dir`) and binds. With Redis it binds first and, while Redis is loading its
+    /// dataset or not reachable yet, answers `/readyz` 503 `store_loading` ([`connect_redis`]).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisStore::connect(url, &settings.redis_prefix).await?),
-            None => Arc::new(SqliteStore::open(&settings.data_dir)?),
+        let (store, bound): (Arc<dyn Store>, _) = match &settings.redis_url {
+            Some(url) => {
+                let listener = bind(settings)?;
+                let store = connect_redis(settings, url, &listener).await?;
+                (Arc::new(store), Some(listener))
+            }
+            None => (Arc::new(SqliteStore::open(&settings.data_dir)?), None),
         };
-        Self::build_with_store(settings, store).await
+        Self::build_on(settings, store, bound).await
     }
 
     /// Builds on a given store.
     pub async fn build_with_store(
         settings: &Settings,
         store: Arc<dyn Store>,
+    ) -> Result<Self, StartupError> {
+        Self::build_on(settings, store, None).await
+    }
+
+    /// Builds on a given store, serving on `bound` if given, else binding `settings.bind`.
+    async fn build_on(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        bound: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         let mut state = AppState::load(store, metrics).await?;
@@ -62,10 +77,10 @@ impl Application {
             secure_cookies: settings.dashboard_secure_cookies,
         });
         let new_keys = bootstrap(&state, settings).await?;
-        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
-            address: settings.bind.clone(),
-            source,
-        })?;
+        let listener = match bound {
+            Some(listener) => listener,
+            None => bind(settings)?,
+        };
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Bind {
@@ -151,6 +166,96 @@ impl Application {
 /// `X-Content-Type-Options: nosniff` on every response that does not set it itself.
 fn nosniff() -> DefaultHeaders {
     DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
+/// Binds `settings.bind`.
+fn bind(settings: &Settings) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
+        address: settings.bind.clone(),
+        source,
+    })
+}
+
+/// Connects to Redis, waiting up to `--redis-startup-timeout-secs` for one that is loading its
+/// dataset or not accepting connections yet (a restart of Redis and of the instances together
+/// must not need a second restart of the instances). While it waits, a [`WaitingServer`] on
+/// `listener` tells probes and SDKs why it is not ready.
+async fn connect_redis(
+    settings: &Settings,
+    url: &str,
+    listener: &TcpListener,
+) -> Result<RedisStore, StartupError> {
+    let max_wait = Duration::from_secs(settings.redis_startup_timeout_secs);
+    let mut waiting: Option<WaitingServer> = None;
+    let mut tried = false;
+    // Started on the first retry only: a Redis that is ready at once costs nothing.
+    let on_wait = |why: &str| match &waiting {
+        Some(server) => server.wait.set(why),
+        None if !tried => {
+            tried = true;
+            waiting = WaitingServer::start(listener, why);
+        }
+        None => {}
+    };
+    let connected =
+        RedisStore::connect_waiting(url, &settings.redis_prefix, max_wait, on_wait).await;
+    if let Some(server) = waiting {
+        server.stop().await;
+    }
+    Ok(connected?)
+}
+
+/// A minimal server on the real listener while the store is not connected yet: `/healthz` 200,
+/// `/readyz` 503 `store_loading` with the reason, every other route 503 `unavailable`
+/// ([`routes::ops::configure_waiting`]). Stopped before the real server takes the listener;
+/// connections arriving in between wait in the listen backlog for the real server.
+struct WaitingServer {
+    wait: web::Data<StoreWait>,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl WaitingServer {
+    /// Starts it; `None` (logged) if it cannot: the wait goes on, just without answers.
+    fn start(listener: &TcpListener, why: &str) -> Option<WaitingServer> {
+        match Self::try_start(listener, why) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot answer /readyz while waiting for the store");
+                None
+            }
+        }
+    }
+
+    fn try_start(listener: &TcpListener, why: &str) -> std::io::Result<WaitingServer> {
+        let wait = web::Data::new(StoreWait::new(why));
+        let data = wait.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(nosniff())
+                .app_data(data.clone())
+                .configure(routes::ops::configure_waiting)
+        })
+        .workers(1)
+        // No signal handlers: SIGTERM and SIGINT keep ending the process at once while it
+        // waits (the real server installs its graceful ones).
+        .disable_signals()
+        .shutdown_timeout(1)
+        // A second handle on the same socket: the real server keeps the original.
+        .listen(listener.try_clone()?)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(WaitingServer { wait, handle, task })
+    }
+
+    /// Stops it, letting requests in flight finish.
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Ok(Err(e)) = self.task.await {
+            tracing::debug!(error = %e, "the waiting server ended with an error");
+        }
+    }
 }
 
 /// First start: the `development` and `production` environments, an admin key, and an SDK and a

@@ -48,6 +48,11 @@ pub struct Settings {
     /// Prefix of every Redis key, so several deployments can share one Redis.
     #[arg(long, env = "TAILOR_REDIS_PREFIX", default_value = "tailor")]
     pub redis_prefix: String,
+    /// Seconds a start waits for a Redis that is still loading its dataset (after a restart) or
+    /// not accepting connections yet, retrying with backoff, before giving up (`/readyz`
+    /// answers 503 `store_loading` meanwhile). Other Redis errors fail the start at once.
+    #[arg(long, env = "TAILOR_REDIS_STARTUP_TIMEOUT_SECS", default_value_t = 60)]
+    pub redis_startup_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "TAILOR_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -87,6 +92,7 @@ impl Settings {
             data_dir,
             redis_url: None,
             redis_prefix: "tailor".into(),
+            redis_startup_timeout_secs: 60,
             log_format: LogFormat::Pretty,
             admin_key: Some(admin_key.into()),
             sse_keepalive_secs: 15,

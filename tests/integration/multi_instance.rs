@@ -816,3 +816,69 @@ async fn an_instance_started_later_replays_the_shared_log() {
     ];
     results_agree(&[servers.into_iter().next().unwrap(), later], &expected).await;
 }
+
+/// An instance started while Redis is still replaying its append-only file (`LOADING`) waits
+/// for it rather than exiting: bound meanwhile, `/readyz` answers 503 `store_loading` and SDK
+/// requests a clear 503; then it serves the config stored before. A wrong password still fails
+/// the start at once.
+#[tokio::test]
+async fn an_instance_started_while_redis_loads_its_data_waits_for_it() {
+    let mut redis = Redis::start().await;
+    let url = redis.url();
+    let (sdk, revision) = {
+        let first = Server::start_with(&[("TAILOR_REDIS_URL", &url)]).await;
+        let created = first
+            .create("production", "flags", &fixtures::bool_flag("stored-before"))
+            .await;
+        let (_, sdk) = first.create_key("sdk", Some("production")).await;
+        (sdk, created.revision())
+    };
+    // 20 000 keys at 100 µs each: a LOADING phase of a few seconds after the restart.
+    let ballast = "for i = 1, 20000 do redis.call('SET', 'ballast:' .. i, 'x') end return 1";
+    assert_eq!(redis.cli(&["EVAL", ballast, "0"]).trim(), "1");
+    redis.kill9();
+    redis.restart_loading_slowly(100).await;
+
+    let mut server = Server::start_unready(&[("TAILOR_REDIS_URL", &url)]);
+    let waiting = server
+        .wait_for_readyz(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+    assert_eq!(waiting["status"], "store_loading", "{waiting}");
+    let message = waiting["message"].as_str().unwrap_or_default();
+    assert!(message.contains("loading its dataset"), "{message}");
+    send(server.anon(Method::GET, "/healthz"))
+        .await
+        .assert_status(StatusCode::OK);
+    let early = send(server.with_key(Method::GET, "/sdk/v1/config", &sdk)).await;
+    early.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Redis");
+
+    server.wait_for_readyz(StatusCode::OK).await;
+    let config = send(server.with_key(Method::GET, "/sdk/v1/config", &sdk)).await;
+    config.assert_status(StatusCode::OK);
+    assert_eq!(config.revision(), revision);
+    assert_eq!(
+        config.body["flags"][0]["key"], "stored-before",
+        "{}",
+        config.text
+    );
+    let log = server.log();
+    assert!(
+        log.contains("waiting for Redis to load its dataset"),
+        "{log}"
+    );
+
+    // Not a state that passes: a wrong password ends the start at once, saying why.
+    redis.cli(&["CONFIG", "SET", "requirepass", "the-right-password"]);
+    let started = Instant::now();
+    let wrong = format!("redis://:a-wrong-password@127.0.0.1:{}", redis.port);
+    let mut refused = Server::start_unready(&[("TAILOR_REDIS_URL", &wrong)]);
+    let exit = refused.exit_within(PATIENCE).await;
+    let log = refused.log();
+    assert!(exit.is_some_and(|e| !e.success()), "{exit:?}\n{log}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{log}");
+    assert!(
+        log.contains("could not connect to Redis at 127.0.0.1"),
+        "{log}"
+    );
+    assert!(!log.contains("a-wrong-password"), "{log}");
+}

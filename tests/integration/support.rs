@@ -1027,3 +1027,157 @@ impl Drop for TcpProxy {
         self.accept.abort();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Starts that are not ready at once: a Redis replaying a slow append-only file, and a server
+// started against it, watched from outside.
+// ---------------------------------------------------------------------------------------------
+
+impl Redis {
+    /// Starts the (stopped) server again on the same port and directory, with Redis's debug
+    /// setting `key-load-delay` (microseconds per key) so that replaying the append-only file
+    /// keeps it in its LOADING state for a while; returns as soon as it answers `LOADING`.
+    pub async fn restart_loading_slowly(&mut self, key_load_delay_us: u32) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        assert!(!self.volatile, "a volatile Redis has nothing to load");
+        let delay = key_load_delay_us.to_string();
+        for _attempt in 0..50 {
+            let log = File::options()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("redis.log"))
+                .expect("redis log file");
+            let mut cmd = Command::new(redis_tool("redis-server"));
+            cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--save",
+                    "",
+                    "--appendfsync",
+                    "everysec",
+                    "--appendonly",
+                    "yes",
+                ])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .args(["--daemonize", "no", "--loglevel", "warning"])
+                .args(["--key-load-delay", &delay])
+                // Answer clients (with LOADING) every KB replayed rather than every 2 MB.
+                .args(["--loading-process-events-interval-bytes", "1024"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log handle"))
+                .stderr(log);
+            self.child = Some(cmd.spawn().expect("starting redis-server"));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Some(child) = self.child.as_mut() {
+                    if child.try_wait().expect("polling redis-server").is_some() {
+                        // The port is not free yet: try again.
+                        self.child = None;
+                        break;
+                    }
+                }
+                let answer = self.cli(&["PING"]);
+                assert!(
+                    answer.trim() != "PONG",
+                    "Redis finished loading before the test could use it: raise the delay"
+                );
+                if answer.contains("LOADING") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                self.child.is_none(),
+                "redis-server did not answer within 20 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "redis-server did not restart on port {}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Server {
+    /// Starts a server process on a free port without waiting for it: the caller watches its
+    /// `/readyz` ([`Server::wait_for_readyz`]) or its exit ([`Server::exit_within`]).
+    pub fn start_unready(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("tailor-it-")
+            .tempdir()
+            .expect("temporary directory");
+        let mut server = Server {
+            port: free_port(),
+            http: client(),
+            child: None,
+            dir,
+            env: Vec::new(),
+        };
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(server.log_path())
+            .expect("server log file");
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("serve")
+            .env("TAILOR_BIND", format!("127.0.0.1:{}", server.port))
+            .env("TAILOR_DATA_DIR", server.data_dir())
+            .env("TAILOR_ADMIN_KEY", ADMIN_KEY)
+            .env("TAILOR_WORKERS", "2")
+            .env("TAILOR_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log);
+        server.child = Some(cmd.spawn().expect("spawning tailor-server"));
+        server
+    }
+
+    /// Polls `/readyz` until it answers `status`; returns the body. Panics, with the server's
+    /// log, when the process exits or [`PATIENCE`] passes first.
+    pub async fn wait_for_readyz(&mut self, status: StatusCode) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        let url = self.url("/readyz");
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(exit) = child.try_wait().expect("polling the server process") {
+                    panic!(
+                        "tailor-server exited ({exit}) before /readyz answered {status}:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            // Refused connections are expected before the server has bound.
+            if let Ok(res) = self.http.get(&url).send().await {
+                if res.status() == status {
+                    let text = res.text().await.expect("reading /readyz");
+                    return serde_json::from_str(&text).unwrap_or(Value::Null);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "/readyz did not answer {status} within {PATIENCE:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the process to exit; its exit status, or `None` if it still runs after
+    /// `timeout`.
+    pub async fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Some(exit) = child.try_wait().expect("polling the server process") {
+                self.child = None;
+                return Some(exit);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}

@@ -1,5 +1,7 @@
 //! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
+use std::sync::RwLock;
+
 use actix_web::{web, HttpResponse};
 
 use crate::error::{ApiError, InternalError};
@@ -14,6 +16,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/openapi.yaml", web::get().to(openapi));
+}
+
+/// What a server that is bound but still waiting for its store waits for (e.g. "Redis at
+/// 10.0.0.5:6379 is loading its dataset"), shown by its `/readyz` and its 503s.
+#[derive(Debug)]
+pub struct StoreWait(RwLock<String>);
+
+impl StoreWait {
+    /// Waiting for `why`.
+    pub fn new(why: &str) -> Self {
+        StoreWait(RwLock::new(why.to_string()))
+    }
+
+    /// Now waiting for `why`.
+    pub fn set(&self, why: &str) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+    }
+
+    fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Mounts the routes of a server waiting for its store (needs a `web::Data<StoreWait>`): alive,
+/// not ready, and a clear 503 for every other route, so that probes and SDKs see why instead
+/// of a refused connection.
+pub fn configure_waiting(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz_waiting))
+        .default_service(web::to(unavailable_waiting));
+}
+
+async fn readyz_waiting(wait: web::Data<StoreWait>) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .json(serde_json::json!({"status": "store_loading", "message": wait.get()}))
+}
+
+async fn unavailable_waiting(wait: web::Data<StoreWait>) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(serde_json::json!({
+        "error": "unavailable",
+        "message": format!("the server is starting: {}; retry later", wait.get()),
+    }))
 }
 
 async fn healthz() -> HttpResponse {

@@ -41,6 +41,10 @@
 //! connection reconnects by itself; configs keep being served from memory. An event batch is
 //! acknowledged only after its script returned, i.e. after Redis applied it.
 //!
+//! At start ([`RedisStore::connect_waiting`]), a Redis that is still loading its dataset or not
+//! accepting connections yet is waited for (with backoff, for a bounded time) rather than
+//! failing the start; the server answers `/readyz` meanwhile (`crate::app`).
+//!
 //! # Durability
 //! Redis must run with the append-only file (`appendonly yes`): then an acknowledged change or
 //! event survives a Redis crash or `kill -9` (it was written to the AOF before the reply), and
@@ -59,6 +63,7 @@ mod conn;
 mod scripts;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::ConnectionLike;
 use ::redis::streams::StreamReadReply;
@@ -69,7 +74,7 @@ use tailor_core::events::Event;
 use tailor_core::ConfigDocument;
 
 pub use conn::Target;
-use conn::{store_error, Conn, CONNECT_TIMEOUT};
+use conn::{store_error, Backoff, Conn, NotReady, CONNECT_TIMEOUT};
 
 use super::{
     unix_now, ApiKey, AuditEntry, AuditQuery, ChangeFeed, EncodedEvent, EventCursor, EventPage,
@@ -138,37 +143,106 @@ struct AuditRecord {
 
 impl RedisStore {
     /// Connects to `url` (see [`Target::parse`]) and uses keys under `prefix` (which must not
-    /// contain `{`, `}` or whitespace: several deployments may share one Redis by prefix).
+    /// contain `{`, `}` or whitespace: several deployments may share one Redis by prefix). One
+    /// attempt: a Redis that is down or still loading its dataset fails it.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let target = Target::parse(url)?;
-        if prefix.is_empty()
-            || prefix
-                .chars()
-                .any(|c| c == '{' || c == '}' || c.is_whitespace())
-        {
-            return Err(StoreError::Backend {
-                message: format!("invalid Redis key prefix `{prefix}`"),
-                source: "the prefix must be non-empty, without `{`, `}` or whitespace".into(),
-            });
-        }
+        let (target, names) = parse_settings(url, prefix)?;
         let described = target.describe();
-        let conn = Conn::connect(&target)
+        let store = Self::open(target, names)
             .await
-            .map_err(|e| StoreError::Unavailable {
-                message: format!("could not connect to Redis at {described}"),
-                source: Box::new(e),
-            })?;
-        let store = RedisStore {
-            conn,
-            target,
-            described,
-            names: Names {
-                prefix: prefix.to_string(),
-            },
-        };
-        store.ping().await?;
+            .map_err(|e| connect_error(&described, e))?;
         store.warn_without_aof().await;
         Ok(store)
+    }
+
+    /// Like [`RedisStore::connect`], for a server's start: a Redis that is still loading its
+    /// dataset (`LOADING`, seconds after a restart with a large append-only file) or not
+    /// accepting connections yet is waited for, retrying with a capped exponential backoff
+    /// (100 ms doubling to 2 s) for up to `max_wait`. Before each retry, `waiting` is told what
+    /// Redis is doing ("Redis at host:port is loading its dataset"). Any other error (wrong
+    /// password, bad URL or prefix) fails at once.
+    pub async fn connect_waiting(
+        url: &str,
+        prefix: &str,
+        max_wait: Duration,
+        mut waiting: impl FnMut(&str),
+    ) -> Result<Self, StoreError> {
+        let (target, names) = parse_settings(url, prefix)?;
+        let described = target.describe();
+        let started = Instant::now();
+        let mut backoff = Backoff::default();
+        let mut logged: Option<NotReady> = None;
+        loop {
+            let e = match Self::open(target.clone(), names.clone()).await {
+                Ok(store) => {
+                    if logged.is_some() {
+                        tracing::info!(
+                            redis = %described,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "Redis is ready; starting"
+                        );
+                    }
+                    store.warn_without_aof().await;
+                    return Ok(store);
+                }
+                Err(e) => e,
+            };
+            let Some(reason) = NotReady::of(&e) else {
+                return Err(connect_error(&described, e));
+            };
+            let delay = backoff.next_delay();
+            if started.elapsed() + delay > max_wait {
+                return Err(StoreError::Unavailable {
+                    message: format!(
+                        "Redis at {described} {} when the start stopped waiting for it \
+                         (after {:.1} s; TAILOR_REDIS_STARTUP_TIMEOUT_SECS is {})",
+                        reason.still(),
+                        started.elapsed().as_secs_f64(),
+                        max_wait.as_secs()
+                    ),
+                    source: Box::new(e),
+                });
+            }
+            // Once per state, not once per retry: a large file takes many retries to load.
+            if logged != Some(reason) {
+                tracing::warn!(
+                    redis = %described,
+                    error = %e,
+                    give_up_after_s = max_wait.as_secs(),
+                    "{}", reason.waiting_for()
+                );
+                logged = Some(reason);
+            } else {
+                tracing::debug!(redis = %described, error = %e, "{}", reason.waiting_for());
+            }
+            waiting(&format!("Redis at {described} {}", reason.state()));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Connects and pings: ready to serve only when Redis answers `PONG`.
+    async fn open(target: Target, names: Names) -> Result<Self, RedisError> {
+        let conn = Conn::connect(&target).await?;
+        let store = RedisStore {
+            conn,
+            described: target.describe(),
+            target,
+            names,
+        };
+        store.ping_redis().await?;
+        Ok(store)
+    }
+
+    /// `PING`, with Redis's own error: on a cluster it goes to every primary, so it succeeds
+    /// only when all slots are served.
+    async fn ping_redis(&self) -> Result<(), RedisError> {
+        let mut conn = self.conn();
+        // A single node's multiplexed connection hands an error reply (`LOADING`, `NOAUTH`)
+        // back as a value, not as an error: without `extract_error` a loading Redis passed.
+        conn.req_packed_command(&cmd("PING"))
+            .await
+            .and_then(Value::extract_error)
+            .map(drop)
     }
 
     /// Where it connects, without credentials (`host:port` or `cluster host:port,…`).
@@ -227,6 +301,42 @@ impl RedisStore {
             &self.described,
         )
         .await
+    }
+}
+
+/// The parsed URL and the key names; the error says what is wrong with either.
+fn parse_settings(url: &str, prefix: &str) -> Result<(Target, Names), StoreError> {
+    let target = Target::parse(url)?;
+    if prefix.is_empty()
+        || prefix
+            .chars()
+            .any(|c| c == '{' || c == '}' || c.is_whitespace())
+    {
+        return Err(StoreError::Backend {
+            message: format!("invalid Redis key prefix `{prefix}`"),
+            source: "the prefix must be non-empty, without `{`, `}` or whitespace".into(),
+        });
+    }
+    let names = Names {
+        prefix: prefix.to_string(),
+    };
+    Ok((target, names))
+}
+
+/// A failed connect, naming the server: unavailable when waiting could help, else a backend
+/// failure (wrong password and the like).
+fn connect_error(described: &str, e: RedisError) -> StoreError {
+    let message = format!("could not connect to Redis at {described}");
+    if NotReady::of(&e).is_some() {
+        StoreError::Unavailable {
+            message,
+            source: Box::new(e),
+        }
+    } else {
+        StoreError::Backend {
+            message,
+            source: Box::new(e),
+        }
     }
 }
 
@@ -624,13 +734,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        // On a cluster PING goes to every primary: ready only when all slots are served.
-        let _: Value = conn
-            .req_packed_command(&cmd("PING"))
-            .await
-            .map_err(self.err("PING"))?;
-        Ok(())
+        self.ping_redis().await.map_err(self.err("PING"))
     }
 
     fn shared(&self) -> Option<&dyn SharedStore> {

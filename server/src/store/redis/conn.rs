@@ -203,6 +203,83 @@ pub(super) fn is_unavailable(e: &RedisError) -> bool {
         || matches!(e.code(), Some("OOM" | "MISCONF" | "NOREPLICAS" | "LOADING"))
 }
 
+/// The first retry of a start waiting for Redis comes after this long; each next one after
+/// twice as long, up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts at start: short enough to start within about this
+/// long once Redis is ready, long enough not to flood a Redis replaying a large file.
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Capped exponential backoff: 100 ms, 200 ms, 400 ms, … up to 2 s.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: FIRST_RETRY }
+    }
+}
+
+impl Backoff {
+    /// The pause before the next attempt.
+    pub(super) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX_RETRY);
+        delay
+    }
+}
+
+/// Why a start waits for Redis rather than failing: states that pass by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotReady {
+    /// Replaying its append-only file (or snapshot) after a (re)start: every command answers
+    /// `LOADING` until it is done, seconds for a large file.
+    Loading,
+    /// Refusing connections, dropping them, timing out or (cluster) not serving every slot:
+    /// Redis (re)starting, or failing over.
+    Unreachable,
+}
+
+impl NotReady {
+    /// Whether (and why) `e` is worth waiting out. Anything else (a wrong password, an unknown
+    /// command, a bad reply) will not change by waiting, so the start fails at once.
+    pub(super) fn of(e: &RedisError) -> Option<NotReady> {
+        if e.kind() == ErrorKind::BusyLoadingError || e.code() == Some("LOADING") {
+            Some(NotReady::Loading)
+        } else if is_unavailable(e) {
+            Some(NotReady::Unreachable)
+        } else {
+            None
+        }
+    }
+
+    /// What Redis is doing, after "Redis at host:port".
+    pub(super) fn state(self) -> &'static str {
+        match self {
+            NotReady::Loading => "is loading its dataset",
+            NotReady::Unreachable => "is not reachable yet",
+        }
+    }
+
+    /// What Redis was doing when the start gave up, after "Redis at host:port".
+    pub(super) fn still(self) -> &'static str {
+        match self {
+            NotReady::Loading => "was still loading its dataset",
+            NotReady::Unreachable => "was still not reachable",
+        }
+    }
+
+    /// What the start waits for, for the log.
+    pub(super) fn waiting_for(self) -> &'static str {
+        match self {
+            NotReady::Loading => "waiting for Redis to load its dataset",
+            NotReady::Unreachable => "waiting for Redis to accept connections",
+        }
+    }
+}
+
 /// Maps a Redis error to the store's error, naming the server and the operation.
 pub(super) fn store_error<'a>(
     target: &'a str,
@@ -244,6 +321,29 @@ mod tests {
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[1].addr.to_string(), "127.0.0.1:7002");
         assert_eq!(nodes[1].redis.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn backoff_doubles_from_100_ms_up_to_2_s() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u64> = (0..8)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn only_passing_states_are_waited_for() {
+        let loading = RedisError::from((
+            ErrorKind::BusyLoadingError,
+            "Redis is loading the dataset in memory",
+        ));
+        assert_eq!(NotReady::of(&loading), Some(NotReady::Loading));
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(NotReady::of(&refused), Some(NotReady::Unreachable));
+        let wrong_password =
+            RedisError::from((ErrorKind::AuthenticationFailed, "invalid password"));
+        assert_eq!(NotReady::of(&wrong_password), None);
     }
 
     #[test]
