@@ -11,6 +11,11 @@
 //! server's CPU use, then checks the stored count and the attribution (results) match, and times
 //! a rebuild of the aggregates from the stored events, which must give the same results, and a
 //! restart: how soon configs are served, and how soon results are back.
+//!
+//! Config writes under ingest: every `INGEST_WRITE_MS` (default 200) during the run a flag is
+//! created through the admin API; every one must succeed (the bench fails on the first that
+//! does not), and their latency is reported next to the same writes on the idle server, measured
+//! first in the same run.
 
 mod common;
 
@@ -83,6 +88,53 @@ async fn run_connection(
     Ok((acked, latencies))
 }
 
+/// Creates flags `{prefix}-0…` one after the other, one every `every`, until `deadline` (or
+/// `count` of them); returns each write's latency. Fails on the first write that fails.
+async fn write_flags(
+    addr: SocketAddr,
+    prefix: &str,
+    every: Duration,
+    deadline: Instant,
+    count: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline && latencies.len() < count {
+        let started = Instant::now();
+        common::admin(
+            addr,
+            common::ADMIN_KEY,
+            "POST",
+            "/api/v1/environments/development/flags",
+            &json!({"key": format!("{prefix}-{}", latencies.len()), "type": "bool",
+                    "variants": [{"key": "off", "value": false}, {"key": "on", "value": true}],
+                    "default_variant": "off"}),
+        )
+        .await
+        .with_context(|| format!("config write {} of {prefix}", latencies.len()))?;
+        latencies.push(started.elapsed());
+        tokio::time::sleep(every.saturating_sub(started.elapsed())).await;
+    }
+    Ok(latencies)
+}
+
+/// p50, p99 and max of `latencies`, for printing.
+fn percentiles(latencies: &mut [Duration]) -> String {
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    format!(
+        "p50 {:?}, p99 {:?}, max {:?} ({} writes)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        latencies.len()
+    )
+}
+
 /// The bench experiment's results, as JSON.
 async fn bench_results(addr: SocketAddr) -> anyhow::Result<serde_json::Value> {
     common::request(
@@ -119,6 +171,15 @@ async fn main() -> anyhow::Result<()> {
         "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
     })).await?;
     let key = common::sdk_key(addr, common::ADMIN_KEY, "development").await?;
+    let write_every = Duration::from_millis(common::env_or("INGEST_WRITE_MS", 200));
+    let mut idle_writes = write_flags(
+        addr,
+        "idle",
+        write_every,
+        Instant::now() + Duration::from_secs(60),
+        20,
+    )
+    .await?;
 
     let cpu_before = common::cpu_time(server.child.id());
     let started = Instant::now();
@@ -135,6 +196,10 @@ async fn main() -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let writer =
+        tokio::spawn(
+            async move { write_flags(addr, "busy", write_every, deadline, usize::MAX).await },
+        );
     // Throughput per 10 s window: a long run shows whether the rate holds as the log grows.
     let windows = {
         let progress = Arc::clone(&progress);
@@ -159,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu = common::cpu_time(server.child.id()) - cpu_before;
+    let mut busy_writes = writer.await.context("config writer task")??;
     let windows = windows.await.context("throughput windows")?;
     latencies.sort();
     let pct = |p: f64| {
@@ -193,6 +259,11 @@ async fn main() -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99),
         pct(1.0)
+    );
+    println!(
+        "  config writes: idle {}; under ingest {}, none failed",
+        percentiles(&mut idle_writes),
+        percentiles(&mut busy_writes)
     );
     println!(
         "  server CPU: {:.2} cores",

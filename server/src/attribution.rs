@@ -221,6 +221,8 @@ pub struct ExperimentTotals {
 
 /// Number of [`Users`] shards (a power of two).
 const USER_SHARDS: usize = 64;
+/// Slices of a shard in a recompute pass (a power of two).
+const RECOMPUTE_SLICES: usize = 16;
 
 /// One user, with the hash of their key kept beside it.
 #[derive(Debug)]
@@ -301,22 +303,23 @@ impl Attribution {
     /// Sets an experiment's attribution window (`None`: unlimited) and recomputes its users when
     /// the window changes, so aggregates always reflect the current window. That is a pass over
     /// every user: the collector instead calls [`Attribution::change_window`] and then
-    /// [`Attribution::recompute_shard`] shard by shard, off the request path.
+    /// [`Attribution::recompute_part`] part by part, off the request path.
     pub fn set_window(&mut self, experiment: &str, hours: Option<u32>) {
         if self.change_window(experiment, hours) {
             let experiments = [experiment.to_string()];
-            for shard in 0..Self::SHARDS {
-                self.recompute_shard(shard, &experiments);
+            for part in 0..Self::RECOMPUTE_PARTS {
+                self.recompute_part(part, &experiments);
             }
         }
     }
 
-    /// How many shards the users are split into, for [`Attribution::recompute_shard`].
-    pub const SHARDS: usize = USER_SHARDS;
+    /// How many parts a recompute pass is split into ([`Attribution::recompute_part`]): each
+    /// shard's users in 16 slices by their key's hash, so that one part is 1/1024 of the users.
+    pub const RECOMPUTE_PARTS: usize = USER_SHARDS * RECOMPUTE_SLICES;
 
     /// Sets an experiment's attribution window without recomputing its users; returns whether it
     /// changed. Users are recomputed under the new window as their next event arrives, and all of
-    /// them by a [`Attribution::recompute_shard`] pass over every shard, which must follow.
+    /// them by a [`Attribution::recompute_part`] pass over every part, which must follow.
     pub fn change_window(&mut self, experiment: &str, hours: Option<u32>) -> bool {
         let id = self.names.id(experiment);
         let new = hours.map(|h| i64::from(h) * 3_600_000);
@@ -330,17 +333,20 @@ impl Attribution {
         true
     }
 
-    /// Recomputes the contributions of one shard's users to `experiments` under the current
-    /// windows (a no-op for users already up to date).
-    pub fn recompute_shard(&mut self, shard: usize, experiments: &[String]) {
+    /// Recomputes the contributions of one part's users (`part` < [`Self::RECOMPUTE_PARTS`]) to
+    /// `experiments` under the current windows (a no-op for users already up to date).
+    pub fn recompute_part(&mut self, part: usize, experiments: &[String]) {
         let ids: Vec<u32> = experiments
             .iter()
             .filter_map(|e| self.names.get(e))
             .collect();
-        let Some(table) = self.users.shards.get_mut(shard) else {
+        let slice = (part / USER_SHARDS) as u64;
+        let Some(table) = self.users.shards.get_mut(part % USER_SHARDS) else {
             return;
         };
-        for entry in table.iter_mut() {
+        // Bits 46-49 of the hash: independent of the shard's (40-45) and the table's own bits.
+        let in_slice = |e: &&mut UserEntry| (e.hash >> 46) % RECOMPUTE_SLICES as u64 == slice;
+        for entry in table.iter_mut().filter(in_slice) {
             let user = &mut entry.state;
             for &id in &ids {
                 if user.exposures.iter().any(|e| e.experiment == id) {
@@ -715,10 +721,10 @@ mod tests {
         assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 7.0);
     }
 
-    /// A window changed shard by shard, with events arriving between shards, ends exactly where
+    /// A window changed part by part, with events arriving between parts, ends exactly where
     /// the one-pass `set_window` on the same events does.
     #[test]
-    fn a_window_changed_shard_by_shard_matches_the_one_pass_change() {
+    fn a_window_changed_part_by_part_matches_the_one_pass_change() {
         let hour = 3_600_000;
         let events = |from: u32, to: u32| -> Vec<Event> {
             (from..to)
@@ -742,16 +748,18 @@ mod tests {
         assert!(sharded.change_window("exp", Some(2)));
         assert!(!sharded.change_window("exp", Some(2)), "unchanged");
         let late = events(2_000, 2_100);
-        for shard in 0..Attribution::SHARDS {
-            sharded.recompute_shard(shard, &["exp".to_string()]);
-            if let Some(e) = late.get(shard) {
-                sharded.apply(e);
+        for part in 0..Attribution::RECOMPUTE_PARTS {
+            sharded.recompute_part(part, &["exp".to_string()]);
+            if let Some(e) = late.get(part / 8) {
+                if part % 8 == 0 {
+                    sharded.apply(e);
+                }
             }
         }
         for e in &late {
             reference.apply(e);
         }
-        for e in late.iter().skip(Attribution::SHARDS) {
+        for e in late.iter().skip(Attribution::RECOMPUTE_PARTS / 8) {
             sharded.apply(e);
         }
         assert_eq!(sharded.totals("exp"), reference.totals("exp"));

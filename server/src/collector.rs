@@ -184,7 +184,7 @@ impl Collector {
     /// Applies the experiments' attribution windows from a new config revision.
     ///
     /// Called on the write path, so it only records the windows. When one changed, its users
-    /// are recomputed by a pass on the blocking pool, one user shard at a time with the lock
+    /// are recomputed by a pass on the blocking pool, 1/1024 of the users at a time with the lock
     /// released in between, so neither the writer's worker nor ingestion waits for millions of
     /// users (a user whose event arrives meanwhile is recomputed under the new window at once).
     /// Until the pass ends, results may count some users under the old window.
@@ -245,16 +245,17 @@ impl Collector {
     }
 }
 
-/// Recomputes every user of `environment` for `experiments`, one shard per lock.
+/// Recomputes every user of `environment` for `experiments`, one part (1/1024 of the users) per
+/// lock.
 fn recompute_users(
     by_environment: &Mutex<HashMap<String, Attribution>>,
     environment: &str,
     experiments: &[String],
 ) {
     let started = std::time::Instant::now();
-    for shard in 0..Attribution::SHARDS {
+    for part in 0..Attribution::RECOMPUTE_PARTS {
         match lock(by_environment).get_mut(environment) {
-            Some(attribution) => attribution.recompute_shard(shard, experiments),
+            Some(attribution) => attribution.recompute_part(part, experiments),
             None => return,
         }
     }
