@@ -39,6 +39,10 @@ use serde::Serialize;
 use tailor_core::bucketing::murmur3_x86_32;
 use tailor_core::events::Event;
 
+/// Most distinct conversion event names (metrics) an environment's attribution tracks; the
+/// first ones in log order are kept, so a rebuild keeps the same ones.
+pub const MAX_METRICS: usize = 1_000;
+
 /// Values are stored as integer millionths.
 const MICROS: f64 = 1_000_000.0;
 
@@ -160,6 +164,10 @@ pub struct Attribution {
     /// Interned `rule <n>` labels by rule index, so exposures do not format one each.
     rule_labels: Vec<u32>,
     events: u64,
+    /// Interned ids of the conversion event names (metrics) seen, at most [`MAX_METRICS`].
+    metrics: rustc_hash::FxHashSet<u32>,
+    /// Conversions not attributed because their event name came after [`MAX_METRICS`] others.
+    conversions_over_metric_limit: u64,
 }
 
 /// Per-metric totals of one cell, in the event's value units.
@@ -393,8 +401,19 @@ impl Attribution {
                 recompute(user, rec.experiment, &self.windows, &mut self.experiments);
             }
             Event::Conversion(c) => {
+                let Some(metric) = self.metric_id(&c.event) else {
+                    self.conversions_over_metric_limit += 1;
+                    if self.conversions_over_metric_limit == 1 {
+                        tracing::warn!(
+                            limit = MAX_METRICS,
+                            event = c.event,
+                            "conversion event names past the limit are stored but not attributed"
+                        );
+                    }
+                    return;
+                };
                 let rec = ConversionRec {
-                    metric: self.names.id(&c.event),
+                    metric,
                     timestamp: c.timestamp,
                     micros: c.value.map_or(0, |v| (v * MICROS).round() as i64),
                 };
@@ -410,6 +429,27 @@ impl Attribution {
                 }
             }
         }
+    }
+
+    /// The id of a conversion event name, interning it while fewer than [`MAX_METRICS`] are known
+    /// (conversions need no config, so a public key could otherwise grow the names forever).
+    fn metric_id(&mut self, name: &str) -> Option<u32> {
+        if let Some(id) = self.names.get(name) {
+            if self.metrics.contains(&id) {
+                return Some(id);
+            }
+        }
+        if self.metrics.len() >= MAX_METRICS {
+            return None;
+        }
+        let id = self.names.id(name);
+        self.metrics.insert(id);
+        Some(id)
+    }
+
+    /// Conversions not attributed because their event name came after [`MAX_METRICS`] others.
+    pub fn conversions_over_metric_limit(&self) -> u64 {
+        self.conversions_over_metric_limit
     }
 
     /// Cumulative users and converted users per variant over time (hourly), for `metric`.
@@ -719,6 +759,35 @@ mod tests {
         a.set_window("exp", None);
         let t = a.totals("exp").unwrap();
         assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 7.0);
+    }
+
+    #[test]
+    fn conversion_event_names_past_the_limit_are_not_attributed() {
+        let mut a = Attribution::default();
+        a.apply(&exposure("e1", "u1", "personal", 0));
+        for m in 0..MAX_METRICS + 5 {
+            a.apply(&Event::Conversion(Conversion {
+                id: format!("c{m}"),
+                timestamp: 1,
+                user_key: "u1".into(),
+                event: format!("metric-{m}"),
+                value: None,
+            }));
+        }
+        assert_eq!(a.conversions_over_metric_limit(), 5);
+        let t = a.totals("exp").unwrap();
+        let metrics = &cell(&t, "personal").metrics;
+        assert_eq!(metrics.len(), MAX_METRICS);
+        assert!(metrics.contains_key("metric-0") && !metrics.contains_key("metric-1000"));
+        // A known name keeps counting.
+        a.apply(&Event::Conversion(Conversion {
+            id: "again".into(),
+            timestamp: 2,
+            user_key: "u1".into(),
+            event: "metric-3".into(),
+            value: None,
+        }));
+        assert_eq!(a.conversions_over_metric_limit(), 5);
     }
 
     /// A window changed part by part, with events arriving between parts, ends exactly where

@@ -15,6 +15,7 @@
 //! instance received it (`collector/tail.rs`), so all instances report the same results.
 
 mod tail;
+pub mod vocabulary;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use tokio::sync::RwLock;
 
 use crate::attribution::{Attribution, ExperimentTotals, VariantSeries};
 use crate::store::{EncodedEvent, EventCursor, Store, StoreError};
+use vocabulary::Vocabulary;
 
 /// Experiment key → attribution window in hours (`None`: unlimited).
 type Windows = Vec<(String, Option<u32>)>;
@@ -46,6 +48,9 @@ pub struct Collector {
     windows: Mutex<HashMap<String, Windows>>,
     /// Shared-store mode: each environment's position in the event log.
     tails: Mutex<HashMap<String, Arc<tail::Tail>>>,
+    /// What each environment's exposures may name (replaced, never changed in place, so
+    /// ingestion checks a batch against one snapshot without holding a lock).
+    vocabularies: Mutex<HashMap<String, Arc<Vocabulary>>>,
 }
 
 impl Collector {
@@ -189,6 +194,13 @@ impl Collector {
     /// users (a user whose event arrives meanwhile is recomputed under the new window at once).
     /// Until the pass ends, results may count some users under the old window.
     pub fn config_changed(&self, environment: &str, document: &ConfigDocument) {
+        {
+            let mut vocabularies = lock(&self.vocabularies);
+            let slot = vocabularies.entry(environment.to_string()).or_default();
+            let mut vocabulary = Vocabulary::clone(slot);
+            vocabulary.add(document);
+            *slot = Arc::new(vocabulary);
+        }
         let windows: Windows = document
             .experiments
             .iter()
@@ -220,6 +232,14 @@ impl Collector {
             // Outside a runtime (tools, unit tests) nothing else is waiting: recompute here.
             Err(_) => pass(),
         }
+    }
+
+    /// What the environment's exposures may name (see [`vocabulary`]).
+    pub fn vocabulary(&self, environment: &str) -> Arc<Vocabulary> {
+        lock(&self.vocabularies)
+            .get(environment)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// An experiment's aggregates.

@@ -26,6 +26,7 @@ use crate::error::{ApiError, InternalError};
 use crate::keys::{self, Actor};
 use crate::metrics::Metrics;
 use crate::publish::{PublishError, Published};
+use crate::rate_limit::EventRateLimits;
 use crate::store::{ApiKey, AuditEntry, KeyKind, Store, StoreError};
 
 mod sync;
@@ -105,6 +106,8 @@ pub struct AppState {
     pub auth_throttle: SignInThrottle,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: Vec<ProxyRange>,
+    /// Events per second per key.
+    pub event_limits: EventRateLimits,
     ready: AtomicBool,
 }
 
@@ -171,6 +174,7 @@ impl AppState {
             sessions: Sessions::default(),
             auth_throttle: SignInThrottle::default(),
             trusted_proxies: Vec::new(),
+            event_limits: EventRateLimits::default(),
             ready: AtomicBool::new(false),
         };
         for env in state.store.environments().await? {
@@ -303,6 +307,8 @@ impl AppState {
         let env = Environment::new(key.to_string(), published);
         let current = env.current();
         self.metrics.set_revision(key, current.revision);
+        self.collector
+            .config_changed(key, current.snapshot.document());
         match self.insert_environment(env) {
             // Its creation was already adopted from the store's notification.
             Some(existing) => Ok(existing.current()),

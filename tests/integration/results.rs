@@ -656,7 +656,10 @@ async fn configs_are_served_while_a_large_event_log_loads_after_a_restart() {
 /// download; no API answer, CSV, JSON or error, may be sniffed as another content type.
 #[tokio::test]
 async fn csv_exports_neutralise_formulas_and_api_answers_are_not_sniffed() {
-    let (server, sdk) = setup().await;
+    let (mut server, _sdk) = setup().await;
+    // Labels like these can no longer be sent (exposures must name the config's segments) nor
+    // configured (the key rule), but events stored by an earlier version may hold them: they
+    // are written into the stopped server's event log, as that version stored them.
     let segments = [r#"=HYPERLINK("http://x")"#, "-2+3", "@SUM(1)"];
     let mut events = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
@@ -671,8 +674,23 @@ async fn csv_exports_neutralise_formulas_and_api_answers_are_not_sniffed() {
             events.push(e);
         }
     }
-    let res = post_events(&server, &sdk, events).await;
-    assert_eq!(res.body["accepted"], 6, "{}", res.body);
+    server.stop().await;
+    let db = rusqlite::Connection::open(server.data_dir().join("tailor.db")).unwrap();
+    for e in &events {
+        db.execute(
+            "INSERT INTO event_ids (environment, id) VALUES ('development', ?1)",
+            [e["id"].as_str().unwrap()],
+        )
+        .unwrap();
+    }
+    db.execute(
+        "INSERT INTO event_batches (environment, events) VALUES ('development', ?1)",
+        [Value::Array(events).to_string()],
+    )
+    .unwrap();
+    drop(db);
+    server.spawn().await;
+    wait_for_results(&server).await;
 
     let csv = send(server.admin(
         Method::GET,
@@ -734,5 +752,71 @@ async fn csv_exports_neutralise_formulas_and_api_answers_are_not_sniffed() {
     assert_eq!(
         header(&missing, "x-content-type-options").as_deref(),
         Some("nosniff")
+    );
+}
+
+/// An exposure sent with the public client key that names a variant, segment, rule, flag or
+/// experiment the config does not define is rejected on its own, with a reason; it never becomes
+/// an arm or a segment row.
+#[tokio::test]
+async fn exposures_naming_what_the_config_does_not_define_are_rejected() {
+    let (server, _sdk) = setup().await;
+    let (_, client_key) = server.create_key("client", Some("development")).await;
+    let now = 1_790_000_000_000;
+    let forged = |id: &str, field: &str, value: Value| {
+        let mut e = exposure(id, "u9", "treatment", now);
+        e[field] = value;
+        e
+    };
+    let batch = vec![
+        exposure("ok", "u1", "treatment", now),
+        forged("v", "variant", json!("@SUM(9)")),
+        forged("s", "segment", json!("made-up")),
+        forged("r", "rule", json!(7)),
+        forged("f", "flag", json!("nope")),
+        forged("x", "experiment", json!("invented")),
+        forged("n", "revision", json!(999)),
+    ];
+    let res = post_events(&server, &client_key, batch).await;
+    res.assert_status(StatusCode::OK);
+    assert_eq!(res.body["accepted"], 1, "{}", res.body);
+    let reasons: Vec<(u64, String)> = res.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let starts: Vec<(u64, &str)> = reasons
+        .iter()
+        .map(|(i, r)| (*i, r.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            (1, "variant"),
+            (2, "segment"),
+            (3, "rule"),
+            (4, "flag"),
+            (5, "experiment"),
+            (6, "revision")
+        ],
+        "{reasons:?}"
+    );
+    let r = results(&server, "").await;
+    let arms: Vec<&str> = r["overall"]["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(arms, ["control", "treatment"], "{r}");
+    assert!(
+        !r.to_string().contains("made-up") && !r.to_string().contains("@SUM"),
+        "{r}"
     );
 }

@@ -1,15 +1,20 @@
 //! Event ingestion: `POST /sdk/v1/events` with a batch of exposures and conversions.
 //!
 //! Each event is validated on its own: bad ones are rejected with their index and reason, good
-//! ones are kept. The response is sent only after the accepted events are durably stored; an
+//! ones are kept. An exposure must name a flag, variant, rule, experiment and segment that the
+//! environment's configs define (`collector::vocabulary`), so a public client key cannot invent
+//! arms or segment rows. The response is sent only after the accepted events are durably stored; an
 //! event id seen before is acknowledged again but stored once.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tailor_core::events::{Event, MAX_BATCH_EVENTS};
+use std::sync::Arc;
+
+use tailor_core::events::{Event, Exposure, MAX_BATCH_EVENTS};
 
 use super::authenticate;
+use crate::collector::vocabulary::Vocabulary;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{EncodedEvent, KeyKind};
@@ -108,6 +113,26 @@ fn stamped_when_received(
     })
 }
 
+/// Checks an exposure against what the environment's configs define. When it names a revision
+/// newer than this instance knows, the environment is re-read from the store first (once per
+/// batch): with several instances, another one may have published it a moment ago.
+async fn check_names(
+    state: &AppState,
+    environment: &str,
+    vocabulary: &mut Arc<Vocabulary>,
+    refreshed: &mut bool,
+    exposure: &Exposure,
+) -> Result<(), String> {
+    if exposure.revision > vocabulary.revision() && state.store.shared().is_some() && !*refreshed {
+        *refreshed = true;
+        if let Err(e) = state.refresh_environment(environment).await {
+            tracing::warn!(environment, error = %e, "cannot re-read a newer revision an exposure names");
+        }
+        *vocabulary = state.collector.vocabulary(environment);
+    }
+    vocabulary.check(exposure)
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -119,8 +144,8 @@ pub(crate) async fn ingest(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let key = authenticate(&req, &state)?;
-    let environment = match (key.kind, key.environment) {
-        (KeyKind::Sdk | KeyKind::Client, Some(env)) => env,
+    let environment = match (key.kind, &key.environment) {
+        (KeyKind::Sdk | KeyKind::Client, Some(env)) => env.clone(),
         _ => {
             return Err(ApiError::Forbidden(
                 "events are sent with the SDK or client key of their environment".into(),
@@ -142,7 +167,16 @@ pub(crate) async fn ingest(
             items.len()
         )));
     }
+    state
+        .event_limits
+        .take(&key, items.len())
+        .map_err(|retry_after| ApiError::TooManyRequests {
+            message: format!("key `{}` is over its events-per-second limit", key.name),
+            retry_after,
+        })?;
     let now = now_ms();
+    let mut vocabulary = state.collector.vocabulary(&environment);
+    let mut refreshed = false;
     let mut good = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
@@ -156,6 +190,18 @@ pub(crate) async fn ingest(
             Event::from_json(json)
                 .map_err(|e| e.to_string())
                 .and_then(|ev| validate(&ev, now).map(|()| ev))
+        };
+        let parsed = match parsed {
+            Ok(Event::Exposure(exposure)) => check_names(
+                &state,
+                &environment,
+                &mut vocabulary,
+                &mut refreshed,
+                &exposure,
+            )
+            .await
+            .map(|()| Event::Exposure(exposure)),
+            other => other,
         };
         match parsed {
             Ok(ev) if ev.timestamp() > now + SKEW_TAKEN_AS_SENT_MS => {
