@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 
 use crate::dashboard::session::{SessionConfig, Sessions};
 use crate::metrics::Metrics;
+use crate::rate_limit::{EventRateLimits, EventRates};
 use crate::routes;
 use crate::routes::ops::StoreWait;
 use crate::routes::sdk::KeepAlive;
@@ -72,6 +73,10 @@ impl Application {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         let mut state = AppState::load(store, metrics).await?;
         state.trusted_proxies = settings.trusted_proxies.clone();
+        state.event_limits = EventRateLimits::new(EventRates {
+            client: settings.client_key_events_per_second,
+            sdk: settings.sdk_key_events_per_second,
+        });
         state.sessions = Sessions::new(SessionConfig {
             lifetime: Duration::from_secs(settings.dashboard_session_hours.max(1) * 3600),
             secure_cookies: settings.dashboard_secure_cookies,

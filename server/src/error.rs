@@ -35,10 +35,12 @@ pub enum ApiError {
     /// A write without `If-Match`.
     #[error("{0}")]
     PreconditionRequired(String),
-    /// Too many failed authentications from this address: wait this long.
-    #[error("too many failed authentications from your address; retry in {} s", retry_after.as_secs().max(1))]
+    /// Over a limit (failed authentications per address, events per key): wait this long.
+    #[error("{message}; retry in {} s", retry_after.as_secs().max(1))]
     TooManyRequests {
-        /// How long until the address may try again.
+        /// Which limit.
+        message: String,
+        /// How long until the caller may try again.
         retry_after: std::time::Duration,
     },
     /// The server cannot serve this yet (store not loaded or unavailable).
@@ -197,7 +199,7 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::TooManyRequests { retry_after } = self {
+        if let ApiError::TooManyRequests { retry_after, .. } = self {
             response.insert_header((
                 actix_web::http::header::RETRY_AFTER,
                 retry_after.as_secs().max(1).to_string(),

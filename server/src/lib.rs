@@ -23,6 +23,7 @@
 //! - [`results`]: totals + config → per-variant, per-segment and personalization statistics
 //!   (via [`stats`]), SRM, data-quality warnings, CSV.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`rate_limit`]: per-key event rate limits (token buckets; client keys are public).
 //! - [`stats`]: the experiment statistics engine (lifts, Welch/Bayesian/sequential tests, SRM),
 //!   pure functions checked against gbstats/scipy fixtures in `fixtures/stats/`.
 //! - [`error`]: `ApiError` → status code and JSON body.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod publish;
+pub mod rate_limit;
 pub mod results;
 pub mod routes;
 pub mod settings;

@@ -82,6 +82,17 @@ pub struct Settings {
     /// proxy. Without it the header is ignored.
     #[arg(long, env = "TAILOR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::client_address::ProxyRange>,
+    /// Events per second one client-side key may send (per instance; 0: unlimited). Client keys
+    /// are public, so this bounds what anyone can post with one.
+    #[arg(
+        long,
+        env = "TAILOR_CLIENT_KEY_EVENTS_PER_SECOND",
+        default_value_t = 1_000
+    )]
+    pub client_key_events_per_second: u32,
+    /// Events per second one SDK key may send (per instance; 0: unlimited).
+    #[arg(long, env = "TAILOR_SDK_KEY_EVENTS_PER_SECOND", default_value_t = 0)]
+    pub sdk_key_events_per_second: u32,
 }
 
 impl Settings {
@@ -101,6 +112,8 @@ impl Settings {
             dashboard_session_hours: 8,
             dashboard_secure_cookies: false,
             trusted_proxies: Vec::new(),
+            client_key_events_per_second: 1_000,
+            sdk_key_events_per_second: 0,
         }
     }
 }

@@ -159,3 +159,48 @@ async fn deeply_nested_configs_are_refused_naming_the_nesting() {
         );
     }
 }
+
+/// A public client key cannot post unlimited events: past its bucket, batches get `429` with
+/// `Retry-After` (the SDKs retry them later); SDK keys are not limited by default.
+#[tokio::test]
+async fn client_keys_are_rate_limited_per_key() {
+    let server = Server::start_with(&[("TAILOR_CLIENT_KEY_EVENTS_PER_SECOND", "10")]).await;
+    server
+        .create("development", "flags", &fixtures::bool_flag("banner"))
+        .await;
+    let (_, client) = server.create_key("client", Some("development")).await;
+    let (_, sdk) = server.create_key("sdk", Some("development")).await;
+    let batch = |prefix: &str, n: usize| {
+        let events: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"type": "conversion", "id": format!("{prefix}-{i}"),
+                    "timestamp": 1_790_000_000_000i64, "user_key": "u", "event": "purchase"})
+            })
+            .collect();
+        serde_json::json!({ "events": events })
+    };
+    let post = |key: &str, body: serde_json::Value| {
+        send(
+            server
+                .with_key(Method::POST, "/sdk/v1/events", key)
+                .json(&body),
+        )
+    };
+    // The bucket holds at least one full batch of 1,000.
+    let res = post(&client, batch("a", 1_000)).await;
+    res.assert_status(StatusCode::OK);
+    assert_eq!(res.body["accepted"], 1_000);
+    let res = post(&client, batch("b", 50)).await;
+    res.assert_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "over its events-per-second limit",
+    );
+    let retry_after: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    for round in 0..3 {
+        post(&sdk, batch(&format!("s{round}"), 1_000))
+            .await
+            .assert_status(StatusCode::OK);
+    }
+}

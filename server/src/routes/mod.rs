@@ -63,7 +63,10 @@ pub fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(ApiKey, Act
     let address = client_address(req, &state.trusted_proxies);
     if let Some(retry_after) = state.auth_throttle.wait(address) {
         tracing::warn!(%address, "admin API authentication throttled");
-        return Err(ApiError::TooManyRequests { retry_after });
+        return Err(ApiError::TooManyRequests {
+            message: "too many failed authentications from your address".into(),
+            retry_after,
+        });
     }
     let key = match authenticate(req, state) {
         Err(ApiError::Unauthenticated) => {
