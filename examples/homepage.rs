@@ -67,7 +67,8 @@ async fn upsert(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("TAILOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let url = tailor_examples::server::url();
+    tailor_examples::server::wait_until_ready(&url, std::time::Duration::from_secs(600)).await?;
     let admin_key = std::env::var("TAILOR_ADMIN_KEY")
         .context("set TAILOR_ADMIN_KEY to the server's admin key")?;
     let http = reqwest::Client::new();
@@ -120,21 +121,12 @@ async fn main() -> anyhow::Result<()> {
         }),
     )
     .await?;
-    let created = admin(
-        &http,
-        &url,
-        &admin_key,
-        reqwest::Method::POST,
-        "/api/v1/keys",
-        json!({"name": "homepage example", "kind": "sdk", "environment": ENV}),
-    )
-    .await?;
-    let sdk_key = created["secret"]
-        .as_str()
-        .context("no SDK key in the response")?
-        .to_string();
+    let sdk_key =
+        tailor_examples::server::create_sdk_key(&url, &admin_key, ENV, "homepage example").await?;
 
-    let client = Client::builder(&url, sdk_key).build().await?;
+    println!("SDK key for environment `{ENV}` (shown once; the quickstart needs it):");
+    println!("  export TAILOR_SDK_KEY={sdk_key}");
+    let client = Client::builder(&url, sdk_key.as_str()).build().await?;
     let mut shown = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..2_000u32 {
         let user = match i % 3 {

@@ -6,13 +6,18 @@
 //! cargo run --release -p tailor-server -- serve &        # with TAILOR_ADMIN_KEY set
 //! TAILOR_ADMIN_KEY=... cargo run --release -p tailor-examples --example simulate -- 30000 7
 //! ```
-//! Arguments: number of visitors (default 30,000) and seed (default 1). It replaces the
-//! `development` environment's config with the simulation's (through the import API).
+//! Arguments: number of visitors (default 30,000) and seed (default 1). It works in its own
+//! environment, `simulation` (created on first use), whose config it replaces with the
+//! simulation's through the import API, so it leaves `development` (and the homepage example's
+//! experiment) alone.
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tailor::Client;
 use tailor_examples::simulation::{self, Population, SEGMENTS};
+
+/// The simulator's own environment.
+const ENVIRONMENT: &str = "simulation";
 
 async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let resp = req.send().await?;
@@ -26,7 +31,8 @@ async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("TAILOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let url = tailor_examples::server::url();
+    tailor_examples::server::wait_until_ready(&url, std::time::Duration::from_secs(120)).await?;
     let admin = std::env::var("TAILOR_ADMIN_KEY").context("set TAILOR_ADMIN_KEY")?;
     let visitors: u64 = std::env::args()
         .nth(1)
@@ -39,7 +45,22 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1);
     let http = reqwest::Client::new();
-    let env = format!("{url}/api/v1/environments/development");
+    let env = format!("{url}/api/v1/environments/{ENVIRONMENT}");
+    let created = http
+        .post(format!("{url}/api/v1/environments"))
+        .bearer_auth(&admin)
+        .json(&json!({ "key": ENVIRONMENT }))
+        .send()
+        .await
+        .with_context(|| format!("no Tailor server at {url} (set TAILOR_URL, or start one)"))?;
+    // 409: it exists from an earlier run.
+    if !created.status().is_success() && created.status() != reqwest::StatusCode::CONFLICT {
+        bail!(
+            "creating environment `{ENVIRONMENT}`: HTTP {}: {}",
+            created.status(),
+            created.text().await.unwrap_or_default()
+        );
+    }
 
     call(
         http.post(format!("{env}/import"))
@@ -50,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let key = call(
         http.post(format!("{url}/api/v1/keys"))
             .bearer_auth(&admin)
-            .json(&json!({"name": "simulator", "kind": "sdk", "environment": "development"})),
+            .json(&json!({"name": "simulator", "kind": "sdk", "environment": ENVIRONMENT})),
     )
     .await?;
     let sdk_key = key["secret"]

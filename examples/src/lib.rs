@@ -1,5 +1,7 @@
-//! Shared code of the examples: the synthetic population the simulator drives.
+//! Shared code of the examples: reaching the server, and the synthetic population the simulator
+//! drives.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod server;
 pub mod simulation;

@@ -122,10 +122,10 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchEnvironment(_) => ApiError::NotFound(e.to_string()),
             StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
             StoreError::Unavailable { .. } => {
-                let message = chain(&e);
-                tracing::warn!(error = %message, "store unavailable");
+                // The log gets the causes (`broken pipe`, …); the client gets what and why.
+                tracing::warn!(error = %chain(&e), "store unavailable");
                 ApiError::Unavailable(format!(
-                    "{message}. Changes and events are refused until the store is back (retry \
+                    "{e}. Changes and events are refused until the store is back (retry \
                      later); SDKs keep receiving the last published config"
                 ))
             }
@@ -280,6 +280,23 @@ pub fn json_error_body<B>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_unavailable_store_is_named_without_its_low_level_causes() {
+        let e = StoreError::Unavailable {
+            message: "Redis at 127.0.0.1:6380 is unavailable".into(),
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "broken pipe",
+            )),
+        };
+        let message = ApiError::from(e).to_string();
+        assert!(
+            message.starts_with("Redis at 127.0.0.1:6380 is unavailable. "),
+            "{message}"
+        );
+        assert!(!message.contains("broken pipe"), "{message}");
+    }
     use super::*;
 
     #[test]

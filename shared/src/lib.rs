@@ -14,6 +14,7 @@
 //! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
 //! - [`key_rule`]: what a new segment, flag, variant, experiment or layer key may look like.
+//! - [`yaml_out`]: YAML output that quotes what YAML 1.1 readers would take for booleans or numbers.
 //! - [`nesting`]: the nesting limit every config text is checked against before it is parsed.
 //!
 //! # Example
@@ -60,6 +61,7 @@ pub mod nesting;
 pub mod snapshot;
 mod targeting;
 pub mod user;
+pub mod yaml_out;
 
 pub use compile::compile;
 pub use error::{ConfigError, Problem};

@@ -486,9 +486,10 @@ impl ConfigDocument {
         serde_json::to_string_pretty(self).map_err(SerializeError::Json)
     }
 
-    /// Writes the document as YAML.
+    /// Writes the document as YAML, quoting every string that some YAML version would read as
+    /// a boolean, null, number or date (`off`, `yes`, `1_000`: [`crate::yaml_out`]).
     pub fn try_to_yaml(&self) -> Result<String, SerializeError> {
-        serde_yaml_ng::to_string(self).map_err(SerializeError::Yaml)
+        crate::yaml_out::to_yaml(self).map_err(SerializeError::Yaml)
     }
 
     /// The flag with this key, if any.

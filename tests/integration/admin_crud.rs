@@ -616,3 +616,28 @@ async fn keys_with_url_special_characters_are_addressable() {
         res.assert_status(StatusCode::NO_CONTENT);
     }
 }
+
+/// YAML sent the way `curl --data-binary @config.yaml` sends it (form content type) is imported,
+/// and the export quotes what YAML 1.1 readers would take for booleans (`off`, `on`).
+#[tokio::test]
+async fn yaml_imports_without_its_content_type_and_exports_quote_yaml_1_1_booleans() {
+    let server = Server::start().await;
+    let config = "flags:\n  - key: banner\n    type: bool\n    variants:\n      - {key: \"off\", value: false}\n      - {key: \"on\", value: true}\n    default_variant: \"off\"\n";
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/import")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(config),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+    let export = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/export?format=yaml",
+    ))
+    .await;
+    export.assert_status(StatusCode::OK);
+    for quoted in [r#"key: "off""#, r#"key: "on""#, r#"default_variant: "off""#] {
+        assert!(export.text.contains(quoted), "no {quoted} in\n{}", export.text);
+    }
+}

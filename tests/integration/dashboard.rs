@@ -617,14 +617,14 @@ async fn a_rollout_changed_in_the_browser_reaches_sdks_and_the_audit_log() {
     .await;
     let entry = &res.body[0];
     assert_eq!(entry["action"], "rollout", "{}", res.text);
-    assert_eq!(entry["actor"], "dashboard (admin (TAILOR_ADMIN_KEY))");
+    assert_eq!(entry["actor"], "admin (TAILOR_ADMIN_KEY) via dashboard");
     assert_eq!(entry["revision"], revision);
     browser.click("a[href$=\"/flags/checkout/history\"]").await;
     browser.wait_for_url("/history").await;
     let row = browser.text("table.audit tbody tr:first-child").await;
     for part in [
         "rollout",
-        "dashboard (admin (TAILOR_ADMIN_KEY))",
+        "admin (TAILOR_ADMIN_KEY) via dashboard",
         "rule 0 (main): coverage 25% → 50%",
     ] {
         assert!(row.contains(part), "`{part}` not in the history row: {row}");

@@ -18,7 +18,7 @@
 //!
 //! Every page needs a session; without one a request is redirected to the sign-in page and gets
 //! no data. Changes go through the same validated write path as the admin API (new revision,
-//! audit entry with the actor `dashboard (<admin key name>)`, pushed to SDKs over SSE).
+//! audit entry with the actor `<admin key name> via dashboard`, pushed to SDKs over SSE).
 
 pub mod chart;
 pub mod csrf;
@@ -195,7 +195,7 @@ pub struct SignedIn {
 impl SignedIn {
     /// The actor recorded in the audit log for changes made from the dashboard.
     pub fn actor(&self) -> Actor {
-        Actor(format!("dashboard ({})", self.key_name))
+        Actor(format!("{} via dashboard", self.key_name))
     }
 }
 

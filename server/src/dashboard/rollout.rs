@@ -4,7 +4,7 @@
 //!
 //! The POST calls the admin API's own flag actions ([`admin::rollout_flag`],
 //! [`admin::toggle_flag`], [`admin::restore_flag`]): same validation, one write path, a new
-//! revision, an audit entry (actor `dashboard (<key name>)`) and an SSE push to SDKs. The
+//! revision, an audit entry (actor `<key name> via dashboard`) and an SSE push to SDKs. The
 //! confirmation form carries the flag's ETag as it was reviewed, so if someone changes the flag
 //! in between, the confirmation is refused instead of applying a change nobody reviewed.
 

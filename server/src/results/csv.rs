@@ -40,7 +40,18 @@ fn text_field(s: &str) -> String {
 
 /// A number, or an empty field when it is undefined.
 fn num<T>(o: &stats::Outcome<T>, f: impl Fn(&T) -> f64) -> String {
-    o.value().map(|v| format!("{}", f(v))).unwrap_or_default()
+    o.value().map(|v| number(f(v))).unwrap_or_default()
+}
+
+/// A number as spreadsheets read it: plain decimals, but scientific notation for magnitudes
+/// under 1e-4 (a p-value of 6.7e-49 would otherwise be 49 zeros long) or of 1e15 and more.
+fn number(v: f64) -> String {
+    let magnitude = v.abs();
+    if v != 0.0 && v.is_finite() && !(1e-4..1e15).contains(&magnitude) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// The report as CSV: one row per scope and arm.
@@ -202,5 +213,15 @@ flags:
         assert!(cells[5].starts_with('-'), "{row}");
         assert!(cells[5].parse::<f64>().unwrap() < 0.0, "{row}");
         assert_eq!(num(&stats::Outcome::Ok(-0.05), |v| *v), "-0.05");
+    }
+
+    #[test]
+    fn tiny_and_huge_numbers_are_written_in_scientific_notation() {
+        assert_eq!(number(6.738_899_154_278_19e-49), "6.73889915427819e-49");
+        assert_eq!(number(0.0123), "0.0123");
+        assert_eq!(number(-0.05), "-0.05");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(1234.5), "1234.5");
+        assert_eq!(number(2e20), "2e20");
     }
 }

@@ -123,7 +123,7 @@ pub async fn parse_body<T: DeserializeOwned + Send + 'static>(
             "request body is empty; send JSON".into(),
         ));
     }
-    if is_yaml(req.headers()) {
+    if is_yaml(req.headers(), body) {
         if body.len() > MAX_YAML_BYTES {
             return Err(ApiError::BadRequest(format!(
                 "YAML bodies are limited to {MAX_YAML_BYTES} bytes (got {}); send larger configs as JSON",
@@ -159,11 +159,24 @@ pub async fn parse_body<T: DeserializeOwned + Send + 'static>(
     })
 }
 
-fn is_yaml(headers: &HeaderMap) -> bool {
-    headers
+/// Whether a body is YAML: `Content-Type` says so, or names neither JSON nor YAML (`curl
+/// --data-binary @config.yaml` sends `application/x-www-form-urlencoded`) and the body does not
+/// start like JSON (`{` or `[`).
+fn is_yaml(headers: &HeaderMap, body: &[u8]) -> bool {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("yaml"))
+        .unwrap_or_default();
+    if content_type.contains("yaml") {
+        return true;
+    }
+    if content_type.contains("json") {
+        return false;
+    }
+    !matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
 }
 
 /// A strong ETag for a JSON-serializable resource: a hash of its content. A value that cannot
@@ -207,6 +220,30 @@ pub fn check_if_match_value(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn yaml_is_read_when_the_content_type_says_so_or_names_neither_format() {
+        let headers = |ct: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_str(ct).unwrap(),
+                );
+            }
+            h
+        };
+        let yaml = b"flags: []\n";
+        assert!(is_yaml(&headers(Some("application/yaml")), b"{}"));
+        assert!(!is_yaml(&headers(Some("application/json")), yaml));
+        assert!(is_yaml(
+            &headers(Some("application/x-www-form-urlencoded")),
+            yaml
+        ));
+        assert!(is_yaml(&headers(None), yaml));
+        assert!(!is_yaml(&headers(None), b"  {\"flags\": []}"));
+        assert!(!is_yaml(&headers(Some("text/plain")), b"[1]"));
+    }
     use super::*;
     use crate::error::Unserializable;
 
