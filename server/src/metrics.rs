@@ -18,6 +18,8 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// Events stamped too far in the future, stored at the time they were received.
     pub events_clock_ahead: IntCounter,
+    /// Events rejected at ingestion, by the field their reason names.
+    events_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -61,6 +63,14 @@ impl Metrics {
         registry.register(Box::new(sse_clients.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(events_clock_ahead.clone()))?;
+        let events_rejected = IntCounterVec::new(
+            Opts::new(
+                "tailor_events_rejected_total",
+                "Events rejected at ingestion, by the field the reason names (variant, segment, flag, …)",
+            ),
+            &["field"],
+        )?;
+        registry.register(Box::new(events_rejected.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -69,6 +79,7 @@ impl Metrics {
             sse_clients,
             store_errors,
             events_clock_ahead,
+            events_rejected,
         })
     }
 
@@ -78,6 +89,33 @@ impl Metrics {
             .with_label_values(&[method, route, status_label(status)])
             .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Counts an event rejected at ingestion, by the field its `reason` starts with
+    /// (`variant: …`); the label set is fixed, so no sender can grow it.
+    pub fn event_rejected(&self, reason: &str) {
+        const FIELDS: [&str; 13] = [
+            "id",
+            "type",
+            "timestamp",
+            "user_key",
+            "flag",
+            "variant",
+            "experiment",
+            "rule",
+            "segment",
+            "revision",
+            "event",
+            "value",
+            "personalized",
+        ];
+        let field = reason.split(':').next().unwrap_or_default();
+        let field = FIELDS
+            .iter()
+            .find(|f| **f == field)
+            .copied()
+            .unwrap_or("other");
+        self.events_rejected.with_label_values(&[field]).inc();
     }
 
     /// Sets an environment's revision gauge.

@@ -807,6 +807,11 @@ async fn exposures_naming_what_the_config_does_not_define_are_rejected() {
         ],
         "{reasons:?}"
     );
+    let metrics = send(server.anon(Method::GET, "/metrics")).await.text;
+    assert!(
+        metrics.contains(r#"tailor_events_rejected_total{field="variant"} 1"#),
+        "rejections are counted by field"
+    );
     let r = results(&server, "").await;
     let arms: Vec<&str> = r["overall"]["arms"]
         .as_array()

@@ -210,12 +210,18 @@ pub(crate) async fn ingest(
                         state.metrics.events_clock_ahead.inc();
                         good.push(ev);
                     }
-                    Err(reason) => rejected.push(Rejected { index, reason }),
+                    Err(reason) => {
+                        state.metrics.event_rejected(&reason);
+                        rejected.push(Rejected { index, reason });
+                    }
                 }
             }
             // Stored as received: it was just parsed and checked, so it is not encoded again.
             Ok(ev) => good.push(EncodedEvent::received(ev, json)),
-            Err(reason) => rejected.push(Rejected { index, reason }),
+            Err(reason) => {
+                state.metrics.event_rejected(&reason);
+                rejected.push(Rejected { index, reason });
+            }
         }
     }
     let fresh = if good.is_empty() {
