@@ -81,6 +81,8 @@ struct ExposureRec {
     /// Index of the rule that served it (fits in the padding after `personalized`).
     rule: u16,
     personalized: bool,
+    /// The user was exposed to more than one variant of the experiment (also in the padding).
+    multi_variant: bool,
     timestamp: i64,
     tie: u64,
 }
@@ -390,14 +392,12 @@ impl Attribution {
                     },
                     rule: u16::try_from(e.rule).unwrap_or(u16::MAX),
                     personalized: e.personalized,
+                    multi_variant: false,
                     timestamp: e.timestamp,
                     tie: tie_of(&e.id),
                 };
                 let user = self.users.get_or_insert(&e.user_key);
-                // Exact capacities throughout: a user has a handful of events, and Vec's
-                // default growth (to 4) tripled the memory per user.
-                user.exposures.reserve_exact(1);
-                user.exposures.push(rec);
+                fold_exposure(&mut user.exposures, rec);
                 recompute(user, rec.experiment, &self.windows, &mut self.experiments);
             }
             Event::Conversion(c) => {
@@ -550,22 +550,36 @@ impl Attribution {
     }
 }
 
+/// Folds an exposure into the user's one record per experiment: the first exposure (earliest;
+/// of the same millisecond, the smaller tie) and whether two variants were seen. That is all a
+/// contribution needs of a user's exposures, so repeated exposures cost no memory, in any
+/// arrival order: "two variants seen" becomes true exactly when an exposure's variant differs
+/// from the first's so far, since until then every exposure had that one variant.
+fn fold_exposure(exposures: &mut Vec<ExposureRec>, rec: ExposureRec) {
+    match exposures
+        .iter_mut()
+        .find(|e| e.experiment == rec.experiment)
+    {
+        Some(first) => {
+            let multi_variant = first.multi_variant || first.variant != rec.variant;
+            if (rec.timestamp, rec.tie) < (first.timestamp, first.tie) {
+                *first = rec;
+            }
+            first.multi_variant = multi_variant;
+        }
+        None => {
+            // Exact capacities throughout: a user has a handful of experiments, and Vec's
+            // default growth (to 4) tripled the memory per user.
+            exposures.reserve_exact(1);
+            exposures.push(rec);
+        }
+    }
+}
+
 /// The user's contribution to `experiment` given all their events.
 fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Option<Contribution> {
-    let mut exposures = user.exposures.iter().filter(|e| e.experiment == experiment);
-    let first_candidate = *exposures.next()?;
-    let mut first = first_candidate;
-    let mut multi_variant = false;
-    for e in exposures {
-        if (e.timestamp, e.tie) < (first.timestamp, first.tie) {
-            first = *e;
-        }
-    }
-    for e in user.exposures.iter().filter(|e| e.experiment == experiment) {
-        if e.variant != first.variant {
-            multi_variant = true;
-        }
-    }
+    let first = *user.exposures.iter().find(|e| e.experiment == experiment)?;
+    let multi_variant = first.multi_variant;
     let end = window.map(|w| first.timestamp.saturating_add(w));
     let mut metrics: Vec<(u32, u32, i128, i64)> = Vec::new();
     for c in &user.conversions {
@@ -759,6 +773,82 @@ mod tests {
         a.set_window("exp", None);
         let t = a.totals("exp").unwrap();
         assert_eq!(cell(&t, "personal").metrics["purchase"].sum, 7.0);
+    }
+
+    /// The plain reference: keep every exposure, then pick the first and check the variants.
+    fn reference_first(all: &[ExposureRec]) -> (ExposureRec, bool) {
+        let mut first = all[0];
+        for e in all {
+            if (e.timestamp, e.tie) < (first.timestamp, first.tie) {
+                first = *e;
+            }
+        }
+        (first, all.iter().any(|e| e.variant != first.variant))
+    }
+
+    #[test]
+    fn folded_exposures_match_the_reference_in_any_order() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _case in 0..2_000 {
+            let count = 1 + next(12) as usize;
+            let variants = 1 + next(3) as u32;
+            let all: Vec<ExposureRec> = (0..count)
+                .map(|i| ExposureRec {
+                    experiment: 7,
+                    variant: next(u64::from(variants)) as u32,
+                    segment: next(2) as u32,
+                    rule: next(2) as u16,
+                    personalized: next(2) == 1,
+                    multi_variant: false,
+                    // Few distinct milliseconds, so ties are common.
+                    timestamp: next(4) as i64,
+                    tie: tie_of(&format!("e{i}-{}", next(1_000_000))),
+                })
+                .collect();
+            let mut folded = Vec::new();
+            for rec in &all {
+                fold_exposure(&mut folded, *rec);
+            }
+            assert_eq!(folded.len(), 1, "one record per experiment");
+            let (first, multi) = reference_first(&all);
+            let got = folded[0];
+            assert_eq!(
+                (
+                    got.variant,
+                    got.segment,
+                    got.rule,
+                    got.personalized,
+                    got.timestamp,
+                    got.tie
+                ),
+                (
+                    first.variant,
+                    first.segment,
+                    first.rule,
+                    first.personalized,
+                    first.timestamp,
+                    first.tie
+                )
+            );
+            assert_eq!(got.multi_variant, multi, "{all:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_exposures_keep_one_record_per_experiment() {
+        let mut a = Attribution::default();
+        for i in 0..1_000 {
+            a.apply(&exposure(&format!("e{i}"), "u1", "personal", 1_000 - i));
+        }
+        let user = a.users.get_or_insert("u1");
+        assert_eq!(user.exposures.len(), 1);
+        assert_eq!(user.exposures[0].timestamp, 1);
     }
 
     #[test]
