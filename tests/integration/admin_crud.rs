@@ -638,6 +638,10 @@ async fn yaml_imports_without_its_content_type_and_exports_quote_yaml_1_1_boolea
     .await;
     export.assert_status(StatusCode::OK);
     for quoted in [r#"key: "off""#, r#"key: "on""#, r#"default_variant: "off""#] {
-        assert!(export.text.contains(quoted), "no {quoted} in\n{}", export.text);
+        assert!(
+            export.text.contains(quoted),
+            "no {quoted} in\n{}",
+            export.text
+        );
     }
 }

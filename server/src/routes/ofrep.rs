@@ -1,19 +1,62 @@
-//! OFREP (OpenFeature Remote Evaluation Protocol): single and bulk evaluation per
-//! `shared/spec/ofrep/openapi.yaml`, so any OpenFeature client can evaluate remotely.
+//! OFREP (OpenFeature Remote Evaluation Protocol): single and bulk evaluation per the OFREP
+//! OpenAPI document, version 0.3.0 (`service/openapi.yaml` of
+//! <https://github.com/open-feature/protocol>), so any OpenFeature client can evaluate remotely.
+//! The clients Tailor is tested with are listed in `tests/ofrep-clients/`.
 //!
 //! Reasons come from [`OpenFeatureReason`], the mapping the SDK's OpenFeature provider uses too:
 //! flag off → `DISABLED`; override or fixed-variant rule → `TARGETING_MATCH`; split or holdout →
 //! `SPLIT`; no rule matched → `STATIC` when the flag has no rules or overrides, `DEFAULT`
 //! otherwise (OpenFeature's reason; the OFREP schema's enum omits it). Tailor's own reason is in
 //! `metadata.tailorReason`.
+//!
+//! # The context
+//!
+//! The body is `{"context": {...}}`; a missing or `null` context is an empty one. The context
+//! becomes a [`User`] ([`Context::read`]):
+//!
+//! - `targetingKey` is the user key. Absent, `null` or `""` means *no key* (a web page before
+//!   sign-in); any other non-string is `INVALID_CONTEXT`.
+//! - Strings, numbers and booleans are attributes; so are lists whose items are all strings.
+//! - Nested objects are flattened into dotted names: `{"address": {"city": "Oslo"}}` is the
+//!   attribute `address.city`, at any depth. When two spellings give the same name
+//!   (`"address.city"` at the top and `address: {city}`), the shallower one wins.
+//! - Everything else is ignored, never an error: `null`, lists holding anything but strings
+//!   (numbers, objects, `null`), and empty objects.
+//!
+//! # Evaluating without a targeting key
+//!
+//! A context without a key is evaluated as a user with an empty key, which matches no override
+//! and no segment `include`/`exclude` list. A flag whose result could depend on the key reports
+//! `TARGETING_KEY_MISSING` on its own (`400` from the single endpoint, an error item in the bulk
+//! `flags`); every other flag evaluates normally. A flag depends on the key when its evaluation
+//! reaches (at or before the rule that decides) a rule that buckets by `key` (a split, a rollout
+//! under 100 %, a holdout, or an experiment in a layer bucketing by `key`) or whose audience
+//! tests the `key` attribute (directly or through a segment): see [`reads_key`]. A flag that
+//! is off, has no rules, or only has rules on other attributes needs no key.
+//!
+//! # Values
+//!
+//! Number flags are written as JSON floats (`10.0`, not `10`): Tailor's numbers are 64-bit
+//! floats, and OpenFeature clients that type-check (the Python provider's `get_float_*`) refuse
+//! an integer literal for a float. JavaScript clients read `10.0` as the number `10`.
+//!
+//! # Errors
+//!
+//! Evaluation errors use OFREP's `{key?, errorCode, errorDetails}`. The other errors (no or
+//! unknown key: `401`; an admin key: `403`; store not loaded: `503`) keep the API's
+//! `{error, message}` body and add `errorCode: GENERAL` and `errorDetails`, so both OFREP
+//! clients and Tailor's tools can read them.
 
 use std::collections::BTreeMap;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
+use tailor_core::model::{
+    Condition, ConfigDocument, Flag, Rule, Segment, ValueType, FULL_COVERAGE,
+};
 use tailor_core::{
     assign, AttributeRef, AttributeValue, OpenFeatureReason, Reason, Snapshot, User,
 };
@@ -22,6 +65,13 @@ use super::authenticate;
 use crate::error::{ApiError, InternalError};
 use crate::state::AppState;
 use crate::store::KeyKind;
+
+/// The attribute name that means the user key in conditions and `bucket_by`.
+const KEY: &str = "key";
+
+/// How deep segment references are followed when checking whether a flag reads the key;
+/// deeper is taken as reading it (the config compiler rejects cycles; this only bounds work).
+const MAX_SEGMENT_DEPTH: usize = 64;
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,93 +83,238 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// An OFREP evaluation failure: an error code and its details.
+#[derive(Debug)]
+struct Rejection {
+    code: &'static str,
+    details: String,
+}
+
+impl Rejection {
+    fn new(code: &'static str, details: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            details: details.into(),
+        }
+    }
+
+    fn key_missing(flag: &str) -> Self {
+        Rejection::new(
+            "TARGETING_KEY_MISSING",
+            format!(
+                "flag `{flag}` depends on the user key (a split, rollout, holdout or key \
+                 condition) and the context has no `targetingKey`"
+            ),
+        )
+    }
+
+    /// The OFREP body, with the flag key when there is one.
+    fn body(&self, key: Option<&str>) -> Failure<'_> {
+        Failure {
+            key: key.map(str::to_string),
+            error_code: self.code,
+            error_details: &self.details,
+        }
+    }
+
+    fn response(&self, status: StatusCode, key: Option<&str>) -> HttpResponse {
+        HttpResponse::build(status).json(self.body(key))
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Failure<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
+    key: Option<String>,
     error_code: &'static str,
-    error_details: String,
+    error_details: &'a str,
 }
 
-fn failure(
-    status: StatusCode,
-    key: Option<&str>,
-    code: &'static str,
-    details: String,
-) -> HttpResponse {
-    HttpResponse::build(status).json(Failure {
-        key,
-        error_code: code,
-        error_details: details,
-    })
+/// An evaluation context read from a request body.
+struct Context {
+    /// The user to evaluate (an empty key when the context has none).
+    user: User,
+    /// Whether the context named a user (`targetingKey`).
+    has_key: bool,
 }
 
-/// Reads `{"context": {...}}` into a user; `Err` is an OFREP error code and details.
-fn parse_context(body: &[u8]) -> Result<User, (&'static str, String)> {
+impl Context {
+    /// Reads `{"context": {...}}` (see the module docs for the rules).
+    fn read(body: &[u8]) -> Result<Context, Rejection> {
+        let context = context_object(body)?;
+        let key = targeting_key(&context)?;
+        let mut attributes = BTreeMap::new();
+        collect_attributes("", &context, 0, &mut attributes);
+        let mut user = User::new(key.clone().unwrap_or_default());
+        for (name, (_, value)) in attributes {
+            user.set(name, value);
+        }
+        Ok(Context {
+            user,
+            has_key: key.is_some(),
+        })
+    }
+}
+
+/// The body's `context` object; a missing or `null` one is empty.
+fn context_object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        (
+        Rejection::new(
             "PARSE_ERROR",
             format!("request body is not valid JSON: {e}"),
         )
     })?;
-    let Some(context) = value.get("context") else {
-        return Err((
+    let Value::Object(mut request) = value else {
+        return Err(Rejection::new(
             "INVALID_CONTEXT",
-            "request body needs a `context` object".into(),
+            "request body must be an object `{\"context\": {...}}`",
         ));
     };
-    let Some(context) = context.as_object() else {
-        return Err(("INVALID_CONTEXT", "`context` must be an object".into()));
-    };
-    let key = match context.get("targetingKey") {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        Some(Value::String(_)) | None => {
-            return Err((
-                "TARGETING_KEY_MISSING",
-                "context is missing the `targetingKey` property".into(),
-            ))
-        }
-        Some(other) => {
-            return Err((
-                "INVALID_CONTEXT",
-                format!("`targetingKey` must be a string, got {other}"),
-            ))
-        }
-    };
-    let mut user = User::new(key);
-    for (name, v) in context {
-        if name == "targetingKey" {
+    match request.remove("context") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(context)) => Ok(context),
+        Some(other) => Err(Rejection::new(
+            "INVALID_CONTEXT",
+            format!("`context` must be an object, got {other}"),
+        )),
+    }
+}
+
+/// The user key: `None` when absent, `null` or empty.
+fn targeting_key(context: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+    match context.get("targetingKey") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if k.is_empty() => Ok(None),
+        Some(Value::String(k)) => Ok(Some(k.clone())),
+        Some(other) => Err(Rejection::new(
+            "INVALID_CONTEXT",
+            format!("`targetingKey` must be a string, got {other}"),
+        )),
+    }
+}
+
+/// Flattens `object` into attributes named by dotted path, keeping for each name the value
+/// found at the smallest depth. Values Tailor cannot use are skipped.
+fn collect_attributes(
+    prefix: &str,
+    object: &Map<String, Value>,
+    depth: usize,
+    out: &mut BTreeMap<String, (usize, AttributeValue)>,
+) {
+    for (name, value) in object {
+        if depth == 0 && name == "targetingKey" {
             continue;
         }
-        let attr = match v {
-            Value::String(s) => AttributeValue::String(s.clone()),
-            Value::Number(n) => AttributeValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-            Value::Bool(b) => AttributeValue::Bool(*b),
-            Value::Array(items) => AttributeValue::List(
-                items
-                    .iter()
-                    .map(|i| {
-                        i.as_str().map(str::to_string).ok_or_else(|| {
-                            (
-                                "INVALID_CONTEXT",
-                                format!("context attribute `{name}`: lists may hold only strings"),
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Null => continue,
-            Value::Object(_) => {
-                return Err((
-                    "INVALID_CONTEXT",
-                    format!("context attribute `{name}`: nested objects are not supported"),
-                ))
-            }
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
         };
-        user.set(name.clone(), attr);
+        if let Value::Object(inner) = value {
+            collect_attributes(&path, inner, depth + 1, out);
+        } else if let Some(attribute) = attribute_value(value) {
+            let shallower = out.get(&path).is_none_or(|(d, _)| depth < *d);
+            if shallower {
+                out.insert(path, (depth, attribute));
+            }
+        }
     }
-    Ok(user)
+}
+
+/// A context value as an attribute; `None` for what Tailor does not use (`null`, lists that
+/// hold anything but strings, objects).
+fn attribute_value(value: &Value) -> Option<AttributeValue> {
+    match value {
+        Value::String(s) => Some(AttributeValue::String(s.clone())),
+        Value::Number(n) => n.as_f64().map(AttributeValue::Number),
+        Value::Bool(b) => Some(AttributeValue::Bool(*b)),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(AttributeValue::List),
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+/// Whether `flag`'s evaluation, which ended in `assignment` for a user with the empty
+/// placeholder key, could have come out differently with a real key: an override chose it, or
+/// a rule it reached buckets by the key or tests it.
+fn reads_key(doc: &ConfigDocument, flag: &Flag, reason: Reason, rule: Option<usize>) -> bool {
+    let reached = match reason {
+        Reason::FlagOff => return false,
+        Reason::Override => return true,
+        Reason::UnknownFlag | Reason::Fallthrough => flag.rules.len(),
+        _ => rule.map_or(flag.rules.len(), |i| i + 1),
+    };
+    flag.rules
+        .iter()
+        .take(reached)
+        .any(|r| rule_reads_key(doc, flag, r))
+}
+
+fn rule_reads_key(doc: &ConfigDocument, flag: &Flag, rule: &Rule) -> bool {
+    buckets_by_key(flag, rule)
+        || layer_buckets_by_key(doc, rule)
+        || rule
+            .when
+            .as_ref()
+            .is_some_and(|c| condition_reads_key(doc, c, 0))
+}
+
+/// The rule buckets (split, partial rollout, holdout) and its unit is the key.
+fn buckets_by_key(flag: &Flag, rule: &Rule) -> bool {
+    let unit = rule
+        .bucket_by
+        .as_deref()
+        .or(flag.bucket_by.as_deref())
+        .unwrap_or(KEY);
+    let buckets = rule.split.is_some() || rule.coverage < FULL_COVERAGE || rule.holdout.is_some();
+    buckets && unit == KEY
+}
+
+/// The rule's experiment owns a slice of a layer that buckets by the key.
+fn layer_buckets_by_key(doc: &ConfigDocument, rule: &Rule) -> bool {
+    let Some(experiment) = &rule.experiment else {
+        return false;
+    };
+    doc.layers.iter().any(|layer| {
+        layer.bucket_by.as_deref().unwrap_or(KEY) == KEY
+            && layer.slices.iter().any(|s| &s.experiment == experiment)
+    })
+}
+
+fn condition_reads_key(doc: &ConfigDocument, condition: &Condition, depth: usize) -> bool {
+    if depth > MAX_SEGMENT_DEPTH {
+        return true;
+    }
+    match condition {
+        Condition::All { all: children } | Condition::Any { any: children } => {
+            children.iter().any(|c| condition_reads_key(doc, c, depth))
+        }
+        Condition::Not { not } => condition_reads_key(doc, not, depth),
+        Condition::Attribute(test) => test.attribute == KEY,
+        Condition::Segment { segment } => doc
+            .segments
+            .iter()
+            .find(|s| &s.key == segment)
+            .is_some_and(|s| segment_reads_key(doc, s, depth + 1)),
+    }
+}
+
+/// A segment reads the key through its conditions, or through an `include`/`exclude` list
+/// that holds the empty placeholder key itself.
+fn segment_reads_key(doc: &ConfigDocument, segment: &Segment, depth: usize) -> bool {
+    segment
+        .include
+        .iter()
+        .chain(&segment.exclude)
+        .any(String::is_empty)
+        || segment
+            .conditions
+            .as_ref()
+            .is_some_and(|c| condition_reads_key(doc, c, depth))
 }
 
 fn reason_kind(reason: Reason) -> String {
@@ -129,10 +324,24 @@ fn reason_kind(reason: Reason) -> String {
         .unwrap_or_default()
 }
 
-/// The evaluation object for a known flag.
-fn evaluation(snapshot: &Snapshot, user: &User, key: &str) -> Option<Value> {
-    let flag = snapshot.document().flag(key)?;
-    let a = assign(snapshot, user, key);
+/// A variant's value as OFREP sends it: number flags as floats (see the module docs).
+fn wire_value(flag: &Flag, value: &Value) -> Value {
+    match (flag.value_type, value) {
+        (ValueType::Number, Value::Number(n)) => n
+            .as_f64()
+            .and_then(Number::from_f64)
+            .map_or_else(|| value.clone(), Value::Number),
+        _ => value.clone(),
+    }
+}
+
+/// The evaluation object for `flag`, or why it cannot be evaluated for this context.
+fn evaluation(snapshot: &Snapshot, flag: &Flag, context: &Context) -> Result<Value, Rejection> {
+    let key = flag.key.as_str();
+    let a = assign(snapshot, &context.user, key);
+    if !context.has_key && reads_key(snapshot.document(), flag, a.reason, a.rule_index()) {
+        return Err(Rejection::key_missing(key));
+    }
     let mut metadata = Map::new();
     metadata.insert("tailorReason".into(), reason_kind(a.reason).into());
     metadata.insert("revision".into(), snapshot.revision().into());
@@ -147,7 +356,7 @@ fn evaluation(snapshot: &Snapshot, user: &User, key: &str) -> Option<Value> {
     }
     let mut out = Map::new();
     out.insert("key".into(), key.into());
-    out.insert("value".into(), a.value().clone());
+    out.insert("value".into(), wire_value(flag, a.value()));
     out.insert(
         "reason".into(),
         OpenFeatureReason::of(snapshot, &a).as_str().into(),
@@ -156,7 +365,15 @@ fn evaluation(snapshot: &Snapshot, user: &User, key: &str) -> Option<Value> {
         out.insert("variant".into(), v.into());
     }
     out.insert("metadata".into(), Value::Object(metadata));
-    Some(Value::Object(out))
+    Ok(Value::Object(out))
+}
+
+/// One item of a bulk answer: the evaluation, or the flag's own error.
+fn bulk_item(snapshot: &Snapshot, flag: &Flag, context: &Context) -> Value {
+    evaluation(snapshot, flag, context).unwrap_or_else(|rejection| {
+        serde_json::to_value(rejection.body(Some(&flag.key)))
+            .unwrap_or_else(|_| serde_json::json!({"key": flag.key, "errorCode": rejection.code}))
+    })
 }
 
 /// The environment an OFREP caller evaluates: SDK and client keys only.
@@ -170,30 +387,60 @@ fn caller_environment(req: &HttpRequest, state: &AppState) -> Result<String, Api
     }
 }
 
+/// An API error (no or unknown key, wrong kind of key, store not ready, a server failure) with
+/// OFREP's `errorCode` (`GENERAL`) and `errorDetails` added to the API's `{error, message}` body;
+/// status and headers (`Retry-After`) are the API's.
+async fn api_failure(error: ApiError) -> HttpResponse {
+    let response = error.error_response();
+    let mut out = HttpResponse::build(response.status());
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.append_header((name.clone(), value.clone()));
+        }
+    }
+    let mut body = match actix_web::body::to_bytes(response.into_body()).await {
+        Ok(bytes) => serde_json::from_slice::<Map<String, Value>>(&bytes).unwrap_or_default(),
+        Err(_) => Map::new(),
+    };
+    body.insert("errorCode".into(), "GENERAL".into());
+    body.insert("errorDetails".into(), error.to_string().into());
+    out.json(body)
+}
+
 async fn evaluate_one(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let env = state.environment(&caller_environment(&req, &state)?)?;
+) -> HttpResponse {
     let key = path.into_inner();
-    let user = match parse_context(&body) {
-        Ok(u) => u,
-        Err((code, details)) => {
-            return Ok(failure(StatusCode::BAD_REQUEST, Some(&key), code, details))
-        }
+    match evaluate_one_for_caller(&req, &state, &key, &body) {
+        Ok(response) => response,
+        Err(error) => api_failure(error).await,
+    }
+}
+
+fn evaluate_one_for_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let env = state.environment(&caller_environment(req, state)?)?;
+    let context = match Context::read(body) {
+        Ok(c) => c,
+        Err(rejection) => return Ok(rejection.response(StatusCode::BAD_REQUEST, Some(key))),
     };
     let current = env.current();
-    match evaluation(&current.snapshot, &user, &key) {
-        Some(v) => Ok(HttpResponse::Ok().json(v)),
-        None => Ok(failure(
-            StatusCode::NOT_FOUND,
-            Some(&key),
-            "FLAG_NOT_FOUND",
-            format!("flag `{key}` was not found"),
-        )),
-    }
+    let snapshot = &current.snapshot;
+    let Some(flag) = snapshot.document().flag(key) else {
+        let rejection = Rejection::new("FLAG_NOT_FOUND", format!("flag `{key}` was not found"));
+        return Ok(rejection.response(StatusCode::NOT_FOUND, Some(key)));
+    };
+    Ok(match evaluation(snapshot, flag, &context) {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(rejection) => rejection.response(StatusCode::BAD_REQUEST, Some(key)),
+    })
 }
 
 /// ETag of a bulk result: it depends on both the config revision and the context (attributes
@@ -214,14 +461,25 @@ async fn evaluate_all(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
+) -> HttpResponse {
+    match evaluate_all_for_caller(&req, &state, &body) {
+        Ok(response) => response,
+        Err(error) => api_failure(error).await,
+    }
+}
+
+fn evaluate_all_for_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let env = state.environment(&caller_environment(&req, &state)?)?;
-    let user = match parse_context(&body) {
-        Ok(u) => u,
-        Err((code, details)) => return Ok(failure(StatusCode::BAD_REQUEST, None, code, details)),
+    let env = state.environment(&caller_environment(req, state)?)?;
+    let context = match Context::read(body) {
+        Ok(c) => c,
+        Err(rejection) => return Ok(rejection.response(StatusCode::BAD_REQUEST, None)),
     };
     let current = env.current();
-    let etag = bulk_etag(&current.etag, &user)?;
+    let etag = bulk_etag(&current.etag, &context.user)?;
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -234,13 +492,99 @@ async fn evaluate_all(
     }
     let snapshot = &current.snapshot;
     let flags: Vec<Value> = snapshot
-        .flag_keys()
-        .filter_map(|k| evaluation(snapshot, &user, k))
+        .document()
+        .flags
+        .iter()
+        .map(|flag| bulk_item(snapshot, flag, &context))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .json(serde_json::json!({
             "flags": flags,
-            "metadata": {"environment": current.snapshot.environment(), "revision": current.revision},
+            "metadata": {"environment": snapshot.environment(), "revision": current.revision},
         })))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn read(body: Value) -> Result<Context, Rejection> {
+        Context::read(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn nested_objects_become_dotted_attributes_and_unusable_values_are_ignored() {
+        let context = read(serde_json::json!({"context": {
+            "targetingKey": "u1",
+            "address": {"city": "Oslo", "geo": {"lat": 59.9}, "empty": {}},
+            "address.city": "Bergen",
+            "tags": ["a", "b"],
+            "scores": [1, 2],
+            "mixed": ["a", 1],
+            "gone": null,
+        }}))
+        .unwrap();
+        let user = &context.user;
+        assert!(context.has_key);
+        assert_eq!(user.key(), "u1");
+        // The top-level spelling is shallower than the nested one: it wins.
+        assert_eq!(user.get("address.city"), Some(AttributeRef::Str("Bergen")));
+        assert_eq!(
+            user.get("address.geo.lat"),
+            Some(AttributeRef::Number(59.9))
+        );
+        assert_eq!(
+            user.get("tags").map(AttributeRef::to_value),
+            Some(AttributeValue::List(vec!["a".into(), "b".into()]))
+        );
+        for ignored in ["scores", "mixed", "gone", "address", "address.empty"] {
+            assert_eq!(user.get(ignored), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn a_missing_null_or_empty_targeting_key_is_no_key() {
+        for body in [
+            serde_json::json!({}),
+            serde_json::json!({"context": null}),
+            serde_json::json!({"context": {}}),
+            serde_json::json!({"context": {"targetingKey": null}}),
+            serde_json::json!({"context": {"targetingKey": ""}}),
+        ] {
+            let context = read(body.clone()).unwrap();
+            assert!(!context.has_key, "{body}");
+            assert_eq!(context.user.key(), "");
+        }
+        for body in [
+            serde_json::json!({"context": {"targetingKey": 42}}),
+            serde_json::json!({"context": "u1"}),
+            serde_json::json!([]),
+        ] {
+            let rejection = read(body.clone()).err().unwrap();
+            assert_eq!(rejection.code, "INVALID_CONTEXT", "{body}");
+        }
+        let rejection = Context::read(b"{context").err().unwrap();
+        assert_eq!(rejection.code, "PARSE_ERROR");
+    }
+
+    #[test]
+    fn number_values_are_written_as_floats() {
+        let flag: Flag = serde_json::from_value(serde_json::json!({
+            "key": "limit", "type": "number", "default_variant": "a",
+            "variants": [{"key": "a", "value": 10}],
+        }))
+        .unwrap();
+        let v = wire_value(&flag, &serde_json::json!(10));
+        assert_eq!(serde_json::to_string(&v).unwrap(), "10.0");
+        assert_eq!(
+            serde_json::to_string(&wire_value(&flag, &serde_json::json!(2.5))).unwrap(),
+            "2.5"
+        );
+        let mut json = flag.clone();
+        json.value_type = ValueType::Json;
+        let v = wire_value(&json, &serde_json::json!({"n": 10}));
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"n":10}"#);
+    }
 }
