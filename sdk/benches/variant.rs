@@ -3,8 +3,8 @@
 //! - `sdk_overhead`: `tailor_core::assign` alone versus `client.variant()` on the same config
 //!   (each reads the served key), for a plain flag (offline client) and for an experiment flag
 //!   on a client with an event queue where every call is a duplicate exposure (a fixed set of
-//!   256 users cycles after warm-up, chosen so no two share a slot of the per-thread
-//!   de-duplication cache; the bench asserts nothing was recorded while timing).
+//!   256 users cycles after warm-up, chosen so none evicts another from the client's
+//!   de-duplication set; the bench asserts nothing was recorded while timing).
 //!   Target: `variant()` costs at most 30 ns more than `assign`.
 //! - `sdk_threads`: `variant()` from one thread versus two threads at once (each a fixed
 //!   number of calls, timed with `Instant` from a barrier inside `iter_custom`; throughput in
@@ -136,8 +136,8 @@ impl Fixture {
         }
     }
 
-    /// `USERS` users whose exposures occupy distinct slots of the (direct-mapped, per-thread)
-    /// de-duplication cache, so cycling through them after one warm-up pass records nothing.
+    /// `USERS` users whose exposures stay in the client's (bucketed, per-client) de-duplication
+    /// set together, so cycling through them after one warm-up pass records nothing.
     fn duplicate_safe_users(client: &Client) -> Vec<User> {
         let mut chosen: Vec<User> = Vec::with_capacity(USERS);
         for candidate in (0..).map(user) {

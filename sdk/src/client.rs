@@ -17,6 +17,9 @@ use crate::error::{BuildError, ConfigSourceError, FlushError};
 use crate::events::{self, DeliverySettings, EventCounters, EventQueue, EventStats};
 use crate::refresh::{self, ConfigSource, Connection, RefreshSettings, Shared, Status};
 
+/// How long after its deadline `close()` still waits for the background tasks to notice it.
+const TASK_STOP_GRACE: Duration = Duration::from_millis(250);
+
 /// The served variant of a flag: its key and payload.
 ///
 /// Holds a lock-free read guard on the config it was evaluated with, so reading it never
@@ -123,9 +126,25 @@ impl ClientBuilder {
     /// How long `build()` waits for the first config from the server before continuing with the
     /// disk cache, the bootstrap file or nothing (updates keep trying in the background).
     /// Default 5 s.
+    ///
+    /// While it waits, a server that refuses connections is retried at least every second, so a
+    /// server that comes up during the wait is noticed at once. If the wait ends without a
+    /// config, `build()` logs a warning with the reason and [`Client::status`] says
+    /// [`Connection::Disconnected`] with `last_error`. [`Duration::ZERO`] does not wait: see
+    /// [`ClientBuilder::start_without_waiting`].
     pub fn start_timeout(mut self, d: Duration) -> Self {
         self.start_timeout = d;
         self
+    }
+    /// Makes `build()` return at once, serving the disk cache, the bootstrap file or the
+    /// callers' defaults until the first config arrives in the background (the same as
+    /// `start_timeout(Duration::ZERO)`). Use it when starting must not depend on the server,
+    /// and [`Client::wait_for_revision`] or [`Client::status`] to learn when the config arrived.
+    ///
+    /// `build()` then cannot report a rejected key as [`BuildError::Unauthorized`]; the status
+    /// says [`Connection::Unauthorized`] instead (and an error is logged).
+    pub fn start_without_waiting(self) -> Self {
+        self.start_timeout(Duration::ZERO)
     }
     /// Use server-sent events (default `true`); `false` polls every `poll_interval`.
     pub fn streaming(mut self, on: bool) -> Self {
@@ -168,7 +187,9 @@ impl ClientBuilder {
         self.flush_interval = d;
         self
     }
-    /// How long `flush()` and `close()` wait for delivery. Default 10 s.
+    /// How long `flush()` and `close()` wait for delivery. Default 10 s. This also bounds
+    /// `close()` as a whole: it returns within this time (plus a few milliseconds) even if the
+    /// server hangs, counting what it could not deliver as dropped.
     pub fn flush_timeout(mut self, d: Duration) -> Self {
         self.flush_timeout = d;
         self
@@ -184,7 +205,11 @@ impl ClientBuilder {
         self.bootstrap_path = Some(path.into());
         self
     }
-    /// First and largest reconnect delay. Defaults 500 ms and 30 s.
+    /// First and largest reconnect delay. Defaults 500 ms and 30 s. Every failed attempt backs
+    /// off, including a server answering with configs the client rejects. Until the client has
+    /// had a config from the server, a server refusing connections is retried at least every
+    /// second whatever these say (probing a closed port costs the server nothing, and the
+    /// client serves only local config or defaults until then).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;
         self.max_backoff = max.max(initial);
@@ -193,7 +218,8 @@ impl ClientBuilder {
 
     /// Starts the client on the current tokio runtime and waits (up to `start_timeout`) for the
     /// first config. Fails only on a malformed URL, an unusable bootstrap file, or a key the
-    /// server rejects; an unreachable server is not an error.
+    /// server rejects; an unreachable server is not an error (it is logged, and reported by
+    /// [`Client::status`]).
     pub async fn build(self) -> Result<Client, BuildError> {
         let base_url = self.server_url.trim_end_matches('/').to_string();
         let scheme_ok = base_url.starts_with("http://") || base_url.starts_with("https://");
@@ -216,7 +242,6 @@ impl ClientBuilder {
         let (delivery_deadline, deadline_rx) = watch::channel(None);
         let counters = Arc::new(EventCounters::default());
         let (queue, rx) = EventQueue::new(self.event_capacity, Arc::clone(&counters));
-        let mut status = shared.status.subscribe();
 
         let updates = tokio::spawn(refresh::run_updates(
             Arc::clone(&shared),
@@ -259,30 +284,11 @@ impl ClientBuilder {
             }),
         };
 
-        let waited = tokio::time::timeout(
-            self.start_timeout,
-            status.wait_for(|s| {
-                s.source == ConfigSource::Server || s.connection == Connection::Unauthorized
-            }),
-        )
-        .await;
-        let current = client.status();
-        if current.connection == Connection::Unauthorized {
-            let message = current.last_error.unwrap_or_default();
-            let status = message
-                .strip_prefix("HTTP ")
-                .and_then(|m| m.get(..3))
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(401);
-            client.inner.shutdown.send_replace(true);
-            return Err(BuildError::Unauthorized { status, message });
+        if self.start_timeout.is_zero() {
+            tracing::debug!("not waiting for a first config; it arrives in the background");
+            return Ok(client);
         }
-        if waited.is_err() {
-            tracing::warn!(
-                source = ?current.source,
-                "no config from the server within the start timeout; continuing and retrying in the background"
-            );
-        }
+        client.wait_for_first_config(self.start_timeout).await?;
         Ok(client)
     }
 
@@ -313,6 +319,40 @@ impl ClientBuilder {
 }
 
 impl Client {
+    /// `build()`'s wait: until a config from the server or a rejected key (an error), or
+    /// `timeout` (a warning naming the reason; the client keeps trying).
+    async fn wait_for_first_config(&self, timeout: Duration) -> Result<(), BuildError> {
+        let mut status = self.inner.shared.status.subscribe();
+        let waited = tokio::time::timeout(
+            timeout,
+            status.wait_for(|s| {
+                s.source == ConfigSource::Server || s.connection == Connection::Unauthorized
+            }),
+        )
+        .await;
+        let current = self.status();
+        if current.connection == Connection::Unauthorized {
+            let message = current.last_error.unwrap_or_default();
+            let status = message
+                .strip_prefix("HTTP ")
+                .and_then(|m| m.get(..3))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(401);
+            self.inner.shutdown.send_replace(true);
+            return Err(BuildError::Unauthorized { status, message });
+        }
+        if waited.is_err() {
+            tracing::warn!(
+                serving = ?current.source,
+                connection = ?current.connection,
+                error = current.last_error.as_deref().unwrap_or("no answer yet"),
+                "no config from the tailor server within the start timeout; serving the cache, \
+                 the bootstrap file or the callers' defaults, and retrying in the background"
+            );
+        }
+        Ok(())
+    }
+
     /// A builder for a client of `server_url` (e.g. `http://localhost:8080`) with an SDK key.
     pub fn builder(server_url: impl Into<String>, sdk_key: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
@@ -368,8 +408,8 @@ impl Client {
     }
 
     /// The variant of `flag` for `user`. Synchronous, never fails, never blocks, no network I/O.
-    /// Records an exposure (once per user, flag, variant and experiment) when the user is in a
-    /// running experiment or holdout.
+    /// Records an exposure (once per user, flag, variant and experiment, for this client and all
+    /// its clones on every thread) when the user is in a running experiment or holdout.
     pub fn variant(&self, user: &User, flag: &str) -> Variant {
         let snapshot = self.inner.shared.config.load();
         let at = match snapshot.as_ref() {
@@ -490,7 +530,7 @@ impl Client {
         else {
             return;
         };
-        if events::first_sighting(queue.instance(), user.key(), flag, variant, experiment) {
+        if queue.first_sighting(user.key(), flag, variant, experiment) {
             push_exposure(queue, snapshot, user, flag, a);
         }
     }
@@ -520,51 +560,61 @@ impl Client {
 
     /// Waits until every event queued before this call is delivered (or `flush_timeout`).
     pub async fn flush(&self) -> Result<(), FlushError> {
+        self.flush_until(tokio::time::Instant::now() + self.inner.flush_timeout)
+            .await
+    }
+
+    /// [`Client::flush`] with an explicit deadline (`close()` shares one with its other steps).
+    async fn flush_until(&self, deadline: tokio::time::Instant) -> Result<(), FlushError> {
         let queue = self
             .inner
             .events
             .as_ref()
             .ok_or(FlushError::NotDelivering)?;
-        let timeout = self.inner.flush_timeout;
         let wait = async {
             match queue.flush().await {
                 Some(done) => done.await.map_err(|_| FlushError::NotDelivering),
                 None => Err(FlushError::NotDelivering),
             }
         };
-        tokio::time::timeout(timeout, wait)
+        tokio::time::timeout_at(deadline, wait)
             .await
-            .map_err(|_| FlushError::Timeout(timeout))?
+            .map_err(|_| FlushError::Timeout(self.inner.flush_timeout))?
     }
 
-    /// Flushes, then stops the background tasks. Events still undelivered when `flush_timeout`
-    /// expires are dropped and counted.
+    /// Flushes, then stops the background tasks, all within `flush_timeout` (plus a few
+    /// milliseconds) however the server behaves. Events still undelivered at that deadline —
+    /// including a batch whose request is still in flight — are dropped and counted.
     pub async fn close(&self) -> Result<(), FlushError> {
+        let deadline = tokio::time::Instant::now() + self.inner.flush_timeout;
         let flushed = if self.inner.events.is_some() {
-            self.flush().await
+            self.flush_until(deadline).await
         } else {
             Ok(())
         };
-        self.inner
-            .delivery_deadline
-            .send_replace(Some(tokio::time::Instant::now()));
+        // Events queued after the flush (by other threads) may still go out until the deadline.
+        self.inner.delivery_deadline.send_replace(Some(deadline));
         self.inner.shutdown.send_replace(true);
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            // The update task stops at the signal; the delivery task may be mid-request.
-            if tokio::time::timeout(Duration::from_secs(2), t)
-                .await
-                .is_err()
-            {
-                tracing::debug!("a background task did not stop in time");
-            }
-        }
+        self.join_tasks(deadline + TASK_STOP_GRACE).await;
         self.inner
             .shared
             .status
             .send_modify(|s| s.connection = Connection::Offline);
         flushed
+    }
+
+    /// Waits for the background tasks until `until`, then aborts any still running. Both stop
+    /// by themselves well before (the update task at the shutdown signal, the delivery task at
+    /// the close deadline), so aborting is only a guard against a bug holding `close()` up.
+    async fn join_tasks(&self, until: tokio::time::Instant) {
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut task in tasks {
+            if tokio::time::timeout_at(until, &mut task).await.is_err() {
+                tracing::warn!("a background task did not stop by the close deadline; aborting it");
+                task.abort();
+            }
+        }
     }
 
     /// What the client serves and how it is connected.

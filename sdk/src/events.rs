@@ -6,7 +6,6 @@
 //! are retried with exponential backoff and jitter, and because every event carries a unique id
 //! the collector stores a retried event once.
 
-use std::cell::Cell;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +64,8 @@ pub(crate) struct EventQueue {
     pub(crate) counters: Arc<EventCounters>,
     instance: u64,
     sequence: AtomicU64,
+    /// Exposures already recorded, per client (all threads share it).
+    seen: ExposureSet,
 }
 
 impl EventQueue {
@@ -73,11 +74,13 @@ impl EventQueue {
         counters: Arc<EventCounters>,
     ) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let instance = rand::random();
         let queue = EventQueue {
             tx,
             counters,
-            instance: rand::random(),
+            instance,
             sequence: AtomicU64::new(0),
+            seen: ExposureSet::new(instance),
         };
         (queue, rx)
     }
@@ -88,8 +91,22 @@ impl EventQueue {
         format!("{:016x}-{n:x}", self.instance)
     }
 
+    #[cfg(test)]
     pub(crate) fn instance(&self) -> u64 {
         self.instance
+    }
+
+    /// See [`ExposureSet::first_sighting`].
+    #[inline]
+    pub(crate) fn first_sighting(
+        &self,
+        user_key: &str,
+        flag: &str,
+        variant: &str,
+        experiment: &str,
+    ) -> bool {
+        self.seen
+            .first_sighting(user_key, flag, variant, experiment)
     }
 
     /// Commands (events, and flushes waiting for delivery) in the channel now: its bound minus
@@ -128,46 +145,95 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-const SEEN_SLOTS: usize = 4096;
+/// Slots per bucket of the exposure set: 4 × 8 bytes, so a bucket is half a cache line and a
+/// lookup reads one line.
+const WAYS: usize = 4;
+/// Buckets per client: 4,096 × 4 slots remember 16,384 recent exposures in 128 KiB.
+const BUCKET_BITS: u32 = 12;
+const BUCKETS: usize = 1 << BUCKET_BITS;
 
-thread_local! {
-    // Per-thread, direct-mapped cache of recently recorded exposures: no lock and no shared
-    // cache line on the hot path. A collision only causes an extra exposure, which the collector
-    // de-duplicates by counting each user once per experiment. `Cell` slots, not a `RefCell`:
-    // nothing here can be re-entered, so a borrow flag would be pure overhead.
-    static SEEN: Box<[Cell<u64>]> = (0..SEEN_SLOTS).map(|_| Cell::new(0)).collect();
+/// One bucket of [`ExposureSet`]: fingerprints, 0 for an empty slot. Aligned to its size so it
+/// never straddles two cache lines.
+#[repr(align(32))]
+#[derive(Default)]
+struct Bucket([AtomicU64; WAYS]);
+
+impl Bucket {
+    fn contains(&self, fingerprint: u64) -> bool {
+        self.0
+            .iter()
+            .any(|slot| slot.load(Ordering::Relaxed) == fingerprint)
+    }
+
+    /// Claims a slot for `fingerprint`; false when another thread got there first. Taking a
+    /// free slot is a compare-and-swap and so is exactly-once even when threads race on the
+    /// same new exposure; a full bucket evicts the slot the fingerprint picks (a `swap`, so two
+    /// racers for it still see each other).
+    #[cold]
+    #[inline(never)]
+    fn insert(&self, fingerprint: u64) -> bool {
+        for slot in &self.0 {
+            match slot.compare_exchange(0, fingerprint, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(current) if current == fingerprint => return false,
+                Err(_) => {}
+            }
+        }
+        let victim = &self.0[(fingerprint >> 62) as usize % WAYS];
+        victim.swap(fingerprint, Ordering::Relaxed) != fingerprint
+    }
 }
 
-/// Returns true the first time (per thread, within the cache's memory) this exposure is seen.
-#[inline]
-pub(crate) fn first_sighting(
-    instance: u64,
-    user_key: &str,
-    flag: &str,
-    variant: &str,
-    experiment: &str,
-) -> bool {
-    // The client instance seeds the hash. `write` hashes each part together with its length, so
-    // field boundaries count (("ab", "c") differs from ("a", "bc")) without separators; each
-    // write is one link of a serial multiply chain, so fewer writes is a shorter chain.
-    let mut h = FxHasher::with_seed(instance as usize);
-    h.write(user_key.as_bytes());
-    h.write(flag.as_bytes());
-    h.write(variant.as_bytes());
-    h.write(experiment.as_bytes());
-    // Never 0, so an empty slot never matches.
-    let fingerprint = h.finish() | 1;
-    let slot = (fingerprint as usize ^ (fingerprint >> 32) as usize) % SEEN_SLOTS;
-    // `try_with`: during thread teardown the cache is gone; then every sighting is a first one.
-    SEEN.try_with(|seen| match seen.get(slot) {
-        Some(cell) if cell.get() == fingerprint => false,
-        Some(cell) => {
-            cell.set(fingerprint);
-            true
+/// The exposures a client has recorded recently, shared by all its threads: a set-associative
+/// cache of fingerprints in atomics, with no lock. A repeat (the common case: a user sees the
+/// same page many times) only reads one cache line, which every core can keep a shared copy of,
+/// so threads do not contend; only a new exposure writes. When a bucket is full an old entry
+/// is evicted, and its exposure may be sent again later: the collector counts each user once
+/// per experiment, so that costs a few bytes of traffic, not a wrong result.
+pub(crate) struct ExposureSet {
+    seed: u64,
+    buckets: Box<[Bucket]>,
+}
+
+impl ExposureSet {
+    /// An empty set; `seed` (the client's instance id) varies the slots from client to client.
+    pub(crate) fn new(seed: u64) -> Self {
+        ExposureSet {
+            seed,
+            buckets: (0..BUCKETS).map(|_| Bucket::default()).collect(),
         }
-        None => true,
-    })
-    .unwrap_or(true)
+    }
+
+    /// True the first time (for this client, within the set's memory) this exposure is seen,
+    /// on whichever thread.
+    #[inline]
+    pub(crate) fn first_sighting(
+        &self,
+        user_key: &str,
+        flag: &str,
+        variant: &str,
+        experiment: &str,
+    ) -> bool {
+        // `write` hashes each part together with its length, so field boundaries count
+        // (("ab", "c") differs from ("a", "bc")) without separators; each write is one link of
+        // a serial multiply chain, so fewer writes is a shorter chain.
+        let mut h = FxHasher::with_seed(self.seed as usize);
+        h.write(user_key.as_bytes());
+        h.write(flag.as_bytes());
+        h.write(variant.as_bytes());
+        h.write(experiment.as_bytes());
+        // Never 0, so an empty slot never matches.
+        let fingerprint = h.finish() | 1;
+        // FxHash's low bits are weak for keys that differ in a few characters (`user-1`,
+        // `user-2`, …); a multiply by the 64-bit golden ratio moves every input bit into the
+        // top bits, which pick the bucket.
+        let index =
+            (fingerprint.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKET_BITS)) as usize;
+        let Some(bucket) = self.buckets.get(index) else {
+            return true;
+        };
+        !bucket.contains(fingerprint) && bucket.insert(fingerprint)
+    }
 }
 
 /// Delivery settings.
@@ -247,19 +313,53 @@ async fn post_batch(
     }
 }
 
+/// Whether the client is closing and its delivery deadline has passed.
+fn deadline_passed(stop: &watch::Receiver<Option<tokio::time::Instant>>) -> bool {
+    stop.borrow()
+        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+}
+
 /// Whether the client is closing and its delivery deadline has passed, or is gone (dropped
 /// without `close()`: nobody can set a deadline any more, and waiting for a change of `stop`
 /// would return at once, so retrying would spin).
 fn giving_up(stop: &watch::Receiver<Option<tokio::time::Instant>>) -> bool {
-    let deadline_passed = stop
-        .borrow()
-        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline);
-    deadline_passed || stop.has_changed().is_err()
+    deadline_passed(stop) || stop.has_changed().is_err()
+}
+
+/// Resolves at the close deadline; never while there is none (nor once the client is gone
+/// without setting one: an attempt in flight then ends by its own request timeout).
+async fn close_deadline(stop: &mut watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        // Its own statement: the guard of `borrow_and_update` must be gone before awaiting.
+        let deadline = *stop.borrow_and_update();
+        if let Some(deadline) = deadline {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Drops a batch the client closed before it could be delivered, counting it; returns false
+/// (what [`deliver`] returns when it gave up).
+fn drop_undelivered(batch: &mut Vec<Event>, counters: &EventCounters) -> bool {
+    tracing::warn!(
+        events = batch.len(),
+        "client closed before these events could be delivered"
+    );
+    counters
+        .dropped
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    batch.clear();
+    false
 }
 
 /// Posts `batch` until it is delivered or refused, backing off between attempts. Gives up only
 /// when `stop` says the client is closing and its deadline has passed (or the client is gone);
-/// returns false when it gave up (the batch is then dropped and counted).
+/// a request still in flight at the deadline is abandoned, so a hung collector cannot hold
+/// `close()` past it. Returns false when it gave up (the batch is then dropped and counted).
 async fn deliver(
     http: &reqwest::Client,
     settings: &DeliverySettings,
@@ -270,20 +370,19 @@ async fn deliver(
     let mut backoff =
         crate::refresh::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     while !batch.is_empty() {
-        match post_batch(http, settings, batch, counters).await {
+        if deadline_passed(stop) {
+            return drop_undelivered(batch, counters);
+        }
+        let outcome = tokio::select! {
+            outcome = post_batch(http, settings, batch, counters) => outcome,
+            () = close_deadline(stop) => return drop_undelivered(batch, counters),
+        };
+        match outcome {
             Outcome::Delivered | Outcome::Refused => batch.clear(),
             Outcome::Retry => {
                 counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 if giving_up(stop) {
-                    tracing::warn!(
-                        events = batch.len(),
-                        "client closed before these events could be delivered"
-                    );
-                    counters
-                        .dropped
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    batch.clear();
-                    return false;
+                    return drop_undelivered(batch, counters);
                 }
                 let wait = backoff.next_delay();
                 tokio::select! {
@@ -296,9 +395,10 @@ async fn deliver(
     true
 }
 
-/// After `close()` (its flush is over, the deadline has passed): what is still queued gets one
-/// attempt per batch; once one fails the rest is dropped and counted without more attempts.
-/// A flush still waiting in the queue is answered with an error (its sender is dropped).
+/// After `close()` (its flush is over): what is still queued is delivered until the close
+/// deadline; once a batch fails for good (the deadline passed, or the client is gone) the rest
+/// is dropped and counted without more attempts. A flush still waiting in the queue is
+/// answered with an error (its sender is dropped).
 async fn deliver_rest(
     rx: &mut mpsc::Receiver<Command>,
     http: &reqwest::Client,
@@ -384,23 +484,73 @@ mod tests {
 
     #[test]
     fn exposures_are_deduplicated_per_identity() {
-        assert!(first_sighting(1, "u1", "f", "a", "e"));
-        assert!(!first_sighting(1, "u1", "f", "a", "e"));
+        let seen = ExposureSet::new(1);
+        assert!(seen.first_sighting("u1", "f", "a", "e"));
+        assert!(!seen.first_sighting("u1", "f", "a", "e"));
         assert!(
-            first_sighting(1, "u1", "f", "b", "e"),
+            seen.first_sighting("u1", "f", "b", "e"),
             "another variant is new"
         );
         assert!(
-            first_sighting(1, "u2", "f", "a", "e"),
+            seen.first_sighting("u2", "f", "a", "e"),
             "another user is new"
         );
         assert!(
-            first_sighting(2, "u1", "f", "a", "e"),
+            ExposureSet::new(2).first_sighting("u1", "f", "a", "e"),
             "another client is new"
         );
         // Field boundaries matter: ("ab","c") differs from ("a","bc").
-        assert!(first_sighting(1, "ab", "c", "x", "e"));
-        assert!(first_sighting(1, "a", "bc", "x", "e"));
+        assert!(seen.first_sighting("ab", "c", "x", "e"));
+        assert!(seen.first_sighting("a", "bc", "x", "e"));
+    }
+
+    #[test]
+    fn an_exposure_is_new_once_per_client_whichever_thread_sees_it() {
+        let seen = ExposureSet::new(7);
+        let firsts = AtomicU64::new(0);
+        let barrier = std::sync::Barrier::new(4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    barrier.wait();
+                    for i in 0..2_000 {
+                        if seen.first_sighting(&format!("user-{i}"), "f", "a", "e") {
+                            firsts.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(firsts.load(Ordering::Relaxed), 2_000);
+    }
+
+    #[test]
+    fn similar_keys_spread_over_the_buckets() {
+        // A quarter of the capacity, keys differing only in a counter: almost nothing may be
+        // evicted (a weak bucket index would crowd them into few buckets).
+        let seen = ExposureSet::new(5);
+        let n = BUCKETS * WAYS / 4;
+        for i in 0..n {
+            assert!(seen.first_sighting(&format!("user-{i}"), "f", "a", "e"));
+        }
+        let resent = (0..n)
+            .filter(|i| seen.first_sighting(&format!("user-{i}"), "f", "a", "e"))
+            .count();
+        assert!(resent <= n / 100, "{resent} of {n} forgotten");
+    }
+
+    #[test]
+    fn a_full_bucket_evicts_and_still_deduplicates_its_newest_entries() {
+        let seen = ExposureSet::new(3);
+        // Far more exposures than slots: every bucket fills and evicts.
+        let n = BUCKETS * WAYS * 4;
+        for i in 0..n {
+            seen.first_sighting(&format!("user-{i}"), "f", "a", "e");
+        }
+        assert!(
+            !seen.first_sighting(&format!("user-{}", n - 1), "f", "a", "e"),
+            "the newest exposure is remembered"
+        );
     }
 
     #[tokio::test]

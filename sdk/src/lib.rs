@@ -14,6 +14,31 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # When things go wrong
+//! Evaluation never fails: without a config every flag serves the caller's default. What the
+//! client serves and why is in [`Client::status`]:
+//! - **Server down at start.** `build()` waits up to
+//!   [`start_timeout`](ClientBuilder::start_timeout) (default 5 s) for a first config, then
+//!   continues with the disk cache, the bootstrap file or nothing, and logs a warning with the
+//!   reason; [`start_without_waiting`](ClientBuilder::start_without_waiting) returns at once
+//!   instead. Until the client has had a config from the server, a server refusing connections is
+//!   retried at least every second, so the config arrives within about a second of the server
+//!   coming up.
+//! - **Server gone, or answering errors or junk.** The status says
+//!   [`Connection::Disconnected`], with the error and its causes in
+//!   [`Status::last_error`] (a warning is logged when the connection is lost, an info line when
+//!   it is back), and the client keeps serving the last good config. Every failure backs off
+//!   exponentially with jitter ([`backoff`](ClientBuilder::backoff)), including a server that
+//!   answers 200 with configs the client rejects (counted in [`Status::rejected_configs`]).
+//!   [`Connection::Polling`] while streaming is configured means the stream is unavailable but
+//!   the fallback poll works.
+//! - **Server hanging at shutdown.** [`Client::close`] returns within
+//!   [`flush_timeout`](ClientBuilder::flush_timeout) (plus a few milliseconds); events it could
+//!   not deliver are dropped and counted in [`EventStats::dropped`].
+//! - **Exposures** are de-duplicated per client, across all its clones and threads (in a
+//!   bounded, lock-free set: an exposure evicted from it may be sent again, and the collector
+//!   counts each user once per experiment anyway).
+//!
 //! # Layout
 //! - [`client`]: [`Client`], its builder and defaults, [`Variant`], typed getters, `track`.
 //! - [`refresh`]: the update task — SSE with ETag-polling fallback, backoff, last-good config.

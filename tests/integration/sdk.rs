@@ -595,3 +595,339 @@ async fn typed_getters_record_an_exposure_only_when_they_serve_the_value() {
     );
     client.close().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// When things go wrong (issue 16): a server that is down at start or goes away, one answering
+// the stream with junk, one that hangs, and exposures recorded from several threads.
+// ---------------------------------------------------------------------------------------------
+
+/// The client is disconnected from its server (not connecting, streaming or polling).
+fn disconnected(status: &tailor::Status) -> bool {
+    status.connection == Connection::Disconnected
+}
+
+/// `builder` returning from `build()` without waiting for a first config.
+fn no_wait(b: tailor::ClientBuilder) -> tailor::ClientBuilder {
+    b.start_without_waiting()
+}
+
+/// An SDK key and a `banner` flag (serving `on`) on a fixed-port server; the flag's revision.
+async fn fixed_port_setup(server: &FixedPortServer) -> (String, u64) {
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(server.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "sdk", "kind": "sdk", "environment": "development"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut flag = fixtures::bool_flag("banner");
+    flag["default_variant"] = json!("on");
+    let res = http
+        .post(server.url("/api/v1/environments/development/flags"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let revision = res.headers()["x-tailor-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (created["secret"].as_str().unwrap().to_string(), revision)
+}
+
+/// Waits until `client`'s status satisfies `check`; returns that status.
+async fn status_where(
+    client: &Client,
+    what: &str,
+    check: impl Fn(&tailor::Status) -> bool,
+) -> tailor::Status {
+    crate::support::eventually(what, PATIENCE, || {
+        let status = client.status();
+        let ok = check(&status);
+        async move { ok.then_some(status) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn building_without_waiting_returns_at_once_and_reports_the_server_unreachable() {
+    let started = Instant::now();
+    let client = no_wait(builder(&dead_url(), "tlr_sdk_whatever"))
+        .build()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "build waited {took:?}");
+    assert_eq!(client.status().source, ConfigSource::None);
+    let status = status_where(&client, "the server reported unreachable", disconnected).await;
+    let error = status.last_error.unwrap_or_default();
+    eprintln!("last_error: {error}");
+    assert!(error.contains("cannot reach the server"), "{error}");
+    client.close().await.unwrap();
+}
+
+/// The status tells a server that is down from a working fallback: `Disconnected` (with the
+/// error), not `Polling`, whichever mode is configured; and it is back to that mode once the
+/// server is up again.
+#[tokio::test]
+async fn the_status_says_disconnected_while_the_server_is_down() {
+    let mut server = FixedPortServer::start().await;
+    let (sdk_key, revision) = fixed_port_setup(&server).await;
+    let streaming = builder(&server.url(""), &sdk_key).build().await.unwrap();
+    let polling = builder(&server.url(""), &sdk_key)
+        .streaming(false)
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(streaming.status().connection, Connection::Streaming);
+    assert_eq!(polling.status().connection, Connection::Polling);
+
+    server.kill9();
+    for (client, mode) in [(&streaming, "streaming"), (&polling, "polling")] {
+        let status = status_where(client, &format!("{mode}: disconnected"), disconnected).await;
+        assert!(status.last_error.is_some(), "{mode}: {status:?}");
+        assert_eq!(
+            status.source,
+            ConfigSource::Server,
+            "still serving the last config"
+        );
+        assert_eq!(status.revision, Some(revision));
+    }
+
+    server.spawn().await;
+    let back = |c: Connection| move |s: &tailor::Status| s.connection == c;
+    status_where(&streaming, "streaming again", back(Connection::Streaming)).await;
+    status_where(&polling, "polling again", back(Connection::Polling)).await;
+    streaming.close().await.unwrap();
+    polling.close().await.unwrap();
+}
+
+/// A client started while its server is down gets its first config within about a second of
+/// the server coming up, however long its configured backoff: until it has a config from the
+/// server, a server refusing connections is retried at least every second.
+#[tokio::test]
+async fn a_client_started_while_the_server_is_down_gets_its_config_promptly_once_it_is_up() {
+    let mut server = FixedPortServer::start().await;
+    let (sdk_key, revision) = fixed_port_setup(&server).await;
+    server.kill9();
+
+    // A long backoff: without the cap, the retries after the first failure would come 5–10 s
+    // and then another 10–20 s later.
+    let client = builder(&server.url(""), &sdk_key)
+        .backoff(Duration::from_secs(10), Duration::from_secs(30))
+        .start_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    status_where(&client, "a failed first attempt", |s| {
+        s.last_error.is_some()
+    })
+    .await;
+    assert_eq!(client.status().source, ConfigSource::None);
+    // Setup, not a timing assertion: the server stays down past the first uncapped retry.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    server.spawn().await;
+    let up = Instant::now();
+    assert!(
+        client.wait_for_revision(revision, PATIENCE).await,
+        "{:?}",
+        client.status()
+    );
+    let waited = up.elapsed();
+    eprintln!("the first config arrived {waited:?} after the server was ready");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the first config arrived {waited:?} after the server was ready"
+    );
+    assert_eq!(client.status().source, ConfigSource::Server);
+    assert!(client.bool_value(&User::new("u"), "banner", false));
+    client.close().await.unwrap();
+}
+
+/// Requests (path and arrival time) a fake server has received.
+type RequestLog = std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+
+/// A server answering `/sdk/v1/stream` with 200 and junk (an invalid config event, then bytes
+/// that are no event at all) and `/sdk/v1/config` with 200 and an invalid config, logging every
+/// request.
+async fn junk_server() -> (String, RequestLog) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = RequestLog::default();
+    let requests = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                requests
+                    .lock()
+                    .unwrap()
+                    .push((path.clone(), Instant::now()));
+                let body: &[u8] = if path.starts_with("/sdk/v1/stream") {
+                    b"event: config\ndata: {\"flags\": 12}\n\n\x00\x01 not an event\n"
+                } else {
+                    b"{\"flags\": [{\"key\": 12}]} junk"
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body).await;
+            });
+        }
+    });
+    (url, log)
+}
+
+/// The arrival times of the stream requests logged so far.
+fn stream_requests(log: &RequestLog) -> Vec<Instant> {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|(path, _)| path.starts_with("/sdk/v1/stream"))
+        .map(|(_, at)| *at)
+        .collect()
+}
+
+/// A server answering with 200 and junk is backed off exponentially like an unreachable one (the
+/// default backoff: the 4th retry comes 2–4 s after the 3rd), not reconnected to every half
+/// second forever, and the rejected configs are reported in `last_error`.
+#[tokio::test]
+async fn junk_on_the_stream_is_backed_off_and_reported() {
+    let (url, log) = junk_server().await;
+    let client = Client::builder(&url, "tlr_sdk_whatever")
+        .start_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let attempts = crate::support::eventually("5 stream requests", Duration::from_secs(30), || {
+        let at = stream_requests(&log);
+        async move { (at.len() >= 5).then_some(at) }
+    })
+    .await;
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("gaps between stream requests: {gaps:?}");
+    assert!(
+        gaps[3] >= Duration::from_millis(1500),
+        "reconnected too fast: gaps {gaps:?}"
+    );
+    let status = client.status();
+    assert!(status.rejected_configs >= 2, "{status:?}");
+    let error = status.last_error.clone().unwrap_or_default();
+    eprintln!("last_error: {error}");
+    assert!(error.contains("rejected"), "{status:?}");
+    assert_eq!(status.source, ConfigSource::None);
+    client.close().await.unwrap();
+}
+
+/// A server that accepts connections and never answers; it logs the requests it receives.
+async fn hung_server() -> (String, RequestLog) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = RequestLog::default();
+    let requests = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                requests.lock().unwrap().push((path, Instant::now()));
+                // Read (and ignore) whatever comes until the client hangs up.
+                while sock.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    (url, log)
+}
+
+/// `close()` against a server that hangs returns within its flush timeout (plus a little), and
+/// counts the events it could not deliver as dropped.
+#[tokio::test]
+async fn close_against_a_hung_server_is_bounded_by_the_flush_timeout() {
+    let flush_timeout = Duration::from_secs(2);
+    let (url, log) = hung_server().await;
+    let client = builder(&url, "tlr_sdk_whatever")
+        .start_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(10))
+        .flush_timeout(flush_timeout)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        client.track(&User::new(format!("u{i}")), "purchase", None);
+    }
+    // Let the delivery task start a request that will hang.
+    crate::support::eventually("an event delivery request", PATIENCE, || {
+        let posted = log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _)| p == "/sdk/v1/events");
+        async move { posted.then_some(()) }
+    })
+    .await;
+    let started = Instant::now();
+    let result = client.close().await;
+    let took = started.elapsed();
+    eprintln!("close() took {took:?}");
+    assert!(
+        took <= flush_timeout + Duration::from_millis(1500),
+        "close took {took:?} with a flush timeout of {flush_timeout:?}"
+    );
+    assert_eq!(result, Err(tailor::FlushError::Timeout(flush_timeout)));
+    let stats = client.event_stats();
+    assert_eq!((stats.queued, stats.dropped), (20, 20), "{stats:?}");
+    assert_eq!(stats.delivered, 0, "{stats:?}");
+}
+
+/// One user seen from several threads is one exposure: de-duplication is per client, not per
+/// thread. 45 users evaluated on 4 threads are 45 exposures, delivered and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposures_are_deduplicated_per_client_across_threads() {
+    let (server, sdk) = crate::results::setup().await;
+    let client = builder(&server.url(""), &sdk).build().await.unwrap();
+    let users: Vec<User> = (0..45).map(|i| User::new(format!("dedup-{i}"))).collect();
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (client, users, barrier) = (&client, &users, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for round in 0..3 {
+                    // Each thread walks the users from another starting point.
+                    for u in users.iter().cycle().skip(t * 11 + round).take(users.len()) {
+                        assert!(client.variant(u, "homepage").key().is_some());
+                    }
+                }
+            });
+        }
+    });
+    client.flush().await.unwrap();
+    let stats = client.event_stats();
+    assert_eq!((stats.queued, stats.dropped), (45, 0), "{stats:?}");
+    assert_eq!(stats.delivered, 45, "{stats:?}");
+    let results = crate::results::results(&server, "").await;
+    assert_eq!(
+        crate::results::users_in(&results["overall"]),
+        45,
+        "{results}"
+    );
+    client.close().await.unwrap();
+}
