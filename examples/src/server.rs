@@ -12,8 +12,13 @@ pub fn url() -> String {
 }
 
 /// Waits until the server at `url` answers `/readyz` (it may still be compiling or starting when
-/// an example is started right after it), for at most `patience`.
+/// an example is started right after it), for at most `patience` (`TAILOR_WAIT_SECS` overrides
+/// it).
 pub async fn wait_until_ready(url: &str, patience: Duration) -> anyhow::Result<()> {
+    let patience = std::env::var("TAILOR_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(patience, Duration::from_secs);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + patience;
     let mut said = false;

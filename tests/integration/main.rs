@@ -12,6 +12,7 @@
 //! - [`concurrency`]: concurrent edits of one resource (one wins, the other gets 412) and
 //!   parallel creates (distinct revisions, none lost).
 //! - [`durability`]: restart on the same data directory, and `kill -9` during acknowledged writes.
+//! - [`examples`]: the README's walk through the example programs, run as built.
 //! - [`delivery`]: `/sdk/v1/config` (ETag, 304, gzip) and `/sdk/v1/stream` (push, resume with
 //!   `Last-Event-ID`, keep-alives).
 //! - [`keys`]: key scoping (SDK, client, admin), revocation, keys stored hashed.
@@ -46,6 +47,7 @@ mod concurrency;
 mod dashboard;
 mod delivery;
 mod durability;
+mod examples;
 mod hostile;
 mod keys;
 mod ofrep;

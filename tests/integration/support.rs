@@ -38,8 +38,33 @@ fn build_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TAILOR_SERVER_BIN") {
         return PathBuf::from(path);
     }
-    // This test binary lives in <target>/[<triple>/]<profile>/deps/; build the server into the
-    // same place, so CARGO_TARGET_DIR, --release and --target are all respected.
+    let profile_dir = cargo_build(&["-p", "tailor-server", "--bin", "tailor-server"]);
+    let bin = profile_dir.join(format!("tailor-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "built server binary not found at {}",
+        bin.display()
+    );
+    bin
+}
+
+static EXAMPLES: OnceLock<PathBuf> = OnceLock::new();
+
+/// The example program `name` (`examples/<name>.rs`), the examples built on first use.
+pub fn example_binary(name: &str) -> PathBuf {
+    let dir = EXAMPLES.get_or_init(|| cargo_build(&["-p", "tailor-examples", "--examples"]));
+    let bin = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "built example not found at {}", bin.display());
+    bin
+}
+
+/// Runs `cargo build` with `args` into this test binary's own target directory and profile;
+/// returns `<target>/[<triple>/]<profile>`.
+fn cargo_build(args: &[&str]) -> PathBuf {
+    // This test binary lives in <target>/[<triple>/]<profile>/deps/; build into the same place,
+    // so CARGO_TARGET_DIR, --release and --target are all respected.
     let exe = std::env::current_exe().expect("path of the test binary");
     let profile_dir = exe
         .parent()
@@ -69,14 +94,8 @@ fn build_server_binary() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "tailor-server",
-            "--bin",
-            "tailor-server",
-        ])
+        .args(["build", "--quiet"])
+        .args(args)
         .arg("--target-dir")
         .arg(&target_dir);
     match profile.as_str() {
@@ -91,18 +110,9 @@ fn build_server_binary() -> PathBuf {
     if let Some(triple) = triple {
         cmd.arg("--target").arg(triple);
     }
-    let status = cmd.status().expect("running cargo build for tailor-server");
-    assert!(
-        status.success(),
-        "cargo build of tailor-server failed: {status}"
-    );
-    let bin = profile_dir.join(format!("tailor-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "built server binary not found at {}",
-        bin.display()
-    );
-    bin
+    let status = cmd.status().expect("running cargo build");
+    assert!(status.success(), "cargo build {args:?} failed: {status}");
+    profile_dir
 }
 
 /// A port that was free a moment ago. The server may still lose a race for it; [`Server`]
