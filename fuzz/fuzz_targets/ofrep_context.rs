@@ -1,11 +1,10 @@
 //! OFREP request bodies → a `User`, then evaluation of every conformance flag for that user.
 //!
-//! The server's own reader (`Context::read` with `context_object`, `targeting_key`,
-//! `collect_attributes` and `attribute_value` in server/src/routes/ofrep.rs) is private, so this
-//! target follows its steps with the public pure functions they call: `serde_json` parses the
-//! body, `context.targetingKey` (absent, `null` or empty: the empty key) becomes `User::new`,
-//! nested objects are flattened into dotted names (the shallowest value wins), values Tailor
-//! cannot use are skipped, and each attribute is stored with `User::set`. It checks that the
+//! It follows the server's reader (`Context::read` in server/src/routes/ofrep.rs): `serde_json`
+//! parses the body, `context.targetingKey` (absent, `null` or empty: the empty key) becomes
+//! `User::new`, and the attributes come from the same `tailor_core::context::context_attributes`
+//! the server calls (dotted names, the shallowest value wins, unusable values skipped), each
+//! stored with `User::set`. It checks that the
 //! compact user encoding (`User::set` and `User::get`, shared/src/user.rs) keeps every
 //! attribute, sorted and intact, that it equals the same user read through `User`'s own
 //! `Deserialize` (a second encoder) and survives a serialize/deserialize round trip, that
@@ -17,61 +16,25 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
+use tailor_core::context::{attribute_value, context_attributes};
 use tailor_core::{assign, AttributeValue, OpenFeatureReason, User};
 
-/// `attribute_value`: a context value as an attribute; `None` for what Tailor does not use.
-fn attribute_value(value: &Value) -> Option<AttributeValue> {
-    match value {
-        Value::String(s) => Some(AttributeValue::String(s.clone())),
-        Value::Number(n) => n.as_f64().map(AttributeValue::Number),
-        Value::Bool(b) => Some(AttributeValue::Bool(*b)),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .map(AttributeValue::List),
-        Value::Null | Value::Object(_) => None,
-    }
-}
-
-/// `collect_attributes`: dotted names, the value at the smallest depth kept per name; checks on
-/// the way that `AttributeValue`'s reader takes exactly the values the mapping keeps.
-fn collect(
-    prefix: &str,
-    object: &Map<String, Value>,
-    depth: usize,
-    out: &mut BTreeMap<String, (usize, AttributeValue)>,
-) {
-    for (name, value) in object {
-        if depth == 0 && name == "targetingKey" {
-            continue;
-        }
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
+/// Checks, over every leaf of the context, that `AttributeValue`'s reader takes exactly the
+/// values the OFREP mapping ([`attribute_value`]) keeps, with the same value.
+fn check_leaves(object: &Map<String, Value>) {
+    for value in object.values() {
         if let Value::Object(inner) = value {
-            collect(&path, inner, depth + 1, out);
+            check_leaves(inner);
             continue;
         }
         let read = serde_json::from_value::<AttributeValue>(value.clone());
-        let Some(attribute) = attribute_value(value) else {
-            assert!(
-                read.is_err(),
-                "{value} skipped by OFREP but read as {read:?}"
-            );
-            continue;
-        };
-        match &read {
-            Ok(r) => assert!(
-                same_value(r, &attribute),
-                "{value}: read {r:?}, OFREP {attribute:?}"
-            ),
-            Err(e) => panic!("{value}: OFREP keeps it, AttributeValue refuses: {e}"),
-        }
-        if out.get(&path).is_none_or(|(d, _)| depth < *d) {
-            out.insert(path, (depth, attribute));
+        match (attribute_value(value), &read) {
+            (None, Ok(r)) => panic!("{value} skipped by OFREP but read as {r:?}"),
+            (Some(kept), Ok(r)) => {
+                assert!(same_value(r, &kept), "{value}: read {r:?}, OFREP {kept:?}")
+            }
+            (Some(_), Err(e)) => panic!("{value}: OFREP keeps it, AttributeValue refuses: {e}"),
+            (None, Err(_)) => {}
         }
     }
 }
@@ -103,14 +66,12 @@ fuzz_target!(|data: &[u8]| {
         Some(Value::String(k)) => k.clone(),
         Some(_) => return,
     };
-    let mut found = BTreeMap::new();
-    collect("", &context, 0, &mut found);
+    check_leaves(&context);
+    let expected: BTreeMap<String, AttributeValue> = context_attributes(&context);
     let mut user = User::new(key.clone());
-    for (name, (_, value)) in &found {
+    for (name, value) in &expected {
         user.set(name.clone(), value.clone());
     }
-    let expected: BTreeMap<String, AttributeValue> =
-        found.into_iter().map(|(n, (_, v))| (n, v)).collect();
 
     // The compact encoding keeps the key and every attribute, sorted by name.
     assert_eq!(user.key(), key);

@@ -10,6 +10,7 @@
 //! - `targeting`: conditions pre-parsed into fast forms, matched against a [`User`].
 //! - [`bucketing`]: the murmur3 bucketing contract (DESIGN §3), splits, coverage, holdouts, layers.
 //! - [`assign()`](evaluation::assign): pure, infallible, allocation-free evaluation.
+//! - [`context`]: OpenFeature evaluation contexts as user attributes (dotted names).
 //! - [`user`]: the user key and typed attributes.
 //! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
@@ -52,6 +53,7 @@
 
 pub mod bucketing;
 pub mod compile;
+pub mod context;
 pub mod error;
 pub mod evaluation;
 pub mod events;

@@ -54,12 +54,11 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
+use tailor_core::context::context_attributes;
 use tailor_core::model::{
     Condition, ConfigDocument, Flag, Rule, Segment, ValueType, FULL_COVERAGE,
 };
-use tailor_core::{
-    assign, AttributeRef, AttributeValue, OpenFeatureReason, Reason, Snapshot, User,
-};
+use tailor_core::{assign, AttributeRef, OpenFeatureReason, Reason, Snapshot, User};
 
 use super::authenticate;
 use crate::error::{ApiError, InternalError};
@@ -144,10 +143,8 @@ impl Context {
     fn read(body: &[u8]) -> Result<Context, Rejection> {
         let context = context_object(body)?;
         let key = targeting_key(&context)?;
-        let mut attributes = BTreeMap::new();
-        collect_attributes("", &context, 0, &mut attributes);
         let mut user = User::new(key.clone().unwrap_or_default());
-        for (name, (_, value)) in attributes {
+        for (name, value) in context_attributes(&context) {
             user.set(name, value);
         }
         Ok(Context {
@@ -191,50 +188,6 @@ fn targeting_key(context: &Map<String, Value>) -> Result<Option<String>, Rejecti
             "INVALID_CONTEXT",
             format!("`targetingKey` must be a string, got {other}"),
         )),
-    }
-}
-
-/// Flattens `object` into attributes named by dotted path, keeping for each name the value
-/// found at the smallest depth. Values Tailor cannot use are skipped.
-fn collect_attributes(
-    prefix: &str,
-    object: &Map<String, Value>,
-    depth: usize,
-    out: &mut BTreeMap<String, (usize, AttributeValue)>,
-) {
-    for (name, value) in object {
-        if depth == 0 && name == "targetingKey" {
-            continue;
-        }
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        if let Value::Object(inner) = value {
-            collect_attributes(&path, inner, depth + 1, out);
-        } else if let Some(attribute) = attribute_value(value) {
-            let shallower = out.get(&path).is_none_or(|(d, _)| depth < *d);
-            if shallower {
-                out.insert(path, (depth, attribute));
-            }
-        }
-    }
-}
-
-/// A context value as an attribute; `None` for what Tailor does not use (`null`, lists that
-/// hold anything but strings, objects).
-fn attribute_value(value: &Value) -> Option<AttributeValue> {
-    match value {
-        Value::String(s) => Some(AttributeValue::String(s.clone())),
-        Value::Number(n) => n.as_f64().map(AttributeValue::Number),
-        Value::Bool(b) => Some(AttributeValue::Bool(*b)),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .map(AttributeValue::List),
-        Value::Null | Value::Object(_) => None,
     }
 }
 
@@ -509,6 +462,7 @@ fn evaluate_all_for_caller(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tailor_core::AttributeValue;
 
     fn read(body: Value) -> Result<Context, Rejection> {
         Context::read(body.to_string().as_bytes())
