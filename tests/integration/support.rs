@@ -816,9 +816,9 @@ impl Redis {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
-    /// Starts the process on `self.port`; false if it exited (port taken).
-    async fn spawn(&mut self) -> bool {
-        assert!(self.child.is_none(), "redis-server is already running");
+    /// The `redis-server` command for this server (port, directory, persistence, log), plus
+    /// `extra` settings.
+    fn command(&self, extra: &[&str]) -> Command {
         let log = File::options()
             .create(true)
             .append(true)
@@ -830,7 +830,18 @@ impl Redis {
             .args(["--appendonly", if self.volatile { "no" } else { "yes" }])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--daemonize", "no", "--loglevel", "warning"]);
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        cmd
+    }
+
+    /// Starts the process on `self.port`; false if it exited (port taken).
+    async fn spawn(&mut self) -> bool {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let mut cmd = self.command(&[]);
         if let Some(bus) = self.bus_port {
             cmd.args([
                 "--cluster-enabled",
@@ -841,9 +852,6 @@ impl Redis {
             .args(["--cluster-port", &bus.to_string()])
             .args(["--cluster-node-timeout", "2000"]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot start redis-server ({e}); install it (`apt-get install redis-server`, as .ci/run does)")
         });
@@ -1052,30 +1060,13 @@ impl Redis {
         assert!(!self.volatile, "a volatile Redis has nothing to load");
         let delay = key_load_delay_us.to_string();
         for _attempt in 0..50 {
-            let log = File::options()
-                .create(true)
-                .append(true)
-                .open(self.dir.path().join("redis.log"))
-                .expect("redis log file");
-            let mut cmd = Command::new(redis_tool("redis-server"));
-            cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--save",
-                    "",
-                    "--appendfsync",
-                    "everysec",
-                    "--appendonly",
-                    "yes",
-                ])
-                .arg("--dir")
-                .arg(self.dir.path())
-                .args(["--daemonize", "no", "--loglevel", "warning"])
-                .args(["--key-load-delay", &delay])
+            let mut cmd = self.command(&[
+                "--key-load-delay",
+                &delay,
                 // Answer clients (with LOADING) every KB replayed rather than every 2 MB.
-                .args(["--loading-process-events-interval-bytes", "1024"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log handle"))
-                .stderr(log);
+                "--loading-process-events-interval-bytes",
+                "1024",
+            ]);
             self.child = Some(cmd.spawn().expect("starting redis-server"));
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
