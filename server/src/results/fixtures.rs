@@ -4,7 +4,18 @@ use std::collections::BTreeMap;
 
 use tailor_core::{compile, ConfigDocument, Snapshot};
 
+use super::query::{Analysis, Measure};
 use crate::attribution::{CellTotals, MetricTotals};
+use crate::stats::AnalysisConfig;
+
+/// The conversion analysis of `purchase` with the default settings.
+pub(super) fn analysis() -> Analysis {
+    Analysis {
+        metric: "purchase".into(),
+        measure: Measure::Conversion,
+        config: AnalysisConfig::default(),
+    }
+}
 
 /// A cell with `converted` users converting on `purchase`, each for a value of 2.
 pub(super) fn cell(

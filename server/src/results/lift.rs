@@ -69,17 +69,7 @@ fn lift_report(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::results::fixtures::cell;
-    use crate::results::query::Measure;
-    use crate::stats::AnalysisConfig;
-
-    fn analysis() -> Analysis {
-        Analysis {
-            metric: "purchase".into(),
-            measure: Measure::Conversion,
-            config: AnalysisConfig::default(),
-        }
-    }
+    use crate::results::fixtures::{analysis, cell};
 
     #[test]
     fn without_generic_users_there_is_no_lift() {

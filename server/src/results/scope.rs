@@ -109,17 +109,7 @@ fn arm_results(sums: &[Sums], analysis: &Analysis) -> Result<Vec<ArmResult>, Sta
 mod tests {
     use super::*;
     use crate::results::expected::Weights;
-    use crate::results::fixtures::cell;
-    use crate::results::query::Measure;
-    use crate::stats::AnalysisConfig;
-
-    fn analysis() -> Analysis {
-        Analysis {
-            metric: "purchase".into(),
-            measure: Measure::Conversion,
-            config: AnalysisConfig::default(),
-        }
-    }
+    use crate::results::fixtures::{analysis, cell};
 
     fn variants(keys: &[&str]) -> Vec<String> {
         keys.iter().map(|k| k.to_string()).collect()
