@@ -48,7 +48,9 @@ impl Application {
         let (store, bound): (Arc<dyn Store>, _) = match &settings.redis_url {
             Some(url) => {
                 let listener = bind(settings)?;
-                let store = connect_redis(settings, url, &listener).await?;
+                let store = connect_redis(settings, url, &listener)
+                    .await?
+                    .with_dedup_window_days(settings.dedup_window_days);
                 (Arc::new(store), Some(listener))
             }
             None => (Arc::new(SqliteStore::open(&settings.data_dir)?), None),
@@ -71,7 +73,12 @@ impl Application {
         bound: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         let metrics = Metrics::new().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
-        let mut state = AppState::load(store, metrics).await?;
+        let collector = crate::collector::CollectorSettings {
+            checkpoint_every: Duration::from_secs(settings.checkpoint_secs.max(1)),
+            ..Default::default()
+        };
+        let mut state = AppState::load(store, metrics, collector).await?;
+        state.default_partitions = settings.partitions;
         state.trusted_proxies = settings.trusted_proxies.clone();
         state.event_limits = EventRateLimits::new(EventRates {
             client: settings.client_key_events_per_second,
@@ -274,7 +281,7 @@ async fn bootstrap(state: &AppState, settings: &Settings) -> Result<Vec<NewKey>,
         // makes its keys; the others adopt what it created.
         first_start = false;
         for env in ["development", "production"] {
-            match state.create_environment(env).await {
+            match state.create_environment(env, None).await {
                 Ok(_) => first_start = true,
                 Err(crate::error::ApiError::Conflict(_)) => {}
                 Err(e) => return Err(fail(e)),

@@ -30,12 +30,14 @@
 //! arrive in any order. Values are summed as integer micro-units so that incremental updates and a
 //! rebuild from raw events give bit-identical numbers.
 
+mod checkpoint;
+
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use hashbrown::hash_table::{self, HashTable};
 use rustc_hash::{FxHashMap, FxHasher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tailor_core::bucketing::murmur3_x86_32;
 use tailor_core::events::Event;
 
@@ -43,8 +45,13 @@ use tailor_core::events::Event;
 /// first ones in log order are kept, so a rebuild keeps the same ones.
 pub const MAX_METRICS: usize = 1_000;
 
-/// Values are stored as integer millionths.
-const MICROS: f64 = 1_000_000.0;
+use crate::aggregates::{
+    self, CellId, CellSums, ExperimentAggregates, HourSums, PartitionAggregates, MICROS,
+};
+pub use crate::aggregates::{
+    CellTotals, CumulativePoint, ExperimentTotals, MetricTotals, VariantSeries,
+};
+pub use checkpoint::{CheckpointError, FORMAT as CHECKPOINT_FORMAT};
 
 /// Interns names (experiments, variants, segments, metrics) as small integers.
 #[derive(Debug, Default)]
@@ -73,7 +80,7 @@ impl Names {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ExposureRec {
     experiment: u32,
     variant: u32,
@@ -87,7 +94,7 @@ struct ExposureRec {
     tie: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ConversionRec {
     metric: u32,
     timestamp: i64,
@@ -170,63 +177,6 @@ pub struct Attribution {
     metrics: rustc_hash::FxHashSet<u32>,
     /// Conversions not attributed because their event name came after [`MAX_METRICS`] others.
     conversions_over_metric_limit: u64,
-}
-
-/// Per-metric totals of one cell, in the event's value units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct MetricTotals {
-    /// Users with at least one attributed conversion.
-    pub converted: u64,
-    /// Sum over users of their attributed value.
-    pub sum: f64,
-    /// Sum over users of the square of their attributed value.
-    pub sum_sq: f64,
-}
-
-/// One cell's totals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CellTotals {
-    /// Variant of first exposure.
-    pub variant: String,
-    /// The matched rule's segment, or `rule <n>` when its audience is not one segment.
-    pub segment: String,
-    /// Index of the rule that served the first exposure (several rules may share a segment).
-    pub rule: usize,
-    /// Tailored content (true) or the generic default from a holdout (false).
-    pub personalized: bool,
-    /// Users counted.
-    pub users: u64,
-    /// Totals per conversion event name.
-    pub metrics: BTreeMap<String, MetricTotals>,
-}
-
-/// One point of a cumulative curve.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct CumulativePoint {
-    /// Start of the hour, Unix milliseconds.
-    pub at: i64,
-    /// Users exposed up to the end of this hour.
-    pub users: u64,
-    /// Of them, users converted up to the end of this hour.
-    pub converted: u64,
-}
-
-/// A variant's cumulative exposure and conversion curve for one metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VariantSeries {
-    /// Variant key.
-    pub variant: String,
-    /// Points in time order, one per hour with any change.
-    pub points: Vec<CumulativePoint>,
-}
-
-/// An experiment's aggregates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExperimentTotals {
-    /// Cells in a stable order (variant, segment, rule, personalized).
-    pub cells: Vec<CellTotals>,
-    /// Users exposed to more than one variant (each counted in their first).
-    pub multi_variant_users: u64,
 }
 
 /// Number of [`Users`] shards (a power of two).
@@ -454,99 +404,94 @@ impl Attribution {
 
     /// Cumulative users and converted users per variant over time (hourly), for `metric`.
     pub fn timeline(&self, experiment: &str, metric: &str) -> Vec<VariantSeries> {
-        let Some(agg) = self
-            .names
-            .get(experiment)
-            .and_then(|id| self.experiments.get(&id))
-        else {
-            return Vec::new();
-        };
-        let metric = self.names.get(metric);
-        let mut series: Vec<VariantSeries> = agg
-            .timeline
-            .iter()
-            .map(|(variant, hours)| {
-                let mut users = 0i64;
-                let mut converted = 0i64;
-                let points = hours
-                    .iter()
-                    .filter_map(|(hour, d)| {
-                        users += d.exposed;
-                        converted += metric
-                            .and_then(|m| d.converted.get(&m))
-                            .copied()
-                            .unwrap_or(0);
-                        let changed = d.exposed != 0
-                            || metric.is_some_and(|m| d.converted.get(&m).is_some_and(|c| *c != 0));
-                        changed.then_some(CumulativePoint {
-                            at: hour * 3_600_000,
-                            users: users.max(0) as u64,
-                            converted: converted.max(0) as u64,
-                        })
-                    })
-                    .collect();
-                VariantSeries {
-                    variant: self.names.name(*variant).to_string(),
-                    points,
-                }
-            })
-            .filter(|s| !s.points.is_empty())
-            .collect();
-        series.sort_by(|a, b| a.variant.cmp(&b.variant));
-        series
+        self.experiment_aggregates(experiment)
+            .map(|a| a.timeline(metric))
+            .unwrap_or_default()
     }
 
     /// The aggregates of an experiment, or `None` if nobody was exposed to it.
     pub fn totals(&self, experiment: &str) -> Option<ExperimentTotals> {
+        Some(self.experiment_aggregates(experiment)?.totals())
+    }
+
+    /// An experiment's sufficient statistics by name (mergeable with other partitions'), or
+    /// `None` if nobody was exposed to it.
+    pub fn experiment_aggregates(&self, experiment: &str) -> Option<ExperimentAggregates> {
         let id = self.names.get(experiment)?;
-        let agg = self.experiments.get(&id)?;
-        let mut keys: Vec<&CellKey> = agg.cells.keys().collect();
-        keys.sort_by(|a, b| {
-            (
-                self.names.name(a.variant),
-                self.names.name(a.segment),
-                a.rule,
-                a.personalized,
-            )
-                .cmp(&(
-                    self.names.name(b.variant),
-                    self.names.name(b.segment),
-                    b.rule,
-                    b.personalized,
-                ))
-        });
-        let cells = keys
-            .into_iter()
-            .filter_map(|k| {
-                let cell = agg.cells.get(k)?;
-                (cell.users > 0).then(|| CellTotals {
-                    variant: self.names.name(k.variant).to_string(),
-                    segment: self.names.name(k.segment).to_string(),
-                    rule: usize::from(k.rule),
-                    personalized: k.personalized,
-                    users: cell.users,
-                    metrics: cell
-                        .metrics
-                        .iter()
-                        .filter(|(_, m)| m.converted > 0)
-                        .map(|(id, m)| {
-                            (
-                                self.names.name(*id).to_string(),
-                                MetricTotals {
-                                    converted: m.converted,
-                                    sum: m.sum as f64 / MICROS,
-                                    sum_sq: m.sum_sq as f64 / (MICROS * MICROS),
-                                },
-                            )
-                        })
-                        .collect(),
-                })
+        Some(self.export(self.experiments.get(&id)?))
+    }
+
+    /// Every experiment's sufficient statistics and the counters: what a partition publishes.
+    pub fn aggregates(&self) -> PartitionAggregates {
+        PartitionAggregates {
+            experiments: self
+                .experiments
+                .iter()
+                .map(|(id, agg)| (self.names.name(*id).to_string(), self.export(agg)))
+                .collect(),
+            events_applied: self.events,
+            conversions_over_metric_limit: self.conversions_over_metric_limit,
+        }
+    }
+
+    fn export(&self, agg: &ExperimentAggregate) -> ExperimentAggregates {
+        let name = |id: u32| self.names.name(id).to_string();
+        let mut cells: Vec<CellSums> = agg
+            .cells
+            .iter()
+            .filter(|(_, cell)| cell.users > 0)
+            .map(|(key, cell)| CellSums {
+                cell: CellId {
+                    variant: name(key.variant),
+                    segment: name(key.segment),
+                    rule: key.rule,
+                    personalized: key.personalized,
+                },
+                users: cell.users,
+                metrics: cell
+                    .metrics
+                    .iter()
+                    .filter(|(_, m)| m.converted > 0)
+                    .map(|(id, m)| {
+                        (
+                            name(*id),
+                            aggregates::MetricSums {
+                                converted: m.converted,
+                                sum: m.sum,
+                                sum_sq: m.sum_sq,
+                            },
+                        )
+                    })
+                    .collect(),
             })
             .collect();
-        Some(ExperimentTotals {
+        cells.sort_by(|a, b| a.cell.cmp(&b.cell));
+        let timeline = agg
+            .timeline
+            .iter()
+            .map(|(variant, hours)| {
+                let hours = hours
+                    .iter()
+                    .map(|(hour, d)| HourSums {
+                        hour: *hour,
+                        exposed: d.exposed,
+                        converted: d
+                            .converted
+                            .iter()
+                            .filter(|(_, n)| **n != 0)
+                            .map(|(id, n)| (name(*id), *n))
+                            .collect(),
+                    })
+                    .filter(|h| h.exposed != 0 || !h.converted.is_empty())
+                    .collect();
+                (name(*variant), hours)
+            })
+            .collect();
+        ExperimentAggregates {
             cells,
             multi_variant_users: agg.multi_variant_users,
-        })
+            timeline,
+        }
     }
 }
 

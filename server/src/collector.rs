@@ -1,203 +1,322 @@
-//! The event collector's state: per-environment attribution kept in step with stored events.
+//! The event collector's state: each environment's partitions (`collector/partition.rs`),
+//! who owns them, and results merged across them.
 //!
-//! Ingestion stores a batch durably first, then applies only the newly stored events (a resent
-//! id is a no-op) to the environment's [`Attribution`]. At startup and on demand, attribution is
-//! rebuilt from the raw events with the same code, so a rebuild gives identical numbers.
+//! An environment's events are split by user into partitions (`tailor_core::partition`). The
+//! instance that owns a partition keeps its attribution in memory, in step with the
+//! partition's log in the store, and checkpoints it there; results are the exact merge of every
+//! partition's aggregates (`crate::aggregates`), so they do not depend on how partitions are
+//! spread over instances.
 //!
-//! Loading never holds the server up: configs are served while an environment's events are
-//! replayed in the background, and ingestion goes on storing (and acknowledging) meanwhile. The
-//! replay reads the log in two passes: the first, long one runs beside ingestion; the second,
-//! with ingestion paused, reads what was stored during the first. Until it is done, results
-//! answer "loading" ([`Collector::loading`]).
-//!
-//! With a shared store (Redis, several instances) ingestion only stores: every instance
-//! instead tails the environment's event log and applies each stored event once, whichever
-//! instance received it (`collector/tail.rs`), so all instances report the same results.
+//! - **Embedded store:** this instance owns every partition. Ingestion stores a batch durably,
+//!   then brings the partitions it touched up to date before acknowledging it, so results
+//!   include every acknowledged event. At start each partition loads its checkpoint plus the
+//!   events after it, in the background; results answer "loading" until all are loaded.
+//! - **Shared store (Redis, several instances):** partitions are spread over the live
+//!   instances by leases (`collector/ownership.rs`). Ingestion only stores; the owner of each
+//!   partition applies the events (woken by the store's notification) and publishes the
+//!   partition's aggregates, which every instance merges with its own.
 
-mod tail;
+mod ownership;
+mod partition;
 pub mod vocabulary;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tailor_core::events::Event;
+use tailor_core::partition::{partition, DEFAULT_PARTITIONS};
 use tailor_core::ConfigDocument;
-use tokio::sync::RwLock;
 
-use crate::attribution::{Attribution, ExperimentTotals, VariantSeries};
+use crate::aggregates::{
+    ExperimentAggregates, ExperimentTotals, PartitionAggregates, VariantSeries,
+};
+use crate::attribution::Attribution;
 use crate::store::{EncodedEvent, EventCursor, Store, StoreError};
+pub use ownership::owner_of;
+use partition::{Part, Start};
 use vocabulary::Vocabulary;
 
 /// Experiment key → attribution window in hours (`None`: unlimited).
 type Windows = Vec<(String, Option<u32>)>;
 
+/// How the collector runs.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// This instance's name among the instances sharing a store (unique per process).
+    pub instance: String,
+    /// How often an owned partition with new events writes a checkpoint.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        CollectorSettings {
+            instance: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            checkpoint_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What another instance published for a partition this one does not own.
+struct Remote {
+    cursor: EventCursor,
+    aggregates: Arc<PartitionAggregates>,
+}
+
+/// One environment's partitions and what its events are checked against.
+pub(crate) struct Env {
+    key: String,
+    partitions: u32,
+    parts: Vec<Arc<Part>>,
+    /// The latest attribution windows of its experiments.
+    windows: Mutex<Windows>,
+    /// What its exposures may name (replaced, never changed in place, so ingestion checks a
+    /// batch against one snapshot without holding a lock).
+    vocabulary: Mutex<Arc<Vocabulary>>,
+    /// Shared store: aggregates published by the owners of the partitions not owned here.
+    remote: Mutex<Vec<Option<Remote>>>,
+    /// The first load of every partition has not finished (embedded store).
+    pending: AtomicBool,
+}
+
+/// One partition's state as `/readyz` and `/metrics` report it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionStatus {
+    /// Partition index.
+    pub partition: u32,
+    /// Events replayed so far, while loading.
+    pub loading: Option<u64>,
+    /// Seconds since its events were last all applied.
+    pub lag_seconds: Option<f64>,
+    /// Seconds since its last checkpoint.
+    pub checkpoint_age_seconds: Option<f64>,
+}
+
 /// Attribution for every environment.
-#[derive(Default)]
 pub struct Collector {
-    // Shared with the background passes that recompute users after a window change.
-    by_environment: Arc<Mutex<HashMap<String, Attribution>>>,
-    /// Ingestion holds it shared from storing a batch to applying it; a replay's second pass
-    /// holds it exclusively, so every stored event is applied exactly once.
-    gate: RwLock<()>,
-    /// Environments whose events are being replayed for the first time, with the number of
-    /// events replayed so far. Their results are not ready, and ingestion leaves their events to
-    /// the replay.
-    loading: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    /// The latest attribution windows of each environment's experiments.
-    windows: Mutex<HashMap<String, Windows>>,
-    /// Shared-store mode: each environment's position in the event log.
-    tails: Mutex<HashMap<String, Arc<tail::Tail>>>,
-    /// What each environment's exposures may name (replaced, never changed in place, so
-    /// ingestion checks a batch against one snapshot without holding a lock).
-    vocabularies: Mutex<HashMap<String, Arc<Vocabulary>>>,
+    environments: Mutex<HashMap<String, Arc<Env>>>,
+    settings: CollectorSettings,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector::new(CollectorSettings::default())
+    }
 }
 
 impl Collector {
-    /// Marks an environment as loading: until [`Collector::load_environment`] finishes, its
-    /// results answer "loading". Call it before the environment takes events.
+    /// A collector with these settings.
+    pub fn new(settings: CollectorSettings) -> Collector {
+        Collector {
+            environments: Mutex::default(),
+            settings,
+        }
+    }
+
+    /// This instance's name among those sharing the store.
+    pub fn instance(&self) -> &str {
+        &self.settings.instance
+    }
+
+    /// Knows an environment with `partitions` partitions (idempotent: the first count stays).
+    pub fn register(&self, environment: &str, partitions: u32) {
+        self.env_or_register(environment, partitions);
+    }
+
+    fn env_or_register(&self, environment: &str, partitions: u32) -> Arc<Env> {
+        let mut map = lock(&self.environments);
+        let env = map.entry(environment.to_string()).or_insert_with(|| {
+            let partitions = partitions.max(1);
+            Arc::new(Env {
+                key: environment.to_string(),
+                partitions,
+                parts: (0..partitions).map(|p| Arc::new(Part::new(p))).collect(),
+                windows: Mutex::default(),
+                vocabulary: Mutex::default(),
+                remote: Mutex::new((0..partitions).map(|_| None).collect()),
+                pending: AtomicBool::new(false),
+            })
+        });
+        Arc::clone(env)
+    }
+
+    fn env(&self, environment: &str) -> Option<Arc<Env>> {
+        lock(&self.environments).get(environment).cloned()
+    }
+
+    fn envs(&self) -> Vec<Arc<Env>> {
+        lock(&self.environments).values().cloned().collect()
+    }
+
+    /// The environment's partition count, if it is known.
+    pub fn partitions(&self, environment: &str) -> Option<u32> {
+        self.env(environment).map(|e| e.partitions)
+    }
+
+    /// Marks an environment's results as loading until [`Collector::own_all`] has loaded every
+    /// partition (embedded store). Call it before the environment takes events.
     pub fn start_loading(&self, environment: &str) {
-        lock(&self.loading)
-            .entry(environment.to_string())
-            .or_default();
+        if let Some(env) = self.env(environment) {
+            env.pending.store(true, Ordering::Release);
+        }
     }
 
-    /// Events replayed so far, while the environment's attribution is first loading (`None`:
-    /// loaded, results are ready).
+    /// Events replayed so far while the environment's results are loading (`None`: ready).
     pub fn loading(&self, environment: &str) -> Option<u64> {
-        lock(&self.loading)
-            .get(environment)
-            .map(|n| n.load(Ordering::Relaxed))
-    }
-
-    /// Gives `attribution` the environment's current attribution windows.
-    fn apply_windows(&self, environment: &str, attribution: &mut Attribution) {
-        if let Some(windows) = lock(&self.windows).get(environment) {
-            for (experiment, hours) in windows {
-                attribution.set_window(experiment, *hours);
+        let env = self.env(environment)?;
+        let mut loading = env.pending.load(Ordering::Acquire).then_some(0);
+        for part in &env.parts {
+            if let Some(n) = part.loading() {
+                loading = Some(loading.unwrap_or(0) + n);
             }
         }
+        loading
     }
 
-    /// Applies newly stored events to the environment's attribution (creating it, with the
-    /// current windows, for an environment that has none yet).
-    fn apply<'e>(&self, environment: &str, events: impl IntoIterator<Item = &'e Event>) {
-        let mut map = self.lock();
-        if !map.contains_key(environment) {
-            let mut attribution = Attribution::default();
-            self.apply_windows(environment, &mut attribution);
-            map.insert(environment.to_string(), attribution);
-        }
-        if let Some(attribution) = map.get_mut(environment) {
-            for event in events {
-                attribution.apply(event);
-            }
-        }
-    }
-
-    /// Applies every event stored after `after` to `attribution`; returns the position after
-    /// the last one.
-    async fn replay(
-        store: &dyn Store,
-        environment: &str,
-        attribution: &mut Attribution,
-        after: EventCursor,
-        progress: &AtomicU64,
-    ) -> Result<EventCursor, StoreError> {
-        let mut next = after.clone();
-        let mut scan = store.scan_events(environment, &after).await?;
-        while let Some(page) = scan.recv().await {
-            let page = page?;
-            for event in &page.events {
-                attribution.apply(event);
-            }
-            progress.fetch_add(page.events.len() as u64, Ordering::Relaxed);
-            next = page.next;
-        }
-        Ok(next)
-    }
-
-    /// Loads an environment's attribution from the stored events (at startup, when it is
-    /// created through another instance, or to rebuild it) and swaps it in; returns how many
-    /// events it holds. Results keep answering from the old attribution, if any, meanwhile, and
-    /// ingestion pauses only for the second, short pass.
-    pub async fn load_environment(
+    /// Embedded store: owns and loads every partition of the environment, one after the other
+    /// (each from its checkpoint plus the events after it), and keeps each in step from then
+    /// on. Returns the events applied while loading.
+    pub async fn own_all(
         &self,
-        store: &dyn Store,
+        store: &Arc<dyn Store>,
         environment: &str,
     ) -> Result<u64, StoreError> {
-        let progress = lock(&self.loading)
-            .get(environment)
-            .cloned()
-            .unwrap_or_default();
-        // A retry after a failed attempt counts from zero again.
-        progress.store(0, Ordering::Relaxed);
-        if let Some(shared) = store.shared() {
-            let applied = self.load_shared(shared, environment, &progress).await?;
-            lock(&self.loading).remove(environment);
-            // Events stored during the load: the tail left them to it until now.
-            self.wake(environment);
-            return Ok(applied);
+        let env = self.env_or_register(environment, DEFAULT_PARTITIONS);
+        let mut applied = 0;
+        for part in &env.parts {
+            if part.is_owned() {
+                continue;
+            }
+            applied += part
+                .take(
+                    store.as_ref(),
+                    &env.key,
+                    &env.windows,
+                    None,
+                    Start::Checkpoint,
+                )
+                .await?;
+            self.spawn_tail(&env, part, store);
         }
-        let mut attribution = Attribution::default();
-        self.apply_windows(environment, &mut attribution);
-        let cursor = Self::replay(
-            store,
-            environment,
-            &mut attribution,
-            EventCursor::default(),
-            &progress,
-        )
-        .await?;
-        // What was stored during the first pass; no batch is between storing and applying now.
-        let _exclusive = self.gate.write().await;
-        Self::replay(store, environment, &mut attribution, cursor, &progress).await?;
-        // Config changes during the replay (under the attribution lock, like `config_changed`).
-        let applied = attribution.events_applied();
-        {
-            let mut map = self.lock();
-            self.apply_windows(environment, &mut attribution);
-            map.insert(environment.to_string(), attribution);
-        }
-        lock(&self.loading).remove(environment);
+        env.pending.store(false, Ordering::Release);
         Ok(applied)
     }
 
-    /// Stores a batch durably and applies the newly stored events (with a shared store: wakes
-    /// the tail that applies them; while the environment is loading: leaves them to the
-    /// replay). Returns, per event, whether it was new.
+    /// Starts the task that keeps an owned partition in step (ends when it is given up).
+    fn spawn_tail(&self, env: &Arc<Env>, part: &Arc<Part>, store: &Arc<dyn Store>) {
+        let poll = store
+            .shared()
+            .map_or(Duration::from_secs(1), |s| s.poll_interval());
+        let task = partition::run(
+            Arc::clone(part),
+            Arc::clone(store),
+            env.key.clone(),
+            poll,
+            self.settings.checkpoint_every,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(task);
+        }
+    }
+
+    /// Reloads every partition owned here from its raw events (embedded store: from the first
+    /// event; shared store, whose logs are trimmed: from the checkpoint, recomputing every
+    /// user). Results of a partition answer "loading" while it reloads.
+    pub async fn rebuild(&self, store: &dyn Store, environment: &str) -> Result<u64, StoreError> {
+        let Some(env) = self.env(environment) else {
+            return Ok(0);
+        };
+        let start = if store.shared().is_some() {
+            Start::Checkpoint
+        } else {
+            Start::Beginning
+        };
+        let mut applied = 0;
+        for part in &env.parts {
+            if !part.is_owned() {
+                continue;
+            }
+            applied += part
+                .take(store, &env.key, &env.windows, part.lease(), start)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    /// Stores a batch durably. Embedded store: then applies it to the partitions it touched
+    /// before returning; shared store: wakes the local owners (others are woken by the store's
+    /// notification). Returns, per event, whether it was new.
     pub async fn ingest(
         &self,
         store: &dyn Store,
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
-        let _shared = self.gate.read().await;
         let fresh = store.append_events(environment, events).await?;
+        let Some(env) = self.env(environment) else {
+            return Ok(fresh);
+        };
+        let mut touched = vec![false; env.parts.len()];
+        for (event, new) in events.iter().zip(&fresh) {
+            if *new {
+                touched[partition(event.event.user_key(), env.partitions) as usize] = true;
+            }
+        }
+        let parts = env
+            .parts
+            .iter()
+            .zip(touched)
+            .filter(|(_, t)| *t)
+            .map(|(p, _)| p);
         if store.shared().is_some() {
-            // The tail applies them, in log order, like events stored through other instances.
-            self.wake(environment);
+            for part in parts {
+                part.wake.notify_one();
+            }
             return Ok(fresh);
         }
-        if self.loading(environment).is_none() {
-            let new_events = events.iter().zip(&fresh).filter(|(_, new)| **new);
-            self.apply(environment, new_events.map(|(e, _)| &e.event));
+        let catch_ups = parts.map(|part| part.catch_up(store, &env.key));
+        for result in futures_util::future::join_all(catch_ups).await {
+            if let Err(e) = result {
+                // Stored durably already: the partition's task applies it on its next round.
+                tracing::warn!(environment, error = %e, "cannot apply stored events yet");
+            }
         }
         Ok(fresh)
     }
 
-    /// Applies the experiments' attribution windows from a new config revision.
+    /// Asks the owner of a partition (if this instance) to catch up now.
+    pub fn wake(&self, environment: &str, partition: u32) {
+        if let Some(part) = self
+            .env(environment)
+            .and_then(|env| env.parts.get(partition as usize).cloned())
+        {
+            part.wake.notify_one();
+        }
+    }
+
+    /// Asks every partition owned here to catch up now.
+    pub fn wake_all(&self) {
+        for env in self.envs() {
+            for part in &env.parts {
+                part.wake.notify_one();
+            }
+        }
+    }
+
+    /// Applies the experiments' attribution windows from a new config revision, and what
+    /// exposures may name.
     ///
     /// Called on the write path, so it only records the windows. When one changed, its users
-    /// are recomputed by a pass on the blocking pool, 1/1024 of the users at a time with the lock
-    /// released in between, so neither the writer's worker nor ingestion waits for millions of
-    /// users (a user whose event arrives meanwhile is recomputed under the new window at once).
-    /// Until the pass ends, results may count some users under the old window.
+    /// are recomputed by a pass on the blocking pool, 1/1024 of a partition's users at a time
+    /// with the lock released in between, so neither the writer's worker nor ingestion waits
+    /// for millions of users (a user whose event arrives meanwhile is recomputed under the new
+    /// window at once). Until the pass ends, results may count some users under the old window.
     pub fn config_changed(&self, environment: &str, document: &ConfigDocument) {
+        let env = self.env_or_register(environment, DEFAULT_PARTITIONS);
         {
-            let mut vocabularies = lock(&self.vocabularies);
-            let slot = vocabularies.entry(environment.to_string()).or_default();
-            let mut vocabulary = Vocabulary::clone(slot);
+            let mut slot = lock(&env.vocabulary);
+            let mut vocabulary = Vocabulary::clone(&slot);
             vocabulary.add(document);
             *slot = Arc::new(vocabulary);
         }
@@ -206,27 +325,22 @@ impl Collector {
             .iter()
             .map(|e| (e.key.clone(), e.attribution_window_hours))
             .collect();
-        // Under the attribution lock (then the windows lock, the order everywhere), so that an
-        // attribution swapped in by a rebuild cannot miss the change.
-        let changed: Vec<String> = {
-            let mut map = self.lock();
-            let changed = match map.get_mut(environment) {
-                Some(attribution) => windows
-                    .iter()
-                    .filter(|(experiment, hours)| attribution.change_window(experiment, *hours))
-                    .map(|(experiment, _)| experiment.clone())
-                    .collect(),
-                None => Vec::new(),
-            };
-            lock(&self.windows).insert(environment.to_string(), windows);
-            changed
+        // Under the windows lock, so that a partition finishing its load (which reads the
+        // windows under it) cannot miss the change.
+        let changed: Vec<(Arc<Part>, Vec<String>)> = {
+            let mut current = lock(&env.windows);
+            *current = windows.clone();
+            env.parts
+                .iter()
+                .map(|part| (Arc::clone(part), part.change_windows(&windows)))
+                .filter(|(_, changed)| !changed.is_empty())
+                .collect()
         };
         if changed.is_empty() {
             return;
         }
-        let by_environment = Arc::clone(&self.by_environment);
         let environment = environment.to_string();
-        let pass = move || recompute_users(&by_environment, &environment, &changed);
+        let pass = move || recompute_users(&environment, &changed);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(pass)),
             // Outside a runtime (tools, unit tests) nothing else is waiting: recompute here.
@@ -236,15 +350,37 @@ impl Collector {
 
     /// What the environment's exposures may name (see [`vocabulary`]).
     pub fn vocabulary(&self, environment: &str) -> Arc<Vocabulary> {
-        lock(&self.vocabularies)
-            .get(environment)
-            .cloned()
+        self.env(environment)
+            .map(|env| Arc::clone(&lock(&env.vocabulary)))
             .unwrap_or_default()
     }
 
-    /// An experiment's aggregates.
+    /// An experiment's aggregates merged over every partition (owned here: live; others: as
+    /// their owners last published them), or `None` if nobody was exposed to it.
+    pub fn experiment(&self, environment: &str, experiment: &str) -> Option<ExperimentAggregates> {
+        let env = self.env(environment)?;
+        let remote = lock(&env.remote);
+        let mut merged: Option<ExperimentAggregates> = None;
+        for (part, remote) in env.parts.iter().zip(remote.iter()) {
+            let local = part.with_attribution(|a| a.experiment_aggregates(experiment));
+            let aggregates = match local {
+                Some(local) => local,
+                None => remote
+                    .as_ref()
+                    .and_then(|r| r.aggregates.experiments.get(experiment).cloned()),
+            };
+            if let Some(aggregates) = aggregates {
+                merged
+                    .get_or_insert_with(Default::default)
+                    .merge(&aggregates);
+            }
+        }
+        merged
+    }
+
+    /// An experiment's totals, merged over every partition.
     pub fn totals(&self, environment: &str, experiment: &str) -> Option<ExperimentTotals> {
-        self.lock().get(environment)?.totals(experiment)
+        Some(self.experiment(environment, experiment)?.totals())
     }
 
     /// An experiment's cumulative users and conversions per variant over time, for `metric`.
@@ -254,108 +390,78 @@ impl Collector {
         experiment: &str,
         metric: &str,
     ) -> Vec<VariantSeries> {
-        self.lock()
-            .get(environment)
-            .map(|a| a.timeline(experiment, metric))
+        self.experiment(environment, experiment)
+            .map(|a| a.timeline(metric))
             .unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attribution>> {
-        lock(&self.by_environment)
+    /// Events applied to the partitions owned here.
+    pub fn events_applied(&self, environment: &str) -> u64 {
+        self.env(environment)
+            .map(|env| {
+                env.parts
+                    .iter()
+                    .filter_map(|p| p.with_attribution(|a| a.events_applied()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The partitions of an environment owned here, with their state.
+    pub fn owned_partitions(&self, environment: &str) -> Vec<PartitionStatus> {
+        let Some(env) = self.env(environment) else {
+            return Vec::new();
+        };
+        env.parts
+            .iter()
+            .filter(|p| p.is_owned())
+            .map(|p| PartitionStatus {
+                partition: p.index,
+                loading: p.loading(),
+                lag_seconds: p.lag_seconds(),
+                checkpoint_age_seconds: p.checkpoint_age_seconds(),
+            })
+            .collect()
+    }
+
+    /// Writes a checkpoint of every partition owned here that has new events (at shutdown,
+    /// and in tests).
+    pub async fn checkpoint_all(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let mut written = 0;
+        for env in self.envs() {
+            for part in &env.parts {
+                if part.checkpoint(store, &env.key).await? {
+                    written += 1;
+                }
+            }
+        }
+        Ok(written)
     }
 }
 
-/// Recomputes every user of `environment` for `experiments`, one part (1/1024 of the users) per
-/// lock.
-fn recompute_users(
-    by_environment: &Mutex<HashMap<String, Attribution>>,
-    environment: &str,
-    experiments: &[String],
-) {
+/// Recomputes the users of each partition for its changed experiments, one part (1/1024 of a
+/// partition's users) per lock.
+fn recompute_users(environment: &str, changed: &[(Arc<Part>, Vec<String>)]) {
     let started = std::time::Instant::now();
-    for part in 0..Attribution::RECOMPUTE_PARTS {
-        match lock(by_environment).get_mut(environment) {
-            Some(attribution) => attribution.recompute_part(part, experiments),
-            None => return,
+    for (part, experiments) in changed {
+        for slice in 0..Attribution::RECOMPUTE_PARTS {
+            if part
+                .with_attribution(|a| a.recompute_part(slice, experiments))
+                .is_none()
+            {
+                break;
+            }
         }
     }
     tracing::info!(
         environment,
-        ?experiments,
         millis = started.elapsed().as_millis() as u64,
         "recomputed users for a changed attribution window"
     );
 }
 
-/// Locks one of the collector's maps. Attribution updates cannot leave partial state behind a
-/// panic that matters more than the lost update; a rebuild restores exact numbers.
+/// Locks one of the collector's mutexes. Attribution updates cannot leave partial state behind
+/// a panic that matters more than the lost update; a rebuild restores exact numbers.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use tailor_core::events::{Conversion, Exposure};
-
-    use super::*;
-
-    fn document(window_hours: Option<u32>) -> ConfigDocument {
-        let mut document = ConfigDocument::default();
-        document.experiments.push(
-            serde_json::from_value(serde_json::json!({
-                "key": "exp", "status": "running", "attribution_window_hours": window_hours,
-            }))
-            .unwrap(),
-        );
-        document
-    }
-
-    fn converted(collector: &Collector) -> u64 {
-        let totals = collector.totals("prod", "exp").unwrap();
-        totals.cells[0]
-            .metrics
-            .get("purchase")
-            .map_or(0, |m| m.converted)
-    }
-
-    /// A window change returns at once on the write path; the users are recomputed by the
-    /// background pass, after which the results reflect the new window.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_window_change_is_recomputed_in_the_background() {
-        let collector = Collector::default();
-        collector.config_changed("prod", &document(None));
-        let mut events = Vec::new();
-        for u in 0..1_000i64 {
-            let user_key = format!("u{u}");
-            events.push(Event::Exposure(Exposure {
-                id: format!("e{u}"),
-                timestamp: 0,
-                user_key: user_key.clone(),
-                flag: "homepage".into(),
-                variant: "personal".into(),
-                experiment: "exp".into(),
-                rule: 0,
-                segment: None,
-                personalized: true,
-                revision: 1,
-                spec_version: 1,
-            }));
-            events.push(Event::Conversion(Conversion {
-                id: format!("c{u}"),
-                timestamp: (u % 2) * 7_200_000,
-                user_key,
-                event: "purchase".into(),
-                value: None,
-            }));
-        }
-        collector.apply("prod", &events);
-        assert_eq!(converted(&collector), 1_000);
-        collector.config_changed("prod", &document(Some(1)));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while converted(&collector) != 500 {
-            assert!(std::time::Instant::now() < deadline, "the pass never ended");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
 }

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod aggregates;
 pub mod app;
 pub mod attribution;
 pub mod client_address;

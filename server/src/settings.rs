@@ -93,6 +93,20 @@ pub struct Settings {
     /// Events per second one SDK key may send (per instance; 0: unlimited).
     #[arg(long, env = "TAILOR_SDK_KEY_EVENTS_PER_SECOND", default_value_t = 0)]
     pub sdk_key_events_per_second: u32,
+    /// Partitions of a new environment's event log (1-1024), unless its creation says
+    /// otherwise. Fixed per environment once created (README: "Partitions").
+    #[arg(long, env = "TAILOR_PARTITIONS", default_value_t = tailor_core::partition::DEFAULT_PARTITIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+    /// Seconds between checkpoints of a partition that has new events.
+    #[arg(long, env = "TAILOR_CHECKPOINT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_secs: u64,
+    /// Days an event id is remembered for de-duplication with Redis (the embedded store keeps
+    /// every id): a resend up to this many whole days later is recognised.
+    #[arg(long, env = "TAILOR_DEDUP_WINDOW_DAYS", default_value_t = crate::store::redis::DEFAULT_DEDUP_WINDOW_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub dedup_window_days: u32,
 }
 
 impl Settings {
@@ -114,6 +128,9 @@ impl Settings {
             trusted_proxies: Vec::new(),
             client_key_events_per_second: 1_000,
             sdk_key_events_per_second: 0,
+            partitions: tailor_core::partition::DEFAULT_PARTITIONS,
+            checkpoint_secs: 60,
+            dedup_window_days: crate::store::redis::DEFAULT_DEDUP_WINDOW_DAYS,
         }
     }
 }

@@ -19,7 +19,7 @@ use tailor_core::{compile, ConfigDocument};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::client_address::ProxyRange;
-use crate::collector::Collector;
+use crate::collector::{Collector, CollectorSettings};
 use crate::dashboard::session::Sessions;
 use crate::dashboard::throttle::SignInThrottle;
 use crate::error::{ApiError, InternalError};
@@ -98,8 +98,10 @@ pub struct AppState {
     keys: RwLock<HashMap<String, ApiKey>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Event attribution per environment.
-    pub collector: Collector,
+    /// Event attribution per environment, by partition.
+    pub collector: Arc<Collector>,
+    /// Partitions of an environment created without saying how many (`--partitions`).
+    pub default_partitions: u32,
     /// Dashboard sign-ins.
     pub sessions: Sessions,
     /// Failed admin authentications (dashboard sign-ins and admin API calls) per address.
@@ -111,33 +113,31 @@ pub struct AppState {
     ready: AtomicBool,
 }
 
-/// Replays each loading environment's stored events into its attribution, in the background,
-/// one environment after the other; results answer "loading" until then. A store failure is
-/// retried every second (a shared store may be briefly unavailable).
+/// Brings the collector's partitions up (in the background; results answer "loading" until
+/// then). Embedded store: this instance owns every partition of every environment and loads
+/// each from its checkpoint plus the events after it, one environment after the other, retrying
+/// a store failure every second. Shared store: starts the ownership loop, which takes this
+/// instance's share of the partitions (`collector/ownership.rs`).
 pub fn spawn_loading(state: Arc<AppState>) {
-    let environments: Vec<String> = state
-        .environment_keys()
-        .into_iter()
-        .filter(|key| state.collector.loading(key).is_some())
-        .collect();
-    if environments.is_empty() {
+    if state.store.shared().is_some() {
+        let collector = Arc::clone(&state.collector);
+        tokio::spawn(collector.run_ownership(Arc::clone(&state.store)));
         return;
     }
-    tokio::spawn(async move {
-        for environment in environments {
+    // Every environment at once (each loads its partitions one after the other), so a small
+    // environment is not kept waiting behind a large one.
+    for environment in state.environment_keys() {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
             let started = std::time::Instant::now();
             loop {
-                match state
-                    .collector
-                    .load_environment(state.store.as_ref(), &environment)
-                    .await
-                {
+                match state.collector.own_all(&state.store, &environment).await {
                     Ok(events) => {
                         tracing::info!(
                             environment,
                             events,
                             seconds = started.elapsed().as_secs_f64(),
-                            "attribution loaded from the stored events"
+                            "attribution loaded (checkpoints plus the events after them)"
                         );
                         break;
                     }
@@ -147,8 +147,8 @@ pub fn spawn_loading(state: Arc<AppState>) {
                     }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// Now, RFC 3339 (UTC), for audit entries and keys: a failure is an error, never an entry
@@ -164,13 +164,18 @@ fn rfc3339(at: time::OffsetDateTime) -> Result<String, InternalError> {
 
 impl AppState {
     /// Loads every environment and key from the store.
-    pub async fn load(store: Arc<dyn Store>, metrics: Metrics) -> Result<Self, StartupError> {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        collector: CollectorSettings,
+    ) -> Result<Self, StartupError> {
         let state = AppState {
             store,
             environments: RwLock::new(BTreeMap::new()),
             keys: RwLock::new(HashMap::new()),
             metrics,
-            collector: Collector::default(),
+            collector: Arc::new(Collector::new(collector)),
+            default_partitions: tailor_core::partition::DEFAULT_PARTITIONS,
             sessions: Sessions::default(),
             auth_throttle: SignInThrottle::default(),
             trusted_proxies: Vec::new(),
@@ -184,12 +189,15 @@ impl AppState {
                 source: e,
             })?;
             state.metrics.set_revision(&env.key, revision);
-            // Its events are replayed in the background ([`spawn_loading`]): configs are
-            // served from the start, results once the replay is done.
+            // Its partitions are loaded in the background ([`spawn_loading`]): configs are
+            // served from the start, results once they are loaded.
+            state.collector.register(&env.key, env.partitions);
             state
                 .collector
                 .config_changed(&env.key, snapshot.document());
-            state.collector.start_loading(&env.key);
+            if state.store.shared().is_none() {
+                state.collector.start_loading(&env.key);
+            }
             let published = Published::new(snapshot).map_err(|source| StartupError::Publish {
                 environment: env.key.clone(),
                 source,
@@ -279,9 +287,17 @@ impl AppState {
             .collect()
     }
 
-    /// Creates an environment with an empty config at revision 1.
-    pub async fn create_environment(&self, key: &str) -> Result<Arc<Published>, ApiError> {
+    /// Creates an environment with an empty config at revision 1 and an event log of
+    /// `partitions` partitions (`None`: [`AppState::default_partitions`]).
+    pub async fn create_environment(
+        &self,
+        key: &str,
+        partitions: Option<u32>,
+    ) -> Result<Arc<Published>, ApiError> {
         validate_environment_key(key)?;
+        let partitions =
+            tailor_core::partition::check_partitions(partitions.unwrap_or(self.default_partitions))
+                .map_err(|message| ApiError::BadRequest(format!("partitions: {message}")))?;
         let document = ConfigDocument {
             environment: key.to_string(),
             revision: 1,
@@ -293,7 +309,7 @@ impl AppState {
         let published = Published::new(snapshot).map_err(InternalError::Publish)?;
         if let Err(e) = self
             .store
-            .create_environment(key, published.snapshot.document())
+            .create_environment(key, published.snapshot.document(), partitions)
             .await
         {
             if matches!(e, StoreError::AlreadyExists(_)) && self.store.shared().is_some() {
@@ -307,8 +323,13 @@ impl AppState {
         let env = Environment::new(key.to_string(), published);
         let current = env.current();
         self.metrics.set_revision(key, current.revision);
+        self.collector.register(key, partitions);
         self.collector
             .config_changed(key, current.snapshot.document());
+        if self.store.shared().is_none() {
+            // Owned here from its first event on (nothing stored yet: immediate).
+            self.collector.own_all(&self.store, key).await?;
+        }
         match self.insert_environment(env) {
             // Its creation was already adopted from the store's notification.
             Some(existing) => Ok(existing.current()),

@@ -71,6 +71,14 @@ impl Event {
         }
     }
 
+    /// Whose event it is (which also decides its partition, [`crate::partition`]).
+    pub fn user_key(&self) -> &str {
+        match self {
+            Event::Exposure(e) => &e.user_key,
+            Event::Conversion(c) => &c.user_key,
+        }
+    }
+
     /// When it happened, Unix milliseconds.
     pub fn timestamp(&self) -> i64 {
         match self {

@@ -60,6 +60,7 @@ pub mod events;
 pub mod key_rule;
 pub mod model;
 pub mod nesting;
+pub mod partition;
 pub mod snapshot;
 mod targeting;
 pub mod user;

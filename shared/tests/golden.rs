@@ -194,3 +194,35 @@ fn truncate(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// Event partitions (`tailor_core::partition`) against `shared/fixtures/golden_partitions.json`
+/// (Python's `mmh3`, `shared/fixtures/partitions.py`), with the `murmur3` crate as a second
+/// oracle for the hash.
+#[test]
+fn every_partition_vector_matches() {
+    #[derive(Deserialize)]
+    struct PartitionVector {
+        user_key: String,
+        partitions: u32,
+        hash: u32,
+        partition: u32,
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden_partitions.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let vectors: Vec<PartitionVector> = serde_json::from_str(&text).unwrap();
+    assert!(vectors.len() > 200);
+    for v in &vectors {
+        let seed = tailor_core::partition::PARTITION_SEED;
+        let bytes = v.user_key.as_bytes();
+        assert_eq!(murmur3_x86_32(bytes, seed), v.hash, "{:?}", v.user_key);
+        let oracle = murmur3::murmur3_32(&mut Cursor::new(bytes), seed).unwrap();
+        assert_eq!(oracle, v.hash, "{:?}", v.user_key);
+        assert_eq!(
+            tailor_core::partition::partition(&v.user_key, v.partitions),
+            v.partition,
+            "{:?} in {} partitions",
+            v.user_key,
+            v.partitions
+        );
+    }
+}

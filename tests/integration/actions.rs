@@ -566,7 +566,33 @@ async fn environments_can_be_listed_and_created() {
     )
     .await;
     res.assert_status(StatusCode::CREATED);
-    assert_eq!(res.body, json!({"key": "staging", "revision": 1}));
+    assert_eq!(
+        res.body,
+        json!({"key": "staging", "revision": 1, "partitions": 16})
+    );
+    // The partition count is chosen at creation, within 1-1024.
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments")
+            .json(&json!({"key": "small", "partitions": 2})),
+    )
+    .await;
+    res.assert_status(StatusCode::CREATED);
+    assert_eq!(res.body["partitions"], 2);
+    for bad in [json!(0), json!(1025)] {
+        let res = send(
+            server
+                .admin(Method::POST, "/api/v1/environments")
+                .json(&json!({"key": "bad", "partitions": bad})),
+        )
+        .await;
+        res.assert_status(StatusCode::BAD_REQUEST);
+        assert!(
+            res.text.contains("partitions must be between 1 and 1024"),
+            "{}",
+            res.text
+        );
+    }
     server
         .create("staging", "flags", &fixtures::bool_flag("banner"))
         .await;

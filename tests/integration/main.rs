@@ -35,6 +35,9 @@
 //! - [`browser`]: headless Chromium over WebDriver (chromedriver + fantoccini) for [`dashboard`].
 //! - [`store_contract`]: the storage contract against SQLite, Redis and a 3-master Redis
 //!   Cluster (real `redis-server` processes), plus Redis' event log, change feed and faults.
+//! - [`partitions`]: three instances on a Redis Cluster with kills during ingest report what one
+//!   embedded instance reports; checkpoints trim Redis' streams and restarts load them; the
+//!   embedded store restarts from its checkpoints.
 //! - [`multi_instance`]: two and three servers sharing one Redis (or a cluster): a write on one
 //!   reaches SSE clients of the others, events split across instances counted once, Redis killed
 //!   and restarted mid-traffic, an instance cut off from Redis catching up by revision.
@@ -58,4 +61,5 @@ mod sdk;
 mod support;
 // Redis: the shared store.
 mod multi_instance;
+mod partitions;
 mod store_contract;

@@ -30,7 +30,7 @@ use crate::support::{
 /// The propagation target: a change made through one instance reaches SDKs on the others.
 const PROPAGATION: Duration = Duration::from_secs(1);
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -39,23 +39,23 @@ fn now_ms() -> i64 {
 }
 
 /// Starts `n` instances on `redis_url` at the same time (they race through the first start).
-async fn instances(n: usize, redis_url: &str) -> Vec<Server> {
+pub(crate) async fn instances(n: usize, redis_url: &str) -> Vec<Server> {
     let env = [("TAILOR_REDIS_URL", redis_url)];
     join_all((0..n).map(|_| Server::start_with(&env))).await
 }
 
-fn exposure(id: &str, user: &str, variant: &str, ts: i64) -> Value {
+pub(crate) fn exposure(id: &str, user: &str, variant: &str, ts: i64) -> Value {
     json!({"type": "exposure", "id": id, "timestamp": ts, "user_key": user, "flag": "homepage",
            "variant": variant, "experiment": "hp", "rule": 0,
            "personalized": variant == "treatment", "revision": 2, "spec_version": 1})
 }
 
-fn conversion(id: &str, user: &str, ts: i64) -> Value {
+pub(crate) fn conversion(id: &str, user: &str, ts: i64) -> Value {
     json!({"type": "conversion", "id": id, "timestamp": ts, "user_key": user,
            "event": "purchase", "value": 10.0})
 }
 
-async fn post_events(server: &Server, key: &str, events: &[Value]) -> Resp {
+pub(crate) async fn post_events(server: &Server, key: &str, events: &[Value]) -> Resp {
     send(
         server
             .with_key(Method::POST, "/sdk/v1/events", key)
@@ -66,7 +66,7 @@ async fn post_events(server: &Server, key: &str, events: &[Value]) -> Resp {
 
 /// A running experiment `hp` on a 50/50 flag in `production`, and an SDK key; waits until every
 /// instance serves both.
-async fn experiment_setup(servers: &[Server]) -> String {
+pub(crate) async fn experiment_setup(servers: &[Server]) -> String {
     let a = &servers[0];
     a.create("production", "experiments", &fixtures::experiment("hp"))
         .await;
@@ -93,9 +93,33 @@ async fn experiment_setup(servers: &[Server]) -> String {
     sdk
 }
 
+/// The sum of a per-key count (`XLEN`, `SCARD`) over an environment's partition keys ending in
+/// `suffix` (`events`: the streams; `ids:*`: the de-duplication id sets).
+pub(crate) fn partition_count(
+    redis: &Redis,
+    environment: &str,
+    suffix: &str,
+    count: &str,
+) -> usize {
+    let keys = redis.cli(&[
+        "--scan",
+        "--pattern",
+        &format!("tailor:{{p:{environment}:*}}:{suffix}"),
+    ]);
+    keys.split_whitespace()
+        .map(|k| redis.cli(&[count, k]).trim().parse::<usize>().unwrap())
+        .sum()
+}
+
+/// Events stored for an environment: the ids in its partitions' de-duplication sets (the
+/// streams themselves are trimmed by checkpoints).
+pub(crate) fn stored_events(redis: &Redis, environment: &str) -> usize {
+    partition_count(redis, environment, "ids:*", "SCARD")
+}
+
 /// `(users, converted)` per variant of experiment `hp`, from one instance (once its results
 /// are loaded: a starting instance replays the stored events in the background).
-async fn arms(server: &Server) -> Vec<(String, u64, u64)> {
+pub(crate) async fn arms(server: &Server) -> Vec<(String, u64, u64)> {
     let res = eventually("results loaded", PATIENCE, || async {
         let res = send(server.admin(
             Method::GET,
@@ -316,11 +340,7 @@ async fn events_split_across_instances_are_counted_once() {
         ("treatment".to_string(), 50, 17),
     ];
     results_agree(&servers, &expected).await;
-    let stored: usize = redis
-        .cli(&["XLEN", "tailor:{env:production}:events"])
-        .trim()
-        .parse()
-        .unwrap();
+    let stored = stored_events(&redis, "production");
     assert_eq!(
         stored,
         users as usize + 34,

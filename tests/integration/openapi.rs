@@ -56,7 +56,7 @@ fn documented(spec: &Value) -> BTreeSet<Route> {
 async fn mounted() -> BTreeSet<Route> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let state = AppState::load(store, Metrics::new().unwrap())
+    let state = AppState::load(store, Metrics::new().unwrap(), Default::default())
         .await
         .unwrap();
     let app = actix_test::init_service(

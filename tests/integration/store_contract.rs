@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use tailor_core::events::{Conversion, Event, Exposure};
+use tailor_core::partition::{partition, DEFAULT_PARTITIONS};
 use tailor_core::ConfigDocument;
 use tailor_server::store::redis::RedisStore;
 use tailor_server::store::sqlite::SqliteStore;
 use tailor_server::store::{
-    unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor, KeyKind, Store,
-    StoreChange, StoreError, StoredSession,
+    unix_now, ApiKey, AuditEntry, AuditQuery, Checkpoint, EncodedEvent, EventCursor, KeyKind,
+    PublishedAggregates, Store, StoreChange, StoreError, StoredSession,
 };
 use tempfile::TempDir;
 
@@ -91,17 +92,37 @@ fn conversion(id: &str, user: &str) -> EncodedEvent<'static> {
     }))
 }
 
+/// Every stored event of the environment (all partitions), sorted by id.
 async fn scanned_events(store: &dyn Store, env: &str) -> Vec<Event> {
-    let mut scan = store
-        .scan_events(env, &EventCursor::default())
-        .await
-        .unwrap();
     let mut events = Vec::new();
-    while let Some(page) = scan.recv().await {
-        events.extend(page.unwrap().events);
+    for part in 0..DEFAULT_PARTITIONS {
+        events.extend(
+            scan_partition(store, env, part, &EventCursor::default())
+                .await
+                .0,
+        );
     }
     events.sort_by(|a, b| a.id().cmp(b.id()));
     events
+}
+
+/// Every page of one partition after `after`: its events in log order and the last `next`.
+async fn scan_partition(
+    store: &dyn Store,
+    env: &str,
+    part: u32,
+    after: &EventCursor,
+) -> (Vec<Event>, EventCursor) {
+    let mut events = Vec::new();
+    let mut next = after.clone();
+    loop {
+        let page = store.events_after(env, part, &next, 7).await.unwrap();
+        events.extend(page.events);
+        next = page.next;
+        if !page.more {
+            return (events, next);
+        }
+    }
 }
 
 async fn scanned_ids(store: &dyn Store, env: &str) -> Vec<String> {
@@ -114,15 +135,15 @@ async fn scanned_ids(store: &dyn Store, env: &str) -> Vec<String> {
 async fn environments_are_created_once_and_listed(store: &dyn Store) {
     assert!(store.environments().await.unwrap().is_empty());
     store
-        .create_environment("staging", &document("staging", 1))
+        .create_environment("staging", &document("staging", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     store
-        .create_environment("dev", &document("dev", 1))
+        .create_environment("dev", &document("dev", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     let again = store
-        .create_environment("dev", &document("dev", 7))
+        .create_environment("dev", &document("dev", 7), DEFAULT_PARTITIONS)
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::AlreadyExists(_)), "{again:?}");
@@ -142,7 +163,7 @@ async fn environments_are_created_once_and_listed(store: &dyn Store) {
 
 async fn commits_compare_and_swap_atomically(store: &dyn Store) {
     store
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     store
@@ -213,7 +234,7 @@ async fn commits_compare_and_swap_atomically(store: &dyn Store) {
 
 async fn concurrent_commits_have_one_winner(store: Arc<dyn Store>) {
     store
-        .create_environment("race", &document("race", 1))
+        .create_environment("race", &document("race", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -245,7 +266,7 @@ async fn concurrent_commits_have_one_winner(store: Arc<dyn Store>) {
 
 async fn the_audit_log_is_newest_first_and_filters(store: &dyn Store) {
     store
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     let changes = [
@@ -358,21 +379,15 @@ async fn keys_are_stored_listed_and_revoked(store: &dyn Store) {
     assert_eq!(keys[1].revoked_at.as_deref(), Some("2030-02-01T00:00:00Z"));
 }
 
-/// Every page of a scan after `after`: the events in log order and the last page's `next`.
+/// The ids of user `u`'s partition after `after`, in log order, and the last `next`.
 async fn scan_after(
     store: &dyn Store,
     env: &str,
     after: &EventCursor,
 ) -> (Vec<String>, EventCursor) {
-    let mut scan = store.scan_events(env, after).await.unwrap();
-    let mut ids = Vec::new();
-    let mut next = after.clone();
-    while let Some(page) = scan.recv().await {
-        let page = page.unwrap();
-        ids.extend(page.events.iter().map(|e| e.id().to_string()));
-        next = page.next;
-    }
-    (ids, next)
+    let (events, next) =
+        scan_partition(store, env, partition("u", DEFAULT_PARTITIONS), after).await;
+    (events.iter().map(|e| e.id().to_string()).collect(), next)
 }
 
 async fn scans_are_in_log_order_and_resume_after_a_cursor(store: &dyn Store) {
@@ -504,7 +519,7 @@ async fn concurrent_appends_store_each_id_once(store: Arc<dyn Store>) {
 async fn writes_succeed_under_continuous_appends(store: Arc<dyn Store>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     store
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -694,11 +709,11 @@ async fn the_shared_event_log_pages_in_one_order_for_every_reader() {
             .collect();
         writer.append_events("prod", &batch).await.unwrap();
     }
-    let shared = reader.shared().unwrap();
+    let part = partition("u", DEFAULT_PARTITIONS);
     let mut cursor = EventCursor::default();
     let mut order = Vec::new();
     loop {
-        let page = shared.events_after("prod", &cursor, 7).await.unwrap();
+        let page = reader.events_after("prod", part, &cursor, 7).await.unwrap();
         if page.events.is_empty() {
             assert_eq!(page.next, cursor, "an empty page keeps the cursor");
             break;
@@ -716,7 +731,10 @@ async fn the_shared_event_log_pages_in_one_order_for_every_reader() {
         .append_events("prod", &[exposure("e0-0", "u"), exposure("late", "u")])
         .await
         .unwrap();
-    let page = shared.events_after("prod", &cursor, 100).await.unwrap();
+    let page = reader
+        .events_after("prod", part, &cursor, 100)
+        .await
+        .unwrap();
     let ids: Vec<&str> = page.events.iter().map(|e| e.id()).collect();
     assert_eq!(ids, ["late"]);
 }
@@ -731,11 +749,11 @@ async fn the_change_feed_reports_every_kind_of_change() {
     assert_eq!(next(&mut feed).await, StoreChange::Resync);
     // A deployment under another prefix is invisible.
     other_prefix
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     writer
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     assert_eq!(
@@ -783,7 +801,8 @@ async fn the_change_feed_reports_every_kind_of_change() {
     assert_eq!(
         next(&mut feed).await,
         StoreChange::Events {
-            environment: "prod".into()
+            environment: "prod".into(),
+            partition: partition("u", DEFAULT_PARTITIONS),
         }
     );
     // Only duplicates: nothing new, nothing announced; the revocation comes next.
@@ -808,7 +827,7 @@ async fn redis_going_away_is_unavailable_then_recovers_with_nothing_lost() {
         Some(StoreChange::Resync)
     );
     store
-        .create_environment("prod", &document("prod", 1))
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
         .await
         .unwrap();
     store
@@ -911,4 +930,143 @@ async fn bad_redis_settings_fail_clearly() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("invalid Redis key prefix"), "{e}");
+}
+
+/// Leases: one holder at a time; a holder whose lease lapsed and was granted again cannot
+/// write a checkpoint or publish aggregates (fenced, nothing changed), and the new holder can.
+#[tokio::test]
+async fn a_lapsed_lease_fences_its_former_holder() {
+    let redis = Redis::start().await;
+    let a = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
+    let b = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    let short = Duration::from_millis(300);
+    let lease_a = sa
+        .acquire_lease("prod", 3, "a", short)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sb
+        .acquire_lease("prod", 3, "b", short)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(sa.renew_lease("prod", 3, &lease_a, short).await.unwrap());
+    let checkpoint = |cursor: &str, state: &[u8]| Checkpoint {
+        cursor: EventCursor(cursor.into()),
+        state: state.to_vec(),
+        written_at: 1,
+    };
+    a.put_checkpoint("prod", 3, &checkpoint("", b"from a"), Some(&lease_a))
+        .await
+        .unwrap();
+    // A pauses past its lease; B is granted the partition.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lease_b = sb
+        .acquire_lease("prod", 3, "b", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(lease_a, lease_b);
+    assert!(!sa.renew_lease("prod", 3, &lease_a, short).await.unwrap());
+    let fenced = a
+        .put_checkpoint("prod", 3, &checkpoint("", b"stale"), Some(&lease_a))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(fenced, StoreError::Fenced { partition: 3, .. }),
+        "{fenced}"
+    );
+    let aggregates = PublishedAggregates {
+        json: "{}".into(),
+        cursor: EventCursor("1-0".into()),
+    };
+    assert!(matches!(
+        sa.publish_aggregates("prod", 3, &lease_a, &aggregates)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        b.checkpoint("prod", 3).await.unwrap().unwrap().state,
+        b"from a",
+        "the stale write changed nothing"
+    );
+    b.put_checkpoint("prod", 3, &checkpoint("", b"from b"), Some(&lease_b))
+        .await
+        .unwrap();
+    sb.publish_aggregates("prod", 3, &lease_b, &aggregates)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.checkpoint("prod", 3).await.unwrap().unwrap().state,
+        b"from b"
+    );
+    let published = sa.published_aggregates("prod", 16).await.unwrap();
+    assert_eq!(published[3].as_ref(), Some(&aggregates));
+    assert!(published[0].is_none());
+    // Without a lease nothing is written; releasing frees the partition for another.
+    assert!(matches!(
+        b.put_checkpoint("prod", 3, &checkpoint("", b"x"), None)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    sa.release_lease("prod", 3, &lease_a).await.unwrap();
+    assert!(sa
+        .acquire_lease("prod", 3, "a", short)
+        .await
+        .unwrap()
+        .is_none());
+    sb.release_lease("prod", 3, &lease_b).await.unwrap();
+    assert!(sa
+        .acquire_lease("prod", 3, "a", short)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// The de-duplication window: an id is remembered in the set of the day it was stored; a
+/// resend is recognised while that day is within the window and stored again after it. (The
+/// test moves the id set to an earlier day instead of waiting days.)
+#[tokio::test]
+async fn event_ids_are_remembered_for_the_dedup_window() {
+    let redis = Redis::start().await;
+    let store = RedisStore::connect(&redis.url(), "tailor")
+        .await
+        .unwrap()
+        .with_dedup_window_days(2);
+    let fresh = store
+        .append_events("prod", &[exposure("e1", "u"), exposure("e1", "u")])
+        .await
+        .unwrap();
+    assert_eq!(fresh, [true, false]);
+    let today = unix_now().div_euclid(86_400);
+    let sets = redis.cli(&["--scan", "--pattern", "tailor:{p:prod:*}:ids:*"]);
+    let set = sets.split_whitespace().next().unwrap().to_string();
+    assert!(set.ends_with(&format!(":ids:{today}")), "{set}");
+    // It expires after the window and the day after it.
+    let ttl: i64 = redis.cli(&["TTL", &set]).trim().parse().unwrap();
+    assert!(ttl > 2 * 86_400 && ttl <= 4 * 86_400, "TTL {ttl}");
+    let base = set.trim_end_matches(&today.to_string()).to_string();
+    // Stored two days ago: still inside a 2-day window.
+    redis.cli(&["RENAME", &set, &format!("{base}{}", today - 2)]);
+    assert_eq!(
+        store
+            .append_events("prod", &[exposure("e1", "u")])
+            .await
+            .unwrap(),
+        [false]
+    );
+    // Three days ago: outside it, so the resend is stored again.
+    redis.cli(&[
+        "RENAME",
+        &format!("{base}{}", today - 2),
+        &format!("{base}{}", today - 3),
+    ]);
+    assert_eq!(
+        store
+            .append_events("prod", &[exposure("e1", "u")])
+            .await
+            .unwrap(),
+        [true]
+    );
 }

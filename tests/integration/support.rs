@@ -293,6 +293,11 @@ impl Server {
         }
     }
 
+    /// Whether the process is running (not stopped or killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Stops gracefully and starts again on the same data directory (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;

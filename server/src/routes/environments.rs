@@ -60,6 +60,8 @@ async fn list_environments(
 #[derive(Deserialize)]
 struct CreateEnvironment {
     key: String,
+    /// Partitions of its event log (1-1024; default `--partitions`).
+    partitions: Option<u32>,
 }
 
 async fn create_environment(
@@ -69,10 +71,11 @@ async fn create_environment(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let body: CreateEnvironment = parse_body(&req, &body).await?;
-    let published = state.create_environment(&body.key).await?;
+    let published = state.create_environment(&body.key, body.partitions).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "key": body.key,
         "revision": published.revision,
+        "partitions": state.collector.partitions(&body.key),
     })))
 }
 

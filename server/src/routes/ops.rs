@@ -83,7 +83,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                     Some((env, replayed.into()))
                 })
                 .collect();
-            let mut body = serde_json::json!({"status": "ready"});
+            let mut body = serde_json::json!({
+                "status": "ready",
+                "instance": state.collector.instance(),
+                "partitions": partitions_owned(&state),
+            });
             if !loading.is_empty() {
                 body["results_loading"] = loading.into();
             }
@@ -97,11 +101,79 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Per environment: how many of its partitions this instance owns, of how many, and the worst
+/// lag and checkpoint age among them.
+fn partitions_owned(state: &AppState) -> serde_json::Value {
+    let max = |values: &mut dyn Iterator<Item = Option<f64>>| {
+        values
+            .flatten()
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    state
+        .environment_keys()
+        .into_iter()
+        .map(|env| {
+            let owned = state.collector.owned_partitions(&env);
+            let value = serde_json::json!({
+                "owned": owned.len(),
+                "of": state.collector.partitions(&env),
+                "max_lag_seconds": max(&mut owned.iter().map(|p| p.lag_seconds)),
+                "oldest_checkpoint_seconds": max(&mut owned.iter().map(|p| p.checkpoint_age_seconds)),
+            });
+            (env, value)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The partitions owned here, in Prometheus' text format (read at scrape time).
+fn partition_metrics(state: &AppState) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# HELP tailor_partitions_owned Partitions of an environment's event log owned by this instance\n\
+         # TYPE tailor_partitions_owned gauge\n",
+    );
+    let mut lag = String::from(
+        "# HELP tailor_partition_lag_seconds Seconds since an owned partition last had every stored event applied\n\
+         # TYPE tailor_partition_lag_seconds gauge\n",
+    );
+    let mut age = String::from(
+        "# HELP tailor_partition_checkpoint_age_seconds Seconds since an owned partition's last checkpoint\n\
+         # TYPE tailor_partition_checkpoint_age_seconds gauge\n",
+    );
+    for env in state.environment_keys() {
+        let owned = state.collector.owned_partitions(&env);
+        let _ = writeln!(
+            out,
+            "tailor_partitions_owned{{environment=\"{env}\"}} {}",
+            owned.len()
+        );
+        for p in owned {
+            if let Some(seconds) = p.lag_seconds {
+                let _ = writeln!(
+                    lag,
+                    "tailor_partition_lag_seconds{{environment=\"{env}\",partition=\"{}\"}} {seconds}",
+                    p.partition
+                );
+            }
+            if let Some(seconds) = p.checkpoint_age_seconds {
+                let _ = writeln!(
+                    age,
+                    "tailor_partition_checkpoint_age_seconds{{environment=\"{env}\",partition=\"{}\"}} {seconds}",
+                    p.partition
+                );
+            }
+        }
+    }
+    out + &lag + &age
+}
+
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = state
+    let mut text = state
         .metrics
         .render()
         .map_err(|e| ApiError::Internal(InternalError::Metrics(e)))?;
+    text.push_str(&partition_metrics(&state));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text))

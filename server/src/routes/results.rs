@@ -143,10 +143,7 @@ async fn rebuild(
         return Err(loading_error(&path, replayed));
     }
     let started = std::time::Instant::now();
-    let events = state
-        .collector
-        .load_environment(state.store.as_ref(), &path)
-        .await?;
+    let events = state.collector.rebuild(state.store.as_ref(), &path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "environment": path.into_inner(),
         "events_replayed": events,

@@ -7,8 +7,8 @@
 //!   a key served here is never dropped, see [`AppState::reload_keys`]). A
 //!   [`StoreChange::Resync`] (first subscription, or after a lost connection) re-reads every
 //!   environment and keeps whatever is newer: catch-up by revision.
-//! - one tail per environment ([`crate::collector::Collector::run_tail`]) applies the events
-//!   stored through any instance to this instance's attribution.
+//! - the notifications of new events wake the owner of the partition they were stored in (if
+//!   this instance owns it; partitions and their owners: `crate::collector`).
 //!
 //! Publishing is idempotent by revision: a revision is published only when it is newer than
 //! the one served, under the environment's write lock, so the notification of this instance's
@@ -34,23 +34,7 @@ pub fn spawn_sync(state: Arc<AppState>) {
         return;
     };
     let feed = shared.changes();
-    for key in state.environment_keys() {
-        ensure_tail(&state, key);
-    }
     tokio::spawn(run_changes(state, feed));
-}
-
-/// Starts the environment's event tail unless it runs already.
-fn ensure_tail(state: &Arc<AppState>, environment: String) {
-    if !state.collector.claim_tail(&environment) {
-        return;
-    }
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        if let Some(shared) = state.store.shared() {
-            state.collector.run_tail(shared, &environment).await;
-        }
-    });
 }
 
 async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
@@ -74,17 +58,18 @@ async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
                 environment,
                 revision,
             } => {
-                let result = if state.is_news(&environment, revision) {
+                if state.is_news(&environment, revision) {
                     state.refresh_environment(&environment).await
                 } else {
                     Ok(())
-                };
-                ensure_tail(&state, environment);
-                result
+                }
             }
             StoreChange::Keys => state.reload_keys().await,
-            StoreChange::Events { environment } => {
-                state.collector.wake(&environment);
+            StoreChange::Events {
+                environment,
+                partition,
+            } => {
+                state.collector.wake(&environment, partition);
                 Ok(())
             }
             StoreChange::Resync => resync(&state).await,
@@ -110,9 +95,7 @@ async fn resync(state: &Arc<AppState>) -> Result<(), StoreError> {
     let stored = state.store.environments().await?;
     let listed: BTreeSet<String> = stored.iter().map(|e| e.key.clone()).collect();
     for env in stored {
-        let key = env.key.clone();
         state.adopt(env).await?;
-        ensure_tail(state, key);
     }
     for key in state.environment_keys() {
         if !listed.contains(&key) {
@@ -156,7 +139,13 @@ impl AppState {
         let current = env.current();
         match self
             .store
-            .create_environment(key, current.snapshot.document())
+            .create_environment(
+                key,
+                current.snapshot.document(),
+                self.collector
+                    .partitions(key)
+                    .unwrap_or(self.default_partitions),
+            )
             .await
         {
             Ok(()) => {
@@ -209,12 +198,10 @@ impl AppState {
         let Some(published) = prepare_stored(&key, stored.document.clone()) else {
             return Ok(());
         };
+        // Its partitions are taken by the ownership loop at its next round.
+        self.collector.register(&key, stored.partitions);
         self.collector
             .config_changed(&key, published.snapshot.document());
-        let applied = self
-            .collector
-            .load_environment(self.store.as_ref(), &key)
-            .await?;
         let revision = published.revision;
         match self.insert_environment(Environment::new(key.clone(), published)) {
             Some(raced) => {
@@ -227,7 +214,7 @@ impl AppState {
                 tracing::info!(
                     environment = key,
                     revision,
-                    events = applied,
+                    partitions = stored.partitions,
                     "environment created through another instance"
                 );
             }

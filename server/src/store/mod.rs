@@ -13,17 +13,26 @@
 //!   other.
 //! - **Keys** are stored only as SHA-256 digests of the secret.
 //! - **Events** are appended idempotently: an event id already stored for the environment is
-//!   skipped, so a retried batch never double-counts. `append_events` returns only after the
-//!   batch is durable. Each event is stored as the JSON it arrived as ([`EncodedEvent`]), and
-//!   [`Store::scan_events`] reads them back in log order, resuming after a cursor.
+//!   skipped, so a retried batch never double-counts (the shared store remembers ids for its
+//!   de-duplication window, see its module docs). `append_events` returns only after the
+//!   batch is durable. Each environment's log is split into partitions by user
+//!   ([`tailor_core::partition`]; the count is fixed when the environment is created), a batch
+//!   spanning users is split among them, and [`Store::events_after`] reads one partition's log
+//!   back in its order, after a cursor. Each event is stored as the JSON it arrived as
+//!   ([`EncodedEvent`]).
+//! - **Checkpoints** ([`Checkpoint`]): per partition, the state built from its events up to a
+//!   cursor, so a restart (or a new owner) reads the checkpoint plus the events after it. A
+//!   shared store writes one only for the holder of the partition's lease ([`Lease`]) and may
+//!   then drop the events before the cursor; a write with a lost lease fails with
+//!   [`StoreError::Fenced`] and changes nothing.
 //! - **Sessions** (dashboard sign-ins) are stored by the digest of their id and are void from
 //!   their expiry on, so every instance sharing the store accepts them.
 //! - **Shared backends** ([`Store::shared`]) are written by several server instances at once.
-//!   They also report every change (from any instance) on a [`ChangeFeed`], and serve each
-//!   environment's events in one global order ([`SharedStore::events_after`]), so that every
-//!   instance can publish the same revisions and compute the same results. A feed's first item,
-//!   and the first after it reconnects, is [`StoreChange::Resync`]: changes may have been missed,
-//!   so the reader re-reads everything and keeps whatever revision is newer.
+//!   They also report every change (from any instance) on a [`ChangeFeed`], hand out partition
+//!   leases so that each partition is owned by one live instance, and keep each partition's
+//!   published aggregates so that any instance can merge them into results. A feed's first
+//!   item, and the first after it reconnects, is [`StoreChange::Resync`]: changes may have been
+//!   missed, so the reader re-reads everything and keeps whatever revision is newer.
 
 pub mod data_dir;
 pub mod redis;
@@ -45,6 +54,8 @@ pub struct StoredEnvironment {
     pub key: String,
     /// Its current document; `document.revision` is the current revision.
     pub document: ConfigDocument,
+    /// How many partitions its event log has (fixed at creation).
+    pub partitions: u32,
 }
 
 /// One accepted change.
@@ -115,10 +126,6 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
-/// Events read back from the store for rebuilding aggregates: pages in log order, each with the
-/// position after its last event.
-pub type EventScan = tokio::sync::mpsc::Receiver<Result<EventPage, StoreError>>;
-
 /// A change committed to a shared store, by this or another server instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChange {
@@ -131,10 +138,12 @@ pub enum StoreChange {
     },
     /// A key was added or revoked.
     Keys,
-    /// New events were stored for an environment.
+    /// New events were stored in one partition of an environment.
     Events {
         /// Environment key.
         environment: String,
+        /// The partition.
+        partition: u32,
     },
     /// Notifications may have been missed (first subscription, or reconnected after a failure):
     /// re-read every environment and the keys, and keep what is newer.
@@ -206,18 +215,48 @@ impl<'a> EncodedEvent<'a> {
     }
 }
 
-/// A position in an environment's event log; [`SharedStore::events_after`] reads strictly after
-/// it. The default is the start of the log. Opaque: only the store that issued it understands it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A position in a partition's event log; [`Store::events_after`] reads strictly after it. The
+/// default is the start of the log. Opaque: only the store that issued it understands it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EventCursor(pub String);
 
-/// A page of an environment's event log.
+/// A page of a partition's event log.
 #[derive(Debug, Clone, Default)]
 pub struct EventPage {
     /// Events in log order (the same order on every instance).
     pub events: Vec<Event>,
     /// The position after the last event (the given cursor when there were none).
     pub next: EventCursor,
+    /// More events may follow `next` already (the page was cut at its limit).
+    pub more: bool,
+}
+
+/// One partition's checkpoint: the state built from its events up to `cursor` (an
+/// [`crate::attribution::Attribution`] checkpoint), and when it was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Every event up to and including this position is in `state`.
+    pub cursor: EventCursor,
+    /// The encoded state.
+    pub state: Vec<u8>,
+    /// When it was written, Unix milliseconds.
+    pub written_at: i64,
+}
+
+/// A partition's lease, held by one instance: the token a fenced write must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// `<instance>/<epoch>`; the epoch grows with every grant of the partition.
+    pub token: String,
+}
+
+/// Aggregates a partition's owner published, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedAggregates {
+    /// [`crate::aggregates::PartitionAggregates`] as JSON.
+    pub json: String,
+    /// The partition's log position they include.
+    pub cursor: EventCursor,
 }
 
 /// What a store shared by several server instances offers beyond [`Store`].
@@ -227,19 +266,60 @@ pub trait SharedStore: Send + Sync {
     /// lost connection the feed reconnects by itself and sends `Resync` again.
     fn changes(&self) -> ChangeFeed;
 
-    /// Up to `limit` events stored after `cursor`, by any instance, in log order.
-    async fn events_after(
-        &self,
-        environment: &str,
-        cursor: &EventCursor,
-        limit: usize,
-    ) -> Result<EventPage, StoreError>;
-
     /// How often to look for new events when no notification arrives (a safety net: the
     /// change feed announces new events as they are stored).
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(1)
     }
+
+    /// Records that `instance` is alive for `ttl` more, and returns every instance alive now
+    /// (sorted), this one included.
+    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// Removes `instance` from the live instances (a clean stop).
+    async fn leave(&self, instance: &str) -> Result<(), StoreError>;
+
+    /// Grants `instance` the partition's lease for `ttl` unless someone holds it.
+    async fn acquire_lease(
+        &self,
+        environment: &str,
+        partition: u32,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+
+    /// Extends a lease still held; false if it was lost (expired and maybe granted again).
+    async fn renew_lease(
+        &self,
+        environment: &str,
+        partition: u32,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a lease up (a no-op if it was lost already).
+    async fn release_lease(
+        &self,
+        environment: &str,
+        partition: u32,
+        lease: &Lease,
+    ) -> Result<(), StoreError>;
+
+    /// Publishes the partition's aggregates (fenced by `lease`).
+    async fn publish_aggregates(
+        &self,
+        environment: &str,
+        partition: u32,
+        lease: &Lease,
+        aggregates: &PublishedAggregates,
+    ) -> Result<(), StoreError>;
+
+    /// The aggregates last published for each partition (`None` where none were).
+    async fn published_aggregates(
+        &self,
+        environment: &str,
+        partitions: u32,
+    ) -> Result<Vec<Option<PublishedAggregates>>, StoreError>;
 }
 
 /// Storage failures.
@@ -278,6 +358,17 @@ pub enum StoreError {
         /// Who holds it, as its lock file says.
         holder: String,
     },
+    /// A write for a partition whose lease this instance no longer holds: another instance
+    /// owns the partition now, and nothing was changed.
+    #[error(
+        "the lease of partition {partition} of `{environment}` is no longer held by this instance"
+    )]
+    Fenced {
+        /// Environment key.
+        environment: String,
+        /// Partition.
+        partition: u32,
+    },
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -308,11 +399,13 @@ pub trait Store: Send + Sync + 'static {
             .find(|e| e.key == key))
     }
 
-    /// Creates an environment with `document` (revision as given, normally 1).
+    /// Creates an environment with `document` (revision as given, normally 1) and an event log
+    /// of `partitions` partitions.
     async fn create_environment(
         &self,
         key: &str,
         document: &ConfigDocument,
+        partitions: u32,
     ) -> Result<(), StoreError>;
 
     /// Atomically replaces the document if the stored revision equals `expected_revision`, and
@@ -352,22 +445,43 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session; ending one that does not exist is not an error.
     async fn delete_session(&self, digest: &str) -> Result<(), StoreError>;
 
-    /// Durably appends events, skipping ids already stored for this environment. Returns, per
-    /// event, whether it was newly stored (`false`: a duplicate id, ignored).
+    /// Durably appends events, each to its user's partition, skipping ids already stored for
+    /// this environment. Returns, per event, whether it was newly stored (`false`: a duplicate
+    /// id, ignored). An environment the store does not know has
+    /// [`tailor_core::partition::DEFAULT_PARTITIONS`] partitions.
     async fn append_events(
         &self,
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError>;
 
-    /// Every event stored for the environment after `after` (`EventCursor::default()`: all of
-    /// them), in log order, in pages. Events stored while the scan runs may or may not be in it;
-    /// a second scan after the last page's `next` finds the rest.
-    async fn scan_events(
+    /// About `limit` events of one partition stored after `cursor`, in log order (a page may
+    /// hold a few more, to end on a whole stored batch; `more` says whether it was cut).
+    async fn events_after(
         &self,
         environment: &str,
-        after: &EventCursor,
-    ) -> Result<EventScan, StoreError>;
+        partition: u32,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError>;
+
+    /// The partition's checkpoint, if one was written.
+    async fn checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+    ) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Replaces the partition's checkpoint. A shared store requires the partition's `lease`
+    /// (else [`StoreError::Fenced`]) and may then drop the partition's events up to the
+    /// checkpoint's cursor; the embedded store keeps every event and ignores `lease`.
+    async fn put_checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+        checkpoint: &Checkpoint,
+        lease: Option<&Lease>,
+    ) -> Result<(), StoreError>;
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -13,27 +13,32 @@
 //! | `tailor:{global}:key-digests` | hash | secret digest → key id (digests are unique) |
 //! | `tailor:{global}:keys-revoked` | hash | key id → when it was revoked |
 //! | `tailor:{global}:session:<digest>` | string, with a TTL | a dashboard session's JSON, by the SHA-256 of its id |
-//! | `tailor:{env:<e>}:config` | hash | `revision`, `document` (JSON), `audit_seq` |
+//! | `tailor:{global}:instances` | sorted set | live server instances, scored by when their heartbeat expires (ms) |
+//! | `tailor:{env:<e>}:config` | hash | `revision`, `document` (JSON), `audit_seq`, `partitions` |
 //! | `tailor:{env:<e>}:audit` | list | `{"id": n, "entry": …}`, newest first |
-//! | `tailor:{env:<e>}:event-ids` | set | ids of the environment's stored events |
-//! | `tailor:{env:<e>}:events` | stream | one entry per stored event, field `e` = event JSON |
+//! | `tailor:{p:<e>:<p>:<k>}:…` | | partition `p`'s events, event ids, lease, checkpoint and published aggregates (`redis/partitions.rs`) |
 //! | `tailor:changes` | pub/sub channel | change notifications (`redis/changes.rs`) |
 //!
 //! # Writes: one round trip each, atomic by Lua script (`redis/scripts.rs`)
 //! - A config commit is one `EVALSHA`: check the revision (compare-and-swap), set the document,
 //!   append the audit entry, `PUBLISH` the notification.
-//! - An event batch is one `EVALSHA` for the whole batch: per event, `SADD` the id and, only if
-//!   new, `XADD` it to the environment's stream; then one `PUBLISH`. A resent id, in the same
-//!   batch or sent to another instance, is skipped: every event is stored exactly once.
+//! - An event batch is one `EVALSHA` per partition it touches (all in flight at once): per
+//!   event, unless its id is in the de-duplication window's id sets, `SADD` the id and `XADD`
+//!   it to the partition's stream; then one `PUBLISH`. A resent id, in the same batch or sent to
+//!   another instance, is skipped: every event is stored exactly once. The batch is
+//!   acknowledged once every partition's part is stored; a failed part fails the batch, and the
+//!   client's resend stores only what is missing.
 //! - Creating an environment is two (the environment's slot, then the global list and the
 //!   notification); a key change, one.
 //!
 //! # Aggregates
-//! The environment's event stream is the source of truth, in one order for every reader. Each
-//! instance tails it ([`SharedStore::events_after`]) and applies every entry once to its
-//! in-memory attribution, with the same code the embedded store uses, so every instance reports
-//! the same results and counts each event once. (Keeping per-arm sums in Redis instead would
-//! need the whole first-exposure and attribution-window logic in Lua: one engine is better.)
+//! Each partition's stream is the source of truth for its users, in one order for every
+//! reader. The instance holding the partition's lease tails it ([`Store::events_after`]) and
+//! applies every entry once to its in-memory attribution, with the same code the embedded store
+//! uses; it checkpoints that state (which trims the stream) and publishes the partition's
+//! aggregates, which every instance merges into results (`crate::collector`). (Keeping per-arm
+//! sums in Redis instead would need the whole first-exposure and attribution-window logic in
+//! Lua: one engine is better.)
 //!
 //! # Faults
 //! While Redis is unreachable, commands fail at once with [`StoreError::Unavailable`] (HTTP 503:
@@ -60,6 +65,7 @@
 
 mod changes;
 mod conn;
+mod partitions;
 mod scripts;
 
 use std::collections::HashMap;
@@ -71,18 +77,18 @@ use ::redis::{cmd, Client, RedisError, Value};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tailor_core::events::Event;
+use tailor_core::partition::DEFAULT_PARTITIONS;
 use tailor_core::ConfigDocument;
 
 pub use conn::Target;
 use conn::{store_error, Backoff, Conn, NotReady, CONNECT_TIMEOUT};
+pub use partitions::DEFAULT_DEDUP_WINDOW_DAYS;
 
 use super::{
-    unix_now, ApiKey, AuditEntry, AuditQuery, ChangeFeed, EncodedEvent, EventCursor, EventPage,
-    EventScan, SharedStore, Store, StoreError, StoredEnvironment, StoredSession,
+    unix_now, ApiKey, AuditEntry, AuditQuery, Checkpoint, EncodedEvent, EventCursor, EventPage,
+    Lease, SharedStore, Store, StoreError, StoredEnvironment, StoredSession,
 };
 
-/// Events per page of a scan or a catch-up read.
-const SCAN_CHUNK: usize = 10_000;
 /// Audit entries read per round trip while filtering.
 const AUDIT_PAGE: isize = 256;
 
@@ -114,11 +120,8 @@ impl Names {
     fn audit(&self, env: &str) -> String {
         format!("{}:{{env:{env}}}:audit", self.prefix)
     }
-    fn event_ids(&self, env: &str) -> String {
-        format!("{}:{{env:{env}}}:event-ids", self.prefix)
-    }
-    fn events(&self, env: &str) -> String {
-        format!("{}:{{env:{env}}}:events", self.prefix)
+    fn instances(&self) -> String {
+        format!("{}:{{global}}:instances", self.prefix)
     }
     fn channel(&self) -> String {
         format!("{}:changes", self.prefix)
@@ -132,6 +135,8 @@ pub struct RedisStore {
     target: Target,
     described: String,
     names: Names,
+    layouts: partitions::Layouts,
+    dedup_window_days: u32,
 }
 
 /// An audit list element.
@@ -228,6 +233,8 @@ impl RedisStore {
             described: target.describe(),
             target,
             names,
+            layouts: partitions::Layouts::default(),
+            dedup_window_days: DEFAULT_DEDUP_WINDOW_DAYS,
         };
         store.ping_redis().await?;
         Ok(store)
@@ -243,6 +250,13 @@ impl RedisStore {
             .await
             .and_then(Value::extract_error)
             .map(drop)
+    }
+
+    /// Sets the de-duplication window: event ids are remembered for this many whole days
+    /// (`redis/partitions.rs`). At least 1.
+    pub fn with_dedup_window_days(mut self, days: u32) -> Self {
+        self.dedup_window_days = days.max(1);
+        self
     }
 
     /// Where it connects, without credentials (`host:port` or `cluster host:port,…`).
@@ -285,22 +299,6 @@ impl RedisStore {
                 Err(_) => tracing::debug!(node = %node.addr, "timed out reading appendonly"),
             }
         }
-    }
-
-    async fn read_events(
-        &self,
-        environment: &str,
-        cursor: &EventCursor,
-        limit: usize,
-    ) -> Result<EventPage, StoreError> {
-        read_page(
-            self.conn(),
-            &self.names.events(environment),
-            cursor,
-            limit,
-            &self.described,
-        )
-        .await
     }
 }
 
@@ -370,6 +368,7 @@ async fn read_page(
     let mut page = EventPage {
         events: Vec::new(),
         next: cursor.clone(),
+        more: false,
     };
     for key in reply.into_iter().flat_map(|r| r.keys) {
         page.events.reserve(key.ids.len());
@@ -392,6 +391,7 @@ async fn read_page(
             page.next = EventCursor(entry.id);
         }
     }
+    page.more = page.events.len() >= limit.max(1);
     Ok(page)
 }
 
@@ -422,9 +422,10 @@ impl Store for RedisStore {
 
     async fn environment(&self, key: &str) -> Result<Option<StoredEnvironment>, StoreError> {
         let mut conn = self.conn();
-        let text: Option<String> = cmd("HGET")
+        let (text, partitions): (Option<String>, Option<u32>) = cmd("HMGET")
             .arg(self.names.config(key))
             .arg("document")
+            .arg("partitions")
             .query_async(&mut conn)
             .await
             .map_err(self.err("reading an environment"))?;
@@ -432,6 +433,7 @@ impl Store for RedisStore {
             Ok(StoredEnvironment {
                 key: key.to_string(),
                 document: decode_document(key, &text)?,
+                partitions: partitions.unwrap_or(DEFAULT_PARTITIONS),
             })
         })
         .transpose()
@@ -441,6 +443,7 @@ impl Store for RedisStore {
         &self,
         key: &str,
         document: &ConfigDocument,
+        partitions: u32,
     ) -> Result<(), StoreError> {
         let text = super::encode_document(document)?;
         let mut conn = self.conn();
@@ -448,6 +451,7 @@ impl Store for RedisStore {
             .key(self.names.config(key))
             .arg(document.revision)
             .arg(text)
+            .arg(partitions)
             .invoke_async(&mut conn)
             .await
             .map_err(self.err("creating an environment"))?;
@@ -676,61 +680,37 @@ impl Store for RedisStore {
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut invocation = scripts::APPEND_EVENTS.prepare_invoke();
-        invocation
-            .key(self.names.event_ids(environment))
-            .key(self.names.events(environment))
-            .arg(self.names.channel())
-            .arg(environment);
-        for event in events {
-            invocation.arg(event.event.id()).arg(event.json.as_ref());
-        }
-        let mut conn = self.conn();
-        let fresh: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(self.err("appending events"))?;
-        if fresh.len() != events.len() {
-            return Err(StoreError::Corrupt(format!(
-                "appending {} events returned {} results",
-                events.len(),
-                fresh.len()
-            )));
-        }
-        Ok(fresh.into_iter().map(|f| f == 1).collect())
+        self.append_partitioned(environment, events).await
     }
 
-    async fn scan_events(
+    async fn events_after(
         &self,
         environment: &str,
-        after: &EventCursor,
-    ) -> Result<EventScan, StoreError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let conn = self.conn();
-        let stream = self.names.events(environment);
-        let target = self.described.clone();
-        let mut cursor = after.clone();
-        tokio::spawn(async move {
-            loop {
-                match read_page(conn.clone(), &stream, &cursor, SCAN_CHUNK, &target).await {
-                    Ok(page) if page.events.is_empty() => return,
-                    Ok(page) => {
-                        cursor = page.next.clone();
-                        if tx.send(Ok(page)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(rx)
+        partition: u32,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.partition_events_after(environment, partition, cursor, limit)
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        self.read_checkpoint(environment, partition).await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+        checkpoint: &Checkpoint,
+        lease: Option<&Lease>,
+    ) -> Result<(), StoreError> {
+        self.write_checkpoint(environment, partition, checkpoint, lease)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -739,21 +719,5 @@ impl Store for RedisStore {
 
     fn shared(&self) -> Option<&dyn SharedStore> {
         Some(self)
-    }
-}
-
-#[async_trait]
-impl SharedStore for RedisStore {
-    fn changes(&self) -> ChangeFeed {
-        changes::spawn(self.target.clone(), self.names.channel())
-    }
-
-    async fn events_after(
-        &self,
-        environment: &str,
-        cursor: &EventCursor,
-        limit: usize,
-    ) -> Result<EventPage, StoreError> {
-        self.read_events(environment, cursor, limit).await
     }
 }

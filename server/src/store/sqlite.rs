@@ -18,18 +18,20 @@
 //! failing mid-transaction. The data directory is locked ([`super::data_dir`]), so no second
 //! server writes to it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tailor_core::partition::DEFAULT_PARTITIONS;
 use tailor_core::ConfigDocument;
 
 use super::data_dir::DataDirLock;
 use super::sqlite_events::EventLog;
 use super::{
-    encode_document, unix_now, ApiKey, AuditEntry, AuditQuery, EncodedEvent, EventCursor,
-    EventScan, KeyKind, Store, StoreError, StoredEnvironment, StoredSession,
+    encode_document, unix_now, ApiKey, AuditEntry, AuditQuery, Checkpoint, EncodedEvent,
+    EventCursor, EventPage, KeyKind, Lease, Store, StoreError, StoredEnvironment, StoredSession,
 };
 
 /// SQLite-backed [`Store`].
@@ -39,6 +41,8 @@ pub struct SqliteStore {
     events: Arc<EventLog>,
     gate: WriteGate,
     path: PathBuf,
+    /// Each environment's partition count (fixed at creation), for splitting appends.
+    partitions: Arc<std::sync::RwLock<HashMap<String, u32>>>,
     // Dropped with the last clone of the store, which releases the data directory.
     _lock: Arc<DataDirLock>,
 }
@@ -58,7 +62,16 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS environments (
     key TEXT PRIMARY KEY,
     revision INTEGER NOT NULL,
-    document TEXT NOT NULL
+    document TEXT NOT NULL,
+    partitions INTEGER NOT NULL DEFAULT 16
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    environment TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    cursor TEXT NOT NULL,
+    state BLOB NOT NULL,
+    written_at INTEGER NOT NULL,
+    PRIMARY KEY (environment, part)
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -106,8 +119,10 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(backend("configuring the database"))?;
+        add_partitions_column(&conn)?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the schema"))?;
+        let partitions = read_partitions(&conn)?;
         let gate = WriteGate::default();
         let events = Arc::new(EventLog::open(&path, Arc::clone(&gate))?);
         Ok(SqliteStore {
@@ -115,8 +130,19 @@ impl SqliteStore {
             events,
             gate,
             path,
+            partitions: Arc::new(std::sync::RwLock::new(partitions)),
             _lock: Arc::new(lock),
         })
+    }
+
+    /// The partition count of an environment (the default for one not created yet).
+    fn partitions_of(&self, environment: &str) -> u32 {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(environment)
+            .copied()
+            .unwrap_or(DEFAULT_PARTITIONS)
     }
 
     /// The database file.
@@ -155,6 +181,37 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Databases written before partitions: their `environments` table gets the column (existing
+/// environments get 16 partitions, the default then).
+fn add_partitions_column(conn: &Connection) -> Result<(), StoreError> {
+    let doing = "adding partitions to the environments table";
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('environments')")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(backend(doing))?;
+    if !columns.is_empty() && !columns.iter().any(|c| c == "partitions") {
+        conn.execute_batch(
+            "ALTER TABLE environments ADD COLUMN partitions INTEGER NOT NULL DEFAULT 16",
+        )
+        .map_err(backend(doing))?;
+    }
+    Ok(())
+}
+
+fn read_partitions(conn: &Connection) -> Result<HashMap<String, u32>, StoreError> {
+    let doing = "reading partition counts";
+    let mut stmt = conn
+        .prepare("SELECT key, partitions FROM environments")
+        .map_err(backend(doing))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+        .map_err(backend(doing))?;
+    rows.collect::<Result<_, _>>().map_err(backend(doing))
 }
 
 /// Begins a write transaction that holds SQLite's write lock from its first statement.
@@ -203,16 +260,26 @@ impl Store for SqliteStore {
     async fn environments(&self) -> Result<Vec<StoredEnvironment>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn
-                .prepare("SELECT key, document FROM environments ORDER BY key")
+                .prepare("SELECT key, document, partitions FROM environments ORDER BY key")
                 .map_err(backend("reading environments"))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                    ))
+                })
                 .map_err(backend("reading environments"))?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, text) = row.map_err(backend("reading environments"))?;
+                let (key, text, partitions) = row.map_err(backend("reading environments"))?;
                 let document = decode_document(&key, &text)?;
-                out.push(StoredEnvironment { key, document });
+                out.push(StoredEnvironment {
+                    key,
+                    document,
+                    partitions,
+                });
             }
             Ok(out)
         })
@@ -223,24 +290,30 @@ impl Store for SqliteStore {
         &self,
         key: &str,
         document: &ConfigDocument,
+        partitions: u32,
     ) -> Result<(), StoreError> {
-        let key = key.to_string();
+        let owned_key = key.to_string();
         let text = encode_document(document)?;
         let revision = document.revision as i64;
         self.write(move |conn| {
             let inserted = conn
                 .execute(
-                    "INSERT INTO environments (key, revision, document) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(key) DO NOTHING",
-                    params![key, revision, text],
+                    "INSERT INTO environments (key, revision, document, partitions)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key) DO NOTHING",
+                    params![owned_key, revision, text, partitions],
                 )
                 .map_err(backend("creating an environment"))?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(key));
+                return Err(StoreError::AlreadyExists(owned_key));
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), partitions);
+        Ok(())
     }
 
     async fn commit(
@@ -501,15 +574,75 @@ impl Store for SqliteStore {
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
-        self.events.append(environment, events).await
+        let partitions = self.partitions_of(environment);
+        self.events.append(environment, partitions, events).await
     }
 
-    async fn scan_events(
+    async fn events_after(
         &self,
         environment: &str,
-        after: &EventCursor,
-    ) -> Result<EventScan, StoreError> {
-        self.events.scan(environment, after)
+        partition: u32,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.events
+            .read(environment, partition, cursor, limit)
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let environment = environment.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT cursor, state, written_at FROM checkpoints
+                 WHERE environment = ?1 AND part = ?2",
+                params![environment, partition],
+                |r| {
+                    Ok(Checkpoint {
+                        cursor: EventCursor(r.get(0)?),
+                        state: r.get(1)?,
+                        written_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend("reading a checkpoint"))
+        })
+        .await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        environment: &str,
+        partition: u32,
+        checkpoint: &Checkpoint,
+        _lease: Option<&Lease>,
+    ) -> Result<(), StoreError> {
+        let environment = environment.to_string();
+        let checkpoint = checkpoint.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO checkpoints (environment, part, cursor, state, written_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (environment, part) DO UPDATE SET
+                    cursor = excluded.cursor, state = excluded.state,
+                    written_at = excluded.written_at",
+                params![
+                    environment,
+                    partition,
+                    checkpoint.cursor.0,
+                    checkpoint.state,
+                    checkpoint.written_at
+                ],
+            )
+            .map_err(backend("writing a checkpoint"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,36 +8,42 @@
 //!
 //! Each event id goes into `event_ids` (which is what makes appends idempotent); the newly
 //! stored events themselves go, as the JSON they arrived as, into one `event_batches` row per
-//! environment and commit (a JSON array, in arrival order). One row per commit instead of one
-//! per event is most of what makes the log cheap to write and fast to scan. The `events` view
-//! shows them as one row per event for inspection: `SELECT * FROM events LIMIT 10`.
+//! environment, partition (`part`, see [`tailor_core::partition`]) and commit (a JSON array, in
+//! arrival order). One row per commit instead of one per event is most of what makes the log
+//! cheap to write and fast to read. A partition's log is its rows in `seq` order; a cursor is
+//! the `seq` of the last row read. The `events` view shows them as one row per event for
+//! inspection: `SELECT * FROM events LIMIT 10`.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use tailor_core::events::Event;
+use tailor_core::partition::{partition, DEFAULT_PARTITIONS};
 use tokio::sync::oneshot;
 
 use super::sqlite::{backend, WriteGate};
-use super::{EncodedEvent, EventCursor, EventPage, EventScan, StoreError};
+use super::{EncodedEvent, EventCursor, EventPage, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS event_batches (
     seq INTEGER PRIMARY KEY,
     environment TEXT NOT NULL,
-    events TEXT NOT NULL
+    events TEXT NOT NULL,
+    part INTEGER
 );
+CREATE INDEX IF NOT EXISTS event_batches_by_part ON event_batches (environment, part, seq);
 CREATE TABLE IF NOT EXISTS event_ids (
     environment TEXT NOT NULL,
     id TEXT NOT NULL,
     PRIMARY KEY (environment, id)
 ) WITHOUT ROWID;
 CREATE VIEW IF NOT EXISTS events AS
-SELECT b.seq AS batch, b.environment AS environment, e.value ->> 'id' AS id,
+SELECT b.seq AS batch, b.environment AS environment, b.part AS part, e.value ->> 'id' AS id,
        e.value ->> 'type' AS kind, e.value ->> 'user_key' AS user_key,
        e.value ->> 'timestamp' AS timestamp, e.value AS payload
 FROM event_batches AS b, json_each(b.events) AS e;
@@ -66,22 +72,23 @@ DROP TABLE events;
 const MAX_GROUP: usize = 512;
 /// Largest `event_batches.events` text before a commit starts another row.
 const MAX_ROW_BYTES: usize = 1 << 20;
-/// Events per chunk of a scan.
-const SCAN_CHUNK: usize = 10_000;
+/// Read connections kept for reuse.
+const READERS: usize = 4;
 
 /// One append: its events' ids and JSON, copied into one buffer.
 struct Request {
     environment: String,
     text: String,
-    /// Per event: where its id and its JSON are in `text`.
-    events: Vec<(Range<usize>, Range<usize>)>,
+    /// Per event: where its id and its JSON are in `text`, and its partition.
+    events: Vec<(Range<usize>, Range<usize>, u32)>,
     reply: oneshot::Sender<Result<Vec<bool>, StoreError>>,
 }
 
-/// Handle to the writer thread.
+/// Handle to the writer thread, and the read connections.
 pub(super) struct EventLog {
     requests: std::sync::Mutex<std_mpsc::Sender<Request>>,
     path: PathBuf,
+    readers: Arc<std::sync::Mutex<Vec<Connection>>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -102,6 +109,7 @@ impl EventLog {
         migrate(&mut conn)?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the event schema"))?;
+        partition_legacy_rows(&mut conn)?;
         let (tx, rx) = std_mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("tailor-event-writer".into())
@@ -113,12 +121,15 @@ impl EventLog {
         Ok(EventLog {
             requests: std::sync::Mutex::new(tx),
             path: path.to_path_buf(),
+            readers: Arc::default(),
         })
     }
 
+    /// Appends events to their partitions (of `partitions`).
     pub(super) async fn append(
         &self,
         environment: &str,
+        partitions: u32,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         if events.is_empty() {
@@ -133,7 +144,7 @@ impl EventLog {
         for e in events {
             let id = push(&mut text, e.event.id());
             let json = push(&mut text, &e.json);
-            spans.push((id, json));
+            spans.push((id, json, partition(e.event.user_key(), partitions)));
         }
         let (reply, wait) = oneshot::channel();
         let request = Request {
@@ -154,72 +165,183 @@ impl EventLog {
         wait.await.map_err(|_| stopped())?
     }
 
-    /// Scans the batches committed after `after` (a batch `seq`; empty: from the start). Pages
-    /// end on batch boundaries, so each page's `next` is the `seq` of its last batch.
-    pub(super) fn scan(
+    /// Reads partition `part`'s rows committed after `after` (a row `seq`; empty: from the
+    /// start) until at least `limit` events; pages end on row boundaries.
+    pub(super) async fn read(
         &self,
         environment: &str,
+        part: u32,
         after: &EventCursor,
-    ) -> Result<EventScan, StoreError> {
-        let after_seq: i64 = if after.0.is_empty() {
-            0
-        } else {
-            after.0.parse().map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "`{}` is not a position in the embedded event log",
-                    after.0
-                ))
-            })?
-        };
-        let conn = open_connection(&self.path)?;
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let after_seq = parse_cursor(after)?;
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
         let environment = environment.to_string();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let result = (|| -> Result<(), StoreError> {
-                let mut stmt = conn
-                    // One pass in commit order over the rowid B-tree, from `after_seq` on.
-                    .prepare(
-                        "SELECT seq, events FROM event_batches
-                         WHERE seq > ?2 AND environment = ?1 ORDER BY seq",
-                    )
-                    .map_err(backend("scanning events"))?;
-                let mut rows = stmt
-                    .query(params![environment, after_seq])
-                    .map_err(backend("scanning events"))?;
-                let mut page = EventPage::default();
-                while let Some(row) = rows.next().map_err(backend("scanning events"))? {
-                    let seq: i64 = row.get(0).map_err(backend("scanning events"))?;
-                    let text = row
-                        .get_ref(1)
-                        .and_then(|v| v.as_str().map_err(Into::into))
-                        .map_err(backend("scanning events"))?;
-                    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-                        StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}"))
-                    })?;
-                    for (index, item) in items.into_iter().enumerate() {
-                        let event = Event::from_json(item.get()).map_err(|e| {
-                            StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
-                        })?;
-                        page.events.push(event);
-                    }
-                    page.next = EventCursor(seq.to_string());
-                    if page.events.len() >= SCAN_CHUNK
-                        && tx.blocking_send(Ok(std::mem::take(&mut page))).is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                if !page.events.is_empty() {
-                    let _ = tx.blocking_send(Ok(page));
-                }
-                Ok(())
-            })();
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path)?,
+            };
+            let page = read_page(&conn, &environment, part, after_seq, limit);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
             }
-        });
-        Ok(rx)
+            page
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            message: "reading events".into(),
+            source: Box::new(e),
+        })?
     }
+}
+
+fn parse_cursor(cursor: &EventCursor) -> Result<i64, StoreError> {
+    if cursor.0.is_empty() {
+        return Ok(0);
+    }
+    cursor.0.parse().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "`{}` is not a position in the embedded event log",
+            cursor.0
+        ))
+    })
+}
+
+fn read_page(
+    conn: &Connection,
+    environment: &str,
+    part: u32,
+    after_seq: i64,
+    limit: usize,
+) -> Result<EventPage, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, events FROM event_batches
+             WHERE environment = ?1 AND part = ?2 AND seq > ?3 ORDER BY seq",
+        )
+        .map_err(backend("reading events"))?;
+    let mut rows = stmt
+        .query(params![environment, part, after_seq])
+        .map_err(backend("reading events"))?;
+    let mut page = EventPage {
+        next: EventCursor(if after_seq == 0 {
+            String::new()
+        } else {
+            after_seq.to_string()
+        }),
+        ..EventPage::default()
+    };
+    while let Some(row) = rows.next().map_err(backend("reading events"))? {
+        if page.events.len() >= limit.max(1) {
+            page.more = true;
+            break;
+        }
+        let seq: i64 = row.get(0).map_err(backend("reading events"))?;
+        let text = row
+            .get_ref(1)
+            .and_then(|v| v.as_str().map_err(Into::into))
+            .map_err(backend("reading events"))?;
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}"))
+        })?;
+        for (index, item) in items.into_iter().enumerate() {
+            let event = Event::from_json(item.get()).map_err(|e| {
+                StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
+            })?;
+            page.events.push(event);
+        }
+        page.next = EventCursor(seq.to_string());
+    }
+    Ok(page)
+}
+
+/// Splits rows written before the log was partitioned (`part` NULL) into one row per partition,
+/// with the partition count of their environment (`environments.partitions`), keeping each
+/// partition's order. Runs once: afterwards no row lacks a partition.
+fn partition_legacy_rows(conn: &mut Connection) -> Result<(), StoreError> {
+    let doing = "partitioning the event log";
+    let legacy: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM event_batches WHERE part IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend(doing))?;
+    if legacy == 0 {
+        return Ok(());
+    }
+    let has_environments: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('environments') WHERE name = 'partitions'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend(doing))?
+        > 0;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend(doing))?;
+    let counts: HashMap<String, u32> = if has_environments {
+        let mut stmt = tx
+            .prepare("SELECT key, partitions FROM environments")
+            .map_err(backend(doing))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .map_err(backend(doing))?;
+        rows.collect::<Result<_, _>>().map_err(backend(doing))?
+    } else {
+        HashMap::new()
+    };
+    let rows: Vec<(i64, String, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT seq, environment, events FROM event_batches WHERE part IS NULL ORDER BY seq")
+            .map_err(backend(doing))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(backend(doing))?;
+        rows.collect::<Result<_, _>>().map_err(backend(doing))?
+    };
+    let mut moved = 0usize;
+    for (seq, environment, text) in &rows {
+        let partitions = counts
+            .get(environment)
+            .copied()
+            .unwrap_or(DEFAULT_PARTITIONS);
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}"))
+        })?;
+        let mut parts: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+        for (index, item) in items.into_iter().enumerate() {
+            let event = Event::from_json(item.get()).map_err(|e| {
+                StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
+            })?;
+            parts
+                .entry(partition(event.user_key(), partitions))
+                .or_default()
+                .push(item.get());
+            moved += 1;
+        }
+        for (part, items) in parts {
+            tx.execute(
+                "INSERT INTO event_batches (environment, part, events) VALUES (?1, ?2, ?3)",
+                params![environment, part, format!("[{}]", items.join(","))],
+            )
+            .map_err(backend(doing))?;
+        }
+        tx.execute("DELETE FROM event_batches WHERE seq = ?1", params![seq])
+            .map_err(backend(doing))?;
+    }
+    tx.commit().map_err(backend(doing))?;
+    tracing::info!(
+        rows = rows.len(),
+        events = moved,
+        "split the event log into partitions"
+    );
+    Ok(())
 }
 
 /// Appends `value` to `text`, returning where it went.
@@ -239,16 +361,28 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )
         .optional()
         .map_err(backend("reading the event schema"))?;
-    if events_kind.as_deref() != Some("table") {
-        return Ok(());
+    if events_kind.as_deref() == Some("table") {
+        let tx = conn
+            .transaction()
+            .map_err(backend("migrating the event log"))?;
+        tx.execute_batch(MIGRATE_ROW_PER_EVENT)
+            .map_err(backend("migrating the event log"))?;
+        tx.commit().map_err(backend("migrating the event log"))?;
+        tracing::info!("moved the event log to one row per committed batch");
     }
-    let tx = conn
-        .transaction()
-        .map_err(backend("migrating the event log"))?;
-    tx.execute_batch(MIGRATE_ROW_PER_EVENT)
-        .map_err(backend("migrating the event log"))?;
-    tx.commit().map_err(backend("migrating the event log"))?;
-    tracing::info!("moved the event log to one row per committed batch");
+    // Logs written before partitions: their rows get a `part` column (split by
+    // `partition_legacy_rows` once the schema is complete).
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('event_batches')")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(backend("reading the event schema"))?;
+    if !columns.is_empty() && !columns.iter().any(|c| c == "part") {
+        conn.execute_batch("ALTER TABLE event_batches ADD COLUMN part INTEGER")
+            .map_err(backend("migrating the event log"))?;
+    }
     Ok(())
 }
 
@@ -303,22 +437,23 @@ fn write_group(
     {
         let mut insert_id =
             tx.prepare_cached("INSERT OR IGNORE INTO event_ids (environment, id) VALUES (?1, ?2)")?;
-        let mut insert_batch =
-            tx.prepare_cached("INSERT INTO event_batches (environment, events) VALUES (?1, ?2)")?;
-        let mut batches: HashMap<&str, String> = HashMap::new();
+        let mut insert_batch = tx.prepare_cached(
+            "INSERT INTO event_batches (environment, part, events) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut batches: HashMap<(&str, u32), String> = HashMap::new();
         for request in group {
             let environment = request.environment.as_str();
             let mut fresh = Vec::with_capacity(request.events.len());
-            for (id, json) in &request.events {
+            for (id, json, part) in &request.events {
                 let new = insert_id.execute(params![environment, &request.text[id.clone()]])? == 1;
                 fresh.push(new);
                 if !new {
                     continue;
                 }
-                let batch = batches.entry(environment).or_default();
+                let batch = batches.entry((environment, *part)).or_default();
                 if batch.len() + json.len() + 2 > MAX_ROW_BYTES && !batch.is_empty() {
                     batch.push(']');
-                    insert_batch.execute(params![environment, batch.as_str()])?;
+                    insert_batch.execute(params![environment, part, batch.as_str()])?;
                     batch.clear();
                 }
                 batch.push(if batch.is_empty() { '[' } else { ',' });
@@ -326,10 +461,13 @@ fn write_group(
             }
             results.push(fresh);
         }
-        for (environment, mut batch) in batches {
+        // In partition order, so that rows of one commit are laid out the same every time.
+        let mut batches: Vec<((&str, u32), String)> = batches.into_iter().collect();
+        batches.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((environment, part), mut batch) in batches {
             if !batch.is_empty() {
                 batch.push(']');
-                insert_batch.execute(params![environment, batch])?;
+                insert_batch.execute(params![environment, part, batch])?;
             }
         }
     }
@@ -360,13 +498,88 @@ mod tests {
         }
     }
 
+    /// Every event id of the environment, partition after partition, each in log order.
     async fn scan_ids(log: &EventLog, environment: &str) -> Vec<String> {
-        let mut scan = log.scan(environment, &EventCursor::default()).unwrap();
         let mut ids = Vec::new();
-        while let Some(page) = scan.recv().await {
-            ids.extend(page.unwrap().events.iter().map(|e| e.id().to_string()));
+        for part in 0..DEFAULT_PARTITIONS {
+            let mut cursor = EventCursor::default();
+            loop {
+                let page = log.read(environment, part, &cursor, 7).await.unwrap();
+                ids.extend(page.events.iter().map(|e| e.id().to_string()));
+                cursor = page.next;
+                if !page.more {
+                    break;
+                }
+            }
         }
         ids
+    }
+
+    fn event(id: &str, user: &str) -> EncodedEvent<'static> {
+        let json = format!(
+            r#"{{"type":"conversion","id":"{id}","timestamp":1900000000000,"user_key":"{user}","event":"buy"}}"#
+        );
+        EncodedEvent {
+            event: Event::from_json(&json).unwrap(),
+            json: json.into(),
+        }
+    }
+
+    /// A log written before partitions (rows without `part`, mixing users) is split into
+    /// partitions once, each keeping its events' order, and ids stay de-duplicated.
+    #[tokio::test]
+    async fn an_unpartitioned_log_is_split_keeping_each_partitions_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tailor.db");
+        let users = ["ann", "bob", "cid", "dee", "eve"];
+        let mut expected: Vec<(u32, String)> = Vec::new();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE event_batches (seq INTEGER PRIMARY KEY, environment TEXT NOT NULL, events TEXT NOT NULL);
+                 CREATE TABLE event_ids (environment TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (environment, id)) WITHOUT ROWID;",
+            )
+            .unwrap();
+            for row in 0..4 {
+                let events: Vec<EncodedEvent<'static>> = (0..10)
+                    .map(|i| event(&format!("r{row}-{i}"), users[(row * 3 + i) % users.len()]))
+                    .collect();
+                for e in &events {
+                    conn.execute(
+                        "INSERT INTO event_ids VALUES ('prod', ?1)",
+                        params![e.event.id()],
+                    )
+                    .unwrap();
+                    expected.push((
+                        partition(e.event.user_key(), DEFAULT_PARTITIONS),
+                        e.event.id().to_string(),
+                    ));
+                }
+                let text: Vec<&str> = events.iter().map(|e| e.json.as_ref()).collect();
+                conn.execute(
+                    "INSERT INTO event_batches (environment, events) VALUES ('prod', ?1)",
+                    params![format!("[{}]", text.join(","))],
+                )
+                .unwrap();
+            }
+        }
+        let log = EventLog::open(&path, WriteGate::default()).unwrap();
+        // Stable sort: by partition, log order within each.
+        expected.sort_by_key(|(p, _)| *p);
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(scan_ids(&log, "prod").await, expected);
+        let fresh = log
+            .append(
+                "prod",
+                DEFAULT_PARTITIONS,
+                &[event("r0-0", "ann"), event("new", "ann")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fresh, [false, true]);
+        drop(log);
+        let log = EventLog::open(&path, WriteGate::default()).unwrap();
+        assert_eq!(scan_ids(&log, "prod").await.len(), 41);
     }
 
     /// A database written by the row-per-event version opens with every event, in order, and
@@ -391,7 +604,11 @@ mod tests {
         let log = EventLog::open(&path, WriteGate::default()).unwrap();
         assert_eq!(scan_ids(&log, "prod").await, ["b", "a", "c"]);
         let fresh = log
-            .append("prod", &[conversion("a"), conversion("d")])
+            .append(
+                "prod",
+                DEFAULT_PARTITIONS,
+                &[conversion("a"), conversion("d")],
+            )
             .await
             .unwrap();
         assert_eq!(fresh, [false, true]);
@@ -430,7 +647,7 @@ mod tests {
             })
             .collect();
         assert!(log
-            .append("prod", &events)
+            .append("prod", DEFAULT_PARTITIONS, &events)
             .await
             .unwrap()
             .iter()

@@ -8,7 +8,7 @@
 //! periodic `PING` on the subscription goes unanswered.
 //!
 //! Messages (written by the scripts in [`super::scripts`] and by environment creation):
-//! `env <revision> <environment>`, `keys`, `events <environment>`.
+//! `env <revision> <environment>`, `keys`, `events <partition> <environment>`.
 
 use std::time::Duration;
 
@@ -38,12 +38,10 @@ pub(super) fn parse(payload: &str) -> Option<StoreChange> {
     let mut parts = payload.splitn(3, ' ');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("keys"), None, None) => Some(StoreChange::Keys),
-        (Some("events"), Some(env), None) => Some(StoreChange::Events {
-            environment: env.to_string(),
-        }),
         // The environment key comes last, so it is taken whole.
-        (Some("events"), Some(first), Some(rest)) => Some(StoreChange::Events {
-            environment: format!("{first} {rest}"),
+        (Some("events"), Some(partition), Some(env)) => Some(StoreChange::Events {
+            environment: env.to_string(),
+            partition: partition.parse().ok()?,
         }),
         (Some("env"), Some(revision), Some(env)) => Some(StoreChange::Environment {
             environment: env.to_string(),
@@ -169,12 +167,21 @@ mod tests {
             })
         );
         assert_eq!(
-            parse("events staging"),
+            parse("events 7 staging"),
             Some(StoreChange::Events {
-                environment: "staging".into()
+                environment: "staging".into(),
+                partition: 7,
             })
         );
-        for junk in ["", "env", "env x prod", "keys extra", "what ever"] {
+        for junk in [
+            "",
+            "env",
+            "env x prod",
+            "keys extra",
+            "what ever",
+            "events staging",
+            "events x staging",
+        ] {
             assert_eq!(parse(junk), None, "{junk}");
         }
     }

@@ -13,14 +13,15 @@ use ::redis::Script;
 
 /// Creates an environment if it does not exist.
 ///
-/// `KEYS[1]` config hash. `ARGV`: revision, document. Returns 1 if created, 0 if it existed.
+/// `KEYS[1]` config hash. `ARGV`: revision, document, partitions. Returns 1 if created, 0 if
+/// it existed.
 pub(super) static CREATE_ENVIRONMENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('HSETNX', KEYS[1], 'revision', ARGV[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'document', ARGV[2])
+redis.call('HSET', KEYS[1], 'document', ARGV[2], 'partitions', ARGV[3])
 return 1
 ",
     )
@@ -63,20 +64,29 @@ return {'ok', tostring(id)}
     )
 });
 
-/// Idempotent append of a batch of events: for each, `SADD` its id to the environment's id set
-/// and, only if it was new, `XADD` it to the environment's stream. One round trip per batch;
-/// a duplicate id (within the batch or from any earlier batch, sent to any instance) is skipped.
+/// Idempotent append of one partition's part of a batch: for each event, unless its id is in
+/// one of the de-duplication window's daily id sets, `SADD` it to today's set and `XADD` it to
+/// the partition's stream. One round trip per partition; a duplicate id (within the batch or
+/// from any earlier batch inside the window, sent to any instance) is skipped.
 ///
-/// `KEYS[1]` event id set, `KEYS[2]` event stream. `ARGV`: channel, environment key, then
+/// `KEYS[1]` the partition's stream, `KEYS[2]` today's id set, `KEYS[3..]` the earlier days' id
+/// sets of the window. `ARGV`: channel, message, when today's set expires (Unix seconds), then
 /// `id, payload` pairs. Returns one integer per event: 1 stored, 0 duplicate.
 pub(super) static APPEND_EVENTS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local fresh = {}
 local added = 0
-for i = 3, #ARGV, 2 do
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 1])
+for i = 4, #ARGV, 2 do
+  local seen = false
+  for k = 3, #KEYS do
+    if redis.call('SISMEMBER', KEYS[k], ARGV[i]) == 1 then
+      seen = true
+      break
+    end
+  end
+  if not seen and redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
     added = added + 1
     fresh[#fresh + 1] = 1
   else
@@ -84,9 +94,107 @@ for i = 3, #ARGV, 2 do
   end
 end
 if added > 0 then
-  redis.call('PUBLISH', ARGV[1], 'events ' .. ARGV[2])
+  redis.call('EXPIREAT', KEYS[2], ARGV[3])
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
 end
 return fresh
+",
+    )
+});
+
+/// Grants a partition's lease unless someone holds it.
+///
+/// `KEYS[1]` lease, `KEYS[2]` epoch counter. `ARGV`: instance, ttl (ms). Returns the token
+/// `<instance>/<epoch>`, or `false` if the lease is held.
+pub(super) static ACQUIRE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local token = ARGV[1] .. '/' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return token
+",
+    )
+});
+
+/// Extends a lease still held by `token`.
+///
+/// `KEYS[1]` lease. `ARGV`: token, ttl (ms). Returns 1 if extended, 0 if lost.
+pub(super) static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// Gives up a lease held by `token` (a no-op otherwise).
+///
+/// `KEYS[1]` lease. `ARGV`: token. Returns 1 if released.
+pub(super) static RELEASE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// Writes a partition's checkpoint if `token` holds its lease, then trims the partition's
+/// stream to the checkpoint's cursor (`XTRIM MINID`: every entry before it; the cursor's own
+/// entry and everything after it stay).
+///
+/// `KEYS[1]` lease, `KEYS[2]` checkpoint hash, `KEYS[3]` stream. `ARGV`: token, cursor, state,
+/// written-at (ms). Returns 1 written, 0 fenced (nothing changed).
+pub(super) static PUT_CHECKPOINT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'cursor', ARGV[2], 'state', ARGV[3], 'written_at', ARGV[4])
+if ARGV[2] ~= '' then
+  redis.call('XTRIM', KEYS[3], 'MINID', ARGV[2])
+end
+return 1
+",
+    )
+});
+
+/// Publishes a partition's aggregates if `token` holds its lease.
+///
+/// `KEYS[1]` lease, `KEYS[2]` aggregates hash. `ARGV`: token, aggregates JSON, cursor. Returns
+/// 1 written, 0 fenced.
+pub(super) static PUBLISH_AGGREGATES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'json', ARGV[2], 'cursor', ARGV[3])
+return 1
+",
+    )
+});
+
+/// Records an instance as alive until `expires` and returns the live instances.
+///
+/// `KEYS[1]` instances sorted set. `ARGV`: instance, expires (ms), now (ms).
+pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 ",
     )
 });

@@ -1,0 +1,334 @@
+//! Mergeable experiment aggregates: the sufficient statistics one partition's attribution
+//! publishes, and how results add them up.
+//!
+//! Everything is kept in integer units (counts, values in millionths, squares in millionths
+//! squared, hourly deltas), so merging partitions is exact and associative: the totals of P
+//! partitions merged in any order, on any instance, are bit for bit the totals one attribution
+//! holding every user would give. Floating point appears only in [`ExperimentAggregates::totals`],
+//! after the merge.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Values are stored as integer millionths.
+pub const MICROS: f64 = 1_000_000.0;
+
+/// Per-metric totals of one cell, in the event's value units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MetricTotals {
+    /// Users with at least one attributed conversion.
+    pub converted: u64,
+    /// Sum over users of their attributed value.
+    pub sum: f64,
+    /// Sum over users of the square of their attributed value.
+    pub sum_sq: f64,
+}
+
+/// One cell's totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellTotals {
+    /// Variant of first exposure.
+    pub variant: String,
+    /// The matched rule's segment, or `rule <n>` when its audience is not one segment.
+    pub segment: String,
+    /// Index of the rule that served the first exposure (several rules may share a segment).
+    pub rule: usize,
+    /// Tailored content (true) or the generic default from a holdout (false).
+    pub personalized: bool,
+    /// Users counted.
+    pub users: u64,
+    /// Totals per conversion event name.
+    pub metrics: BTreeMap<String, MetricTotals>,
+}
+
+/// One point of a cumulative curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CumulativePoint {
+    /// Start of the hour, Unix milliseconds.
+    pub at: i64,
+    /// Users exposed up to the end of this hour.
+    pub users: u64,
+    /// Of them, users converted up to the end of this hour.
+    pub converted: u64,
+}
+
+/// A variant's cumulative exposure and conversion curve for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantSeries {
+    /// Variant key.
+    pub variant: String,
+    /// Points in time order, one per hour with any change.
+    pub points: Vec<CumulativePoint>,
+}
+
+/// An experiment's aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentTotals {
+    /// Cells in a stable order (variant, segment, rule, personalized).
+    pub cells: Vec<CellTotals>,
+    /// Users exposed to more than one variant (each counted in their first).
+    pub multi_variant_users: u64,
+}
+
+/// The analysis cell: variant, segment (or rule label), rule index, personalized. Ordered by
+/// those, in that order (the order results list cells in).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CellId {
+    /// Variant of first exposure.
+    pub variant: String,
+    /// Segment or rule label.
+    pub segment: String,
+    /// Rule index.
+    pub rule: u16,
+    /// Tailored (true) or generic (false).
+    pub personalized: bool,
+}
+
+/// A metric's integer sums in one cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricSums {
+    /// Users with at least one attributed conversion.
+    pub converted: u64,
+    /// Sum of the users' attributed values, in millionths.
+    pub sum: i128,
+    /// Sum of their squares, in millionths squared.
+    pub sum_sq: i128,
+}
+
+/// One cell's integer sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellSums {
+    /// The cell.
+    pub cell: CellId,
+    /// Users counted.
+    pub users: u64,
+    /// Per conversion event name (only metrics with a conversion).
+    pub metrics: BTreeMap<String, MetricSums>,
+}
+
+/// What changed in one hour for one variant: users first exposed, users first converted per
+/// metric (negative after a late correction moved a user out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourSums {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Change in exposed users.
+    pub exposed: i64,
+    /// Change in converted users per metric.
+    pub converted: BTreeMap<String, i64>,
+}
+
+/// One experiment's sufficient statistics, by name: what a partition publishes and results merge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentAggregates {
+    /// Cells in [`CellId`] order, users > 0 only.
+    pub cells: Vec<CellSums>,
+    /// Users exposed to more than one variant.
+    pub multi_variant_users: u64,
+    /// Per variant, hourly changes in hour order (hours with no change left out).
+    pub timeline: BTreeMap<String, Vec<HourSums>>,
+}
+
+impl ExperimentAggregates {
+    /// Adds `other` into `self` (exact: integer sums).
+    pub fn merge(&mut self, other: &ExperimentAggregates) {
+        let mut cells: BTreeMap<CellId, CellSums> = std::mem::take(&mut self.cells)
+            .into_iter()
+            .map(|c| (c.cell.clone(), c))
+            .collect();
+        for c in &other.cells {
+            let cell = cells.entry(c.cell.clone()).or_insert_with(|| CellSums {
+                cell: c.cell.clone(),
+                ..CellSums::default()
+            });
+            cell.users += c.users;
+            for (metric, m) in &c.metrics {
+                let sums = cell.metrics.entry(metric.clone()).or_default();
+                sums.converted += m.converted;
+                sums.sum += m.sum;
+                sums.sum_sq += m.sum_sq;
+            }
+        }
+        self.cells = cells.into_values().collect();
+        self.multi_variant_users += other.multi_variant_users;
+        for (variant, hours) in &other.timeline {
+            let mine = self.timeline.entry(variant.clone()).or_default();
+            let mut by_hour: BTreeMap<i64, HourSums> = std::mem::take(mine)
+                .into_iter()
+                .map(|h| (h.hour, h))
+                .collect();
+            for h in hours {
+                let slot = by_hour.entry(h.hour).or_insert_with(|| HourSums {
+                    hour: h.hour,
+                    ..HourSums::default()
+                });
+                slot.exposed += h.exposed;
+                for (metric, n) in &h.converted {
+                    *slot.converted.entry(metric.clone()).or_default() += n;
+                }
+            }
+            *mine = by_hour.into_values().collect();
+        }
+    }
+
+    /// The totals results analyse (values converted from millionths here, once).
+    pub fn totals(&self) -> ExperimentTotals {
+        ExperimentTotals {
+            cells: self
+                .cells
+                .iter()
+                .filter(|c| c.users > 0)
+                .map(|c| CellTotals {
+                    variant: c.cell.variant.clone(),
+                    segment: c.cell.segment.clone(),
+                    rule: usize::from(c.cell.rule),
+                    personalized: c.cell.personalized,
+                    users: c.users,
+                    metrics: c
+                        .metrics
+                        .iter()
+                        .filter(|(_, m)| m.converted > 0)
+                        .map(|(name, m)| {
+                            (
+                                name.clone(),
+                                MetricTotals {
+                                    converted: m.converted,
+                                    sum: m.sum as f64 / MICROS,
+                                    sum_sq: m.sum_sq as f64 / (MICROS * MICROS),
+                                },
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+            multi_variant_users: self.multi_variant_users,
+        }
+    }
+
+    /// Cumulative users and converted users per variant over time (hourly), for `metric`.
+    pub fn timeline(&self, metric: &str) -> Vec<VariantSeries> {
+        self.timeline
+            .iter()
+            .map(|(variant, hours)| {
+                let mut users = 0i64;
+                let mut converted = 0i64;
+                let points = hours
+                    .iter()
+                    .filter_map(|h| {
+                        let c = h.converted.get(metric).copied().unwrap_or(0);
+                        users += h.exposed;
+                        converted += c;
+                        (h.exposed != 0 || c != 0).then_some(CumulativePoint {
+                            at: h.hour * 3_600_000,
+                            users: users.max(0) as u64,
+                            converted: converted.max(0) as u64,
+                        })
+                    })
+                    .collect();
+                VariantSeries {
+                    variant: variant.clone(),
+                    points,
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    }
+}
+
+/// Everything one partition publishes: each experiment's aggregates and the partition's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAggregates {
+    /// By experiment key.
+    pub experiments: BTreeMap<String, ExperimentAggregates>,
+    /// Events applied to the partition's attribution.
+    pub events_applied: u64,
+    /// Conversions not attributed because their name came after the metric limit.
+    pub conversions_over_metric_limit: u64,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cell(variant: &str, users: u64, converted: u64, sum: i128) -> CellSums {
+        CellSums {
+            cell: CellId {
+                variant: variant.into(),
+                segment: "s".into(),
+                rule: 0,
+                personalized: true,
+            },
+            users,
+            metrics: [(
+                "purchase".to_string(),
+                MetricSums {
+                    converted,
+                    sum,
+                    sum_sq: sum * 2,
+                },
+            )]
+            .into(),
+        }
+    }
+
+    fn hours(list: &[(i64, i64, i64)]) -> Vec<HourSums> {
+        list.iter()
+            .map(|&(hour, exposed, converted)| HourSums {
+                hour,
+                exposed,
+                converted: [("purchase".to_string(), converted)].into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_adds_every_sum_in_any_order() {
+        let a = ExperimentAggregates {
+            cells: vec![cell("a", 3, 1, 5_000_000), cell("b", 2, 0, 0)],
+            multi_variant_users: 1,
+            timeline: [("a".to_string(), hours(&[(10, 3, 1)]))].into(),
+        };
+        let b = ExperimentAggregates {
+            cells: vec![cell("a", 1, 1, 2_500_000), cell("c", 4, 2, 1)],
+            multi_variant_users: 2,
+            timeline: [("a".to_string(), hours(&[(9, 1, 0), (10, 0, 1)]))].into(),
+        };
+        let mut ab = ExperimentAggregates::default();
+        ab.merge(&a);
+        ab.merge(&b);
+        let mut ba = ExperimentAggregates::default();
+        ba.merge(&b);
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        let totals = ab.totals();
+        let variants: Vec<&str> = totals.cells.iter().map(|c| c.variant.as_str()).collect();
+        assert_eq!(variants, ["a", "b", "c"]);
+        assert_eq!(totals.cells[0].users, 4);
+        assert_eq!(totals.cells[0].metrics["purchase"].converted, 2);
+        assert_eq!(totals.cells[0].metrics["purchase"].sum, 7.5);
+        assert_eq!(totals.multi_variant_users, 3);
+        let series = ab.timeline("purchase");
+        assert_eq!(series[0].points.len(), 2);
+        assert_eq!(series[0].points[1].users, 4);
+        assert_eq!(series[0].points[1].converted, 2);
+    }
+
+    #[test]
+    fn published_aggregates_survive_json() {
+        let mut p = PartitionAggregates::default();
+        p.experiments.insert(
+            "exp".into(),
+            ExperimentAggregates {
+                cells: vec![cell("a", 1, 1, i128::from(i64::MAX) * 3)],
+                ..ExperimentAggregates::default()
+            },
+        );
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PartitionAggregates>(&text).unwrap(),
+            p
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Checkpoints of an attribution: every user's folded exposures and conversions, the interned
+//! names and the counters, in a compact binary form (postcard), so a restart or a new owner
+//! loads a partition from its checkpoint plus the events after it instead of its whole history.
+//!
+//! Aggregates are not stored: loading recomputes each user's contributions under the
+//! experiments' windows *at load time*, the same code a live event runs, so a checkpoint taken
+//! before a window change still loads to the right numbers.
+//!
+//! Format: a postcard varint [`FORMAT`], then the body. A checkpoint of another format is
+//! refused with [`CheckpointError::Format`] rather than misread.
+
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{recompute, Attribution, ConversionRec, ExposureRec, Names, UserState, Users};
+
+/// The checkpoint format written by this build.
+pub const FORMAT: u32 = 1;
+
+/// A checkpoint that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Written in a format this build does not read.
+    #[error("checkpoint format {found} is not the format {FORMAT} this build reads")]
+    Format {
+        /// The format found.
+        found: u32,
+    },
+    /// The bytes are not a checkpoint.
+    #[error("decoding a checkpoint")]
+    Decode(#[source] postcard::Error),
+    /// Encoding failed.
+    #[error("encoding a checkpoint")]
+    Encode(#[source] postcard::Error),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    names: &'a [Box<str>],
+    metrics: Vec<u32>,
+    rule_labels: &'a [u32],
+    events: u64,
+    conversions_over_metric_limit: u64,
+    users: UsersOut<'a>,
+}
+
+struct UsersOut<'a>(&'a Users);
+
+impl Serialize for UsersOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let count = self.0.shards.iter().map(|t| t.len()).sum();
+        let mut seq = serializer.serialize_seq(Some(count))?;
+        for entry in self.0.shards.iter().flat_map(|t| t.iter()) {
+            seq.serialize_element(&(
+                &*entry.key,
+                &entry.state.exposures,
+                &entry.state.conversions,
+            ))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct BodyIn {
+    names: Vec<Box<str>>,
+    metrics: Vec<u32>,
+    rule_labels: Vec<u32>,
+    events: u64,
+    conversions_over_metric_limit: u64,
+    users: Vec<(Box<str>, Vec<ExposureRec>, Vec<ConversionRec>)>,
+}
+
+impl Attribution {
+    /// The attribution as checkpoint bytes.
+    pub fn checkpoint(&self) -> Result<Vec<u8>, CheckpointError> {
+        let mut metrics: Vec<u32> = self.metrics.iter().copied().collect();
+        metrics.sort_unstable();
+        let body = Body {
+            names: &self.names.names,
+            metrics,
+            rule_labels: &self.rule_labels,
+            events: self.events,
+            conversions_over_metric_limit: self.conversions_over_metric_limit,
+            users: UsersOut(&self.users),
+        };
+        let mut out = postcard::to_stdvec(&FORMAT).map_err(CheckpointError::Encode)?;
+        out.extend(postcard::to_stdvec(&body).map_err(CheckpointError::Encode)?);
+        Ok(out)
+    }
+
+    /// Loads a checkpoint, with the experiments' current attribution windows (hours; `None`:
+    /// unlimited), recomputing every user's contributions under them.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        windows: &[(String, Option<u32>)],
+    ) -> Result<Attribution, CheckpointError> {
+        let (found, body) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(CheckpointError::Decode)?;
+        if found != FORMAT {
+            return Err(CheckpointError::Format { found });
+        }
+        let body: BodyIn = postcard::from_bytes(body).map_err(CheckpointError::Decode)?;
+        let mut attribution = Attribution {
+            names: Names {
+                ids: body
+                    .names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), i as u32))
+                    .collect(),
+                names: body.names,
+            },
+            metrics: body.metrics.into_iter().collect(),
+            rule_labels: body.rule_labels,
+            events: body.events,
+            conversions_over_metric_limit: body.conversions_over_metric_limit,
+            ..Attribution::default()
+        };
+        for (experiment, hours) in windows {
+            attribution.change_window(experiment, *hours);
+        }
+        for (key, exposures, conversions) in body.users {
+            let user = attribution.users.get_or_insert(&key);
+            *user = UserState {
+                exposures,
+                conversions,
+                contributions: Vec::new(),
+            };
+            let experiments: Vec<u32> = user.exposures.iter().map(|e| e.experiment).collect();
+            for experiment in experiments {
+                recompute(
+                    user,
+                    experiment,
+                    &attribution.windows,
+                    &mut attribution.experiments,
+                );
+            }
+        }
+        Ok(attribution)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tailor_core::events::{Conversion, Event, Exposure};
+
+    use super::*;
+
+    fn events() -> Vec<Event> {
+        let mut events = Vec::new();
+        for u in 0..500i64 {
+            let user_key = format!("u{u}");
+            for (i, variant) in ["a", "b"].iter().enumerate() {
+                events.push(Event::Exposure(Exposure {
+                    id: format!("e{u}-{i}"),
+                    timestamp: u * 1_000 + i as i64 * 7_000_000,
+                    user_key: user_key.clone(),
+                    flag: "f".into(),
+                    variant: if u % 7 == 0 { variant } else { "a" }.to_string(),
+                    experiment: if u % 3 == 0 { "x" } else { "y" }.into(),
+                    rule: (u % 2) as usize,
+                    segment: (u % 5 == 0).then(|| "s".to_string()),
+                    personalized: u % 4 != 0,
+                    revision: 1,
+                    spec_version: 1,
+                }));
+            }
+            events.push(Event::Conversion(Conversion {
+                id: format!("c{u}"),
+                timestamp: u * 1_000 + 3_600_000 * (u % 4),
+                user_key,
+                event: if u % 2 == 0 { "buy" } else { "view" }.into(),
+                value: Some(u as f64 / 3.0),
+            }));
+        }
+        events
+    }
+
+    /// A checkpoint loads to the same aggregates, and taking one and applying the rest gives
+    /// the aggregates of applying everything.
+    #[test]
+    fn a_checkpoint_plus_the_rest_equals_the_whole() {
+        let events = events();
+        let windows = vec![("x".to_string(), Some(2)), ("y".to_string(), None)];
+        let mut whole = Attribution::default();
+        for (e, h) in &windows {
+            whole.set_window(e, *h);
+        }
+        for event in &events {
+            whole.apply(event);
+        }
+        let mut first = Attribution::default();
+        for (e, h) in &windows {
+            first.set_window(e, *h);
+        }
+        let (head, tail) = events.split_at(events.len() / 2);
+        for event in head {
+            first.apply(event);
+        }
+        let bytes = first.checkpoint().unwrap();
+        let mut loaded = Attribution::from_checkpoint(&bytes, &windows).unwrap();
+        assert_eq!(loaded.aggregates(), first.aggregates());
+        for event in tail {
+            loaded.apply(event);
+        }
+        assert_eq!(loaded.aggregates(), whole.aggregates());
+        assert_eq!(loaded.events_applied(), events.len() as u64);
+    }
+
+    /// Windows are those at load time, not at checkpoint time.
+    #[test]
+    fn a_checkpoint_loads_under_the_current_windows() {
+        let events = events();
+        let mut unlimited = Attribution::default();
+        for event in &events {
+            unlimited.apply(event);
+        }
+        let windows = vec![("x".to_string(), Some(1))];
+        let mut windowed = Attribution::default();
+        windowed.set_window("x", Some(1));
+        for event in &events {
+            windowed.apply(event);
+        }
+        let loaded =
+            Attribution::from_checkpoint(&unlimited.checkpoint().unwrap(), &windows).unwrap();
+        assert_eq!(loaded.aggregates(), windowed.aggregates());
+        assert_ne!(loaded.aggregates(), unlimited.aggregates());
+    }
+
+    #[test]
+    fn bad_bytes_and_other_formats_are_refused() {
+        let mut bytes = postcard::to_stdvec(&(FORMAT + 1)).unwrap();
+        bytes.extend([0, 0, 0]);
+        assert!(matches!(
+            Attribution::from_checkpoint(&bytes, &[]),
+            Err(CheckpointError::Format { found }) if found == FORMAT + 1
+        ));
+        let good = Attribution::default().checkpoint().unwrap();
+        assert!(Attribution::from_checkpoint(&good, &[]).is_ok());
+        assert!(matches!(
+            Attribution::from_checkpoint(&good[..good.len() - 1], &[]),
+            Err(CheckpointError::Decode(_))
+        ));
+        assert!(Attribution::from_checkpoint(&[], &[]).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Shared store: which live instance owns which partition, by leases, and the aggregates of the
+//! partitions owned elsewhere.
+//!
+//! Every `TICK` each instance records itself as alive (`SharedStore::heartbeat`, expiring after
+//! `MEMBER_TTL`) and reads the live instances. The owner a partition *should* have is decided by
+//! rendezvous hashing ([`owner_of`]): every instance computes the same answer from the same
+//! list, and an instance joining or leaving moves only the partitions it wins or held. Then:
+//! - a partition it should own and nobody holds: acquire the lease, load (checkpoint plus the
+//!   log after it) and keep it in step;
+//! - a partition it holds but should not (a new instance won it): checkpoint, release;
+//! - a partition it holds and should: renew the lease (`LEASE_TTL`); if the renewal finds the
+//!   lease lost, drop the state at once, writing nothing.
+//!
+//! A dead instance's leases expire after `LEASE_TTL` and its heartbeat after `MEMBER_TTL`; its
+//! partitions then go to their new winners at the next tick: about 12 s, within the 30 s the
+//! design allows. Two instances that both believe they own a partition (one paused past its
+//! lease) cannot both write: checkpoints and published aggregates are fenced by the lease token
+//! in the store, so the stale one's writes fail and it drops the partition.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailor_core::bucketing::murmur3_x86_32;
+
+use super::partition::{Part, Start};
+use super::{lock, Collector, Env, Remote};
+use crate::aggregates::PartitionAggregates;
+use crate::store::{SharedStore, Store};
+
+/// How often ownership is checked and leases renewed.
+const TICK: Duration = Duration::from_secs(2);
+/// How long a lease lasts without renewal.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How long an instance counts as alive without a heartbeat.
+const MEMBER_TTL: Duration = Duration::from_secs(10);
+
+/// The instance that should own partition `partition` of `environment` among `instances`:
+/// the one with the highest `murmur3_x86_32("<environment>/<partition>/<instance>", 0)`
+/// (ties: the greater name).
+pub fn owner_of<'a>(environment: &str, partition: u32, instances: &'a [String]) -> Option<&'a str> {
+    instances
+        .iter()
+        .map(|i| {
+            let key = format!("{environment}/{partition}/{i}");
+            (murmur3_x86_32(key.as_bytes(), 0), i.as_str())
+        })
+        .max()
+        .map(|(_, i)| i)
+}
+
+/// A partition operation in flight (a load or a hand-over), so a tick does not start another.
+fn busy(part: &Part) -> &AtomicBool {
+    &part.busy
+}
+
+impl Collector {
+    /// Keeps this instance's share of the partitions (shared store), forever: a background task.
+    pub async fn run_ownership(self: Arc<Self>, store: Arc<dyn Store>) {
+        let Some(shared) = store.shared() else {
+            return;
+        };
+        let mut failing = false;
+        loop {
+            match shared.heartbeat(self.instance(), MEMBER_TTL).await {
+                Ok(instances) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("partition ownership in step with the store again");
+                    }
+                    self.rebalance(&store, shared, &instances).await;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot record this instance as alive; partition leases will lapse if this lasts");
+                    }
+                    failing = true;
+                }
+            }
+            self.refresh_remote(shared).await;
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    async fn rebalance(
+        &self,
+        store: &Arc<dyn Store>,
+        shared: &dyn SharedStore,
+        instances: &[String],
+    ) {
+        let me = self.instance().to_string();
+        for env in self.envs() {
+            for part in &env.parts {
+                if busy(part).load(Ordering::Acquire) {
+                    continue;
+                }
+                let mine = owner_of(&env.key, part.index, instances) == Some(me.as_str());
+                match part.lease() {
+                    Some(_) if !mine => self.spawn_release(&env, part, store),
+                    Some(lease) => {
+                        match shared
+                            .renew_lease(&env.key, part.index, &lease, LEASE_TTL)
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::warn!(
+                                    environment = env.key,
+                                    partition = part.index,
+                                    "partition lease lost; dropped its state"
+                                );
+                                part.drop_state();
+                            }
+                            Err(e) => tracing::debug!(error = %e, "cannot renew a lease now"),
+                        }
+                    }
+                    None if mine && !part.is_owned() => {
+                        match shared
+                            .acquire_lease(&env.key, part.index, &me, LEASE_TTL)
+                            .await
+                        {
+                            Ok(Some(lease)) => self.spawn_take(&env, part, store, lease),
+                            Ok(None) => {} // still held by its previous owner
+                            Err(e) => tracing::debug!(error = %e, "cannot acquire a lease now"),
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn spawn_take(
+        &self,
+        env: &Arc<Env>,
+        part: &Arc<Part>,
+        store: &Arc<dyn Store>,
+        lease: crate::store::Lease,
+    ) {
+        busy(part).store(true, Ordering::Release);
+        let (env, part, store) = (Arc::clone(env), Arc::clone(part), Arc::clone(store));
+        let poll = store
+            .shared()
+            .map_or(Duration::from_secs(1), |s| s.poll_interval());
+        let checkpoint_every = self.settings.checkpoint_every;
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = part
+                .take(
+                    store.as_ref(),
+                    &env.key,
+                    &env.windows,
+                    Some(lease),
+                    Start::Checkpoint,
+                )
+                .await;
+            busy(&part).store(false, Ordering::Release);
+            match result {
+                Ok(events) => {
+                    tracing::info!(
+                        environment = env.key,
+                        partition = part.index,
+                        events,
+                        millis = started.elapsed().as_millis() as u64,
+                        "took over a partition"
+                    );
+                    if part.is_owned() {
+                        super::partition::run(part, store, env.key.clone(), poll, checkpoint_every)
+                            .await;
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    environment = env.key,
+                    partition = part.index,
+                    error = %e,
+                    "cannot load a partition; retrying"
+                ),
+            }
+        });
+    }
+
+    fn spawn_release(&self, env: &Arc<Env>, part: &Arc<Part>, store: &Arc<dyn Store>) {
+        busy(part).store(true, Ordering::Release);
+        let (env, part, store) = (Arc::clone(env), Arc::clone(part), Arc::clone(store));
+        tokio::spawn(async move {
+            if let Err(e) = part.release(store.as_ref(), &env.key).await {
+                tracing::warn!(environment = env.key, partition = part.index, error = %e, "handing a partition over failed; its lease lapses instead");
+                part.drop_state();
+            } else {
+                tracing::info!(
+                    environment = env.key,
+                    partition = part.index,
+                    "handed a partition over"
+                );
+            }
+            busy(&part).store(false, Ordering::Release);
+        });
+    }
+
+    /// Reads the aggregates published for the partitions not owned here.
+    async fn refresh_remote(&self, shared: &dyn SharedStore) {
+        for env in self.envs() {
+            let published = match shared.published_aggregates(&env.key, env.partitions).await {
+                Ok(published) => published,
+                Err(e) => {
+                    tracing::debug!(environment = env.key, error = %e, "cannot read published aggregates now");
+                    continue;
+                }
+            };
+            let mut remote = lock(&env.remote);
+            for ((part, slot), published) in env.parts.iter().zip(remote.iter_mut()).zip(published)
+            {
+                if part.is_owned() {
+                    // Served live from here; a stale copy must not outlive a hand-over.
+                    *slot = None;
+                    continue;
+                }
+                let Some(published) = published else {
+                    continue;
+                };
+                if slot.as_ref().is_some_and(|r| r.cursor == published.cursor) {
+                    continue;
+                }
+                match serde_json::from_str::<PartitionAggregates>(&published.json) {
+                    Ok(aggregates) => {
+                        *slot = Some(Remote {
+                            cursor: published.cursor,
+                            aggregates: Arc::new(aggregates),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(environment = env.key, partition = part.index, error = %e, "published aggregates do not decode")
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instance_agrees_and_a_join_moves_only_what_the_newcomer_wins() {
+        let two: Vec<String> = vec!["a".into(), "b".into()];
+        let three: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        let mut moved = 0;
+        let mut won = [0; 3];
+        for p in 0..300 {
+            let before = owner_of("prod", p, &two).unwrap();
+            let after = owner_of("prod", p, &three).unwrap();
+            if before != after {
+                assert_eq!(after, "c", "partition {p} moved between old instances");
+                moved += 1;
+            }
+            won[["a", "b", "c"]
+                .iter()
+                .position(|i| *i == after)
+                .unwrap_or(0)] += 1;
+        }
+        assert_eq!(moved, won[2]);
+        for n in won {
+            assert!((70..=130).contains(&n), "{won:?}");
+        }
+        assert_eq!(owner_of("prod", 0, &[]), None);
+    }
+}
