@@ -51,6 +51,38 @@ fn batch_body(conn: usize, seq: u64) -> Vec<u8> {
     body
 }
 
+/// Waits (up to 60 s) until every partition of `development` has a checkpoint written after
+/// `since` (when every stored event was applied): `/metrics` shows each one's age. Returns the
+/// partitions checkpointed, or `None` for a build without partitions.
+async fn wait_for_checkpoints(addr: SocketAddr, since: Instant) -> anyhow::Result<Option<usize>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = common::request(addr, "GET", "/readyz", &[], None)
+            .await?
+            .json()?;
+        let Some(of) = ready["partitions"]["development"]["of"].as_u64() else {
+            return Ok(None);
+        };
+        let metrics = common::request(addr, "GET", "/metrics", &[], None).await?;
+        let text = String::from_utf8_lossy(&metrics.body).to_string();
+        let ages: Vec<f64> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("tailor_partition_checkpoint_age_seconds{environment=\"development\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        let covering = since.elapsed().as_secs_f64();
+        if ages.len() as u64 == of && ages.iter().all(|a| *a < covering) {
+            return Ok(Some(ages.len()));
+        }
+        if Instant::now() > deadline {
+            bail!("partitions were not all checkpointed within 60 s: {ages:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// One keep-alive connection: POST, read the response, repeat until `deadline`.
 async fn run_connection(
     addr: SocketAddr,
@@ -154,7 +186,9 @@ async fn main() -> anyhow::Result<()> {
     let connections: usize = common::env_or("INGEST_CONNECTIONS", 32);
     let seconds: u64 = common::env_or("INGEST_SECONDS", 10);
     let workers: usize = common::env_or("INGEST_WORKERS", 2);
-    let mut server = common::spawn_server(workers).await?;
+    // Checkpoints every second, so that the restart below loads checkpoints (a build without
+    // them ignores the variable and replays its whole log).
+    let mut server = common::spawn_server_with(workers, &[("TAILOR_CHECKPOINT_SECS", "1")]).await?;
     let addr = server.addr;
     common::admin(
         addr,
@@ -288,12 +322,15 @@ async fn main() -> anyhow::Result<()> {
     .await?
     .json()?;
     let rebuild_time = rebuild_started.elapsed();
+    let rebuilt_at = Instant::now();
     let after = bench_results(addr).await?;
     if after["overall"] != results["overall"] {
         bail!("results differ after a rebuild from the raw events");
     }
 
-    // A restart: configs are served at once, results once the stored events are replayed.
+    // A restart: configs are served at once, results once every partition has loaded its
+    // checkpoint plus the events after it (a build without checkpoints: the whole log).
+    let checkpointed = wait_for_checkpoints(addr, rebuilt_at).await?;
     let dir = server.dir.take().context("data dir")?;
     drop(server);
     let restart_started = Instant::now();
@@ -338,7 +375,11 @@ async fn main() -> anyhow::Result<()> {
         rebuild_time.as_secs_f64() * 1e6 / stored.max(1) as f64
     );
     println!(
-        "  restart: ready in {:.0} ms, config served {:.0} ms after the start, results (identical) after {:.2} s",
+        "  restart ({}): ready in {:.0} ms, config served {:.0} ms after the start, results (identical) after {:.2} s",
+        match checkpointed {
+            Some(n) => format!("{n} partitions checkpointed before it"),
+            None => "no checkpoints in this build: the whole log is replayed".to_string(),
+        },
         ready_after.as_secs_f64() * 1e3,
         config_after.as_secs_f64() * 1e3,
         results_after.as_secs_f64()

@@ -51,6 +51,7 @@ impl Application {
                 let store = connect_redis(settings, url, &listener)
                     .await?
                     .with_dedup_window_days(settings.dedup_window_days);
+                store.migrate_unpartitioned_logs().await?;
                 (Arc::new(store), Some(listener))
             }
             None => (Arc::new(SqliteStore::open(&settings.data_dir)?), None),

@@ -465,3 +465,94 @@ fn recompute_users(environment: &str, changed: &[(Arc<Part>, Vec<String>)]) {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tailor_core::events::{Conversion, Event, Exposure};
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn document(window_hours: Option<u32>) -> ConfigDocument {
+        let mut document = ConfigDocument::default();
+        document.experiments.push(
+            serde_json::from_value(serde_json::json!({
+                "key": "exp", "status": "running", "attribution_window_hours": window_hours,
+            }))
+            .unwrap(),
+        );
+        document
+    }
+
+    fn converted(collector: &Collector) -> u64 {
+        let totals = collector.totals("prod", "exp").unwrap();
+        totals
+            .cells
+            .iter()
+            .map(|c| c.metrics.get("purchase").map_or(0, |m| m.converted))
+            .sum()
+    }
+
+    /// Ingested events are in the results when the batch is acknowledged (embedded store), over
+    /// every partition; a window change returns at once and the background pass recomputes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_applies_at_once_and_a_window_change_is_recomputed_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let collector = Collector::default();
+        collector.register("prod", 16);
+        collector.config_changed("prod", &document(None));
+        collector.own_all(&store, "prod").await.unwrap();
+        let mut events = Vec::new();
+        for u in 0..1_000i64 {
+            let user_key = format!("u{u}");
+            events.push(Event::Exposure(Exposure {
+                id: format!("e{u}"),
+                timestamp: 0,
+                user_key: user_key.clone(),
+                flag: "homepage".into(),
+                variant: "personal".into(),
+                experiment: "exp".into(),
+                rule: 0,
+                segment: None,
+                personalized: true,
+                revision: 1,
+                spec_version: 1,
+            }));
+            events.push(Event::Conversion(Conversion {
+                id: format!("c{u}"),
+                timestamp: (u % 2) * 7_200_000,
+                user_key,
+                event: "purchase".into(),
+                value: None,
+            }));
+        }
+        let encoded: Vec<EncodedEvent<'static>> = events
+            .into_iter()
+            .map(|e| EncodedEvent::new(e).unwrap())
+            .collect();
+        collector
+            .ingest(store.as_ref(), "prod", &encoded)
+            .await
+            .unwrap();
+        assert_eq!(converted(&collector), 1_000);
+        assert_eq!(collector.owned_partitions("prod").len(), 16);
+        collector.config_changed("prod", &document(Some(1)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while converted(&collector) != 500 {
+            assert!(std::time::Instant::now() < deadline, "the pass never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Checkpoints, then a fresh collector loads them to the same totals.
+        assert_eq!(collector.checkpoint_all(store.as_ref()).await.unwrap(), 16);
+        let reloaded = Collector::default();
+        reloaded.register("prod", 16);
+        reloaded.config_changed("prod", &document(Some(1)));
+        assert_eq!(reloaded.own_all(&store, "prod").await.unwrap(), 0);
+        assert_eq!(
+            reloaded.totals("prod", "exp"),
+            collector.totals("prod", "exp")
+        );
+    }
+}

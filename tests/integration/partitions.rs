@@ -56,6 +56,14 @@ fn events(now: i64) -> Vec<Value> {
     events
 }
 
+/// Sends a request; `None` when the connection fails (the server died under it).
+async fn try_post(request: reqwest::RequestBuilder) -> Option<StatusCode> {
+    let res = request.send().await.ok()?;
+    let status = res.status();
+    res.bytes().await.ok()?;
+    Some(status)
+}
+
 /// Sum over the instances of the partitions each owns (from `/readyz`).
 async fn owned(servers: &[&Server]) -> Vec<u64> {
     let mut out = Vec::new();
@@ -98,22 +106,34 @@ async fn three_instances_with_kills_report_what_one_instance_reports() {
     let batches: Vec<&[Value]> = all.chunks(25).collect();
     let third = batches.len() / 3;
     for (n, batch) in batches.iter().enumerate() {
-        if n == third {
-            servers[1].kill9();
+        post_events(&single, &single_sdk, batch)
+            .await
+            .assert_status(StatusCode::OK);
+        if n == third || n == 2 * third {
+            // Killed mid-batch: this batch is in flight to the victim when it dies; whatever was
+            // not acknowledged is resent to a live instance, as SDKs do.
+            let victim = if n == third { 1 } else { 2 };
+            let in_flight = tokio::spawn(try_post(
+                servers[victim]
+                    .with_key(Method::POST, "/sdk/v1/events", &sdk)
+                    .json(&serde_json::json!({"events": batch})),
+            ));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            servers[victim].kill9();
+            let sent = in_flight.await.unwrap();
+            if sent != Some(StatusCode::OK) {
+                post_events(&servers[0], &sdk, batch)
+                    .await
+                    .assert_status(StatusCode::OK);
+            }
+            continue;
         }
         if n == third + 5 {
             servers[1].spawn().await;
         }
-        if n == 2 * third {
-            servers[2].kill9();
-        }
-        // Sent to a live instance (the batch a kill interrupted is resent, as SDKs do).
         let live: Vec<usize> = (0..3).filter(|i| servers[*i].is_running()).collect();
         let target = &servers[live[n % live.len()]];
         post_events(target, &sdk, batch)
-            .await
-            .assert_status(StatusCode::OK);
-        post_events(&single, &single_sdk, batch)
             .await
             .assert_status(StatusCode::OK);
     }

@@ -1070,3 +1070,54 @@ async fn event_ids_are_remembered_for_the_dedup_window() {
         [true]
     );
 }
+
+/// Redis data written before partitions (one stream and id set per environment) moves into the
+/// partitions at start: every event once, the old keys gone, resends still recognised.
+#[tokio::test]
+async fn events_stored_before_partitions_move_into_them() {
+    let redis = Redis::start().await;
+    let store = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
+    store
+        .create_environment("prod", &document("prod", 1), DEFAULT_PARTITIONS)
+        .await
+        .unwrap();
+    redis.cli(&["HDEL", "tailor:{env:prod}:config", "partitions"]);
+    let old: Vec<EncodedEvent<'static>> = (0..40)
+        .map(|i| exposure(&format!("old{i}"), &format!("user{}", i % 9)))
+        .collect();
+    for e in &old {
+        redis.cli(&["SADD", "tailor:{env:prod}:event-ids", e.event.id()]);
+        redis.cli(&[
+            "XADD",
+            "tailor:{env:prod}:events",
+            "*",
+            "e",
+            e.json.as_ref(),
+        ]);
+    }
+    let fresh = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
+    assert_eq!(fresh.migrate_unpartitioned_logs().await.unwrap(), 40);
+    assert_eq!(fresh.migrate_unpartitioned_logs().await.unwrap(), 0);
+    let ids: Vec<String> = scanned_events(&fresh, "prod")
+        .await
+        .iter()
+        .map(|e| e.id().to_string())
+        .collect();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("old{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        redis.cli(&["EXISTS", "tailor:{env:prod}:events"]).trim(),
+        "0"
+    );
+    assert_eq!(
+        redis
+            .cli(&["HGET", "tailor:{env:prod}:config", "partitions"])
+            .trim(),
+        "16"
+    );
+    assert_eq!(
+        fresh.append_events("prod", &old[..3]).await.unwrap(),
+        [false, false, false]
+    );
+}

@@ -160,11 +160,14 @@ impl Part {
             return Ok(0);
         }
         {
+            // The windows lock first, then the attribution's: the order `config_changed` takes
+            // them in, so a change cannot slip between reading the windows and placing the
+            // attribution (it would find no attribution to change).
+            let current = lock(windows);
             let mut slot = lock(&self.attribution);
             // Windows changed during the load: recompute under the current ones.
             let mut attribution = attribution;
-            let current = lock(windows).clone();
-            for (experiment, hours) in &current {
+            for (experiment, hours) in current.iter() {
                 attribution.set_window(experiment, *hours);
             }
             *slot = Some(attribution);

@@ -72,8 +72,8 @@ DROP TABLE events;
 const MAX_GROUP: usize = 512;
 /// Largest `event_batches.events` text before a commit starts another row.
 const MAX_ROW_BYTES: usize = 1 << 20;
-/// Read connections kept for reuse.
-const READERS: usize = 4;
+/// Read connections kept for reuse: up to one per partition being caught up at once.
+const READERS: usize = 16;
 
 /// One append: its events' ids and JSON, copied into one buffer.
 struct Request {
@@ -98,6 +98,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA cache_size = -65536;",
     )
     .map_err(backend("configuring the event log"))?;
+    Ok(conn)
+}
+
+/// A read connection: a smaller page cache than the writer's (reads are of recent rows).
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path)?;
+    conn.execute_batch("PRAGMA cache_size = -8192;")
+        .map_err(backend("configuring an event log reader"))?;
     Ok(conn)
 }
 
@@ -182,7 +190,7 @@ impl EventLog {
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_connection(&path)?,
+                None => open_reader(&path)?,
             };
             let page = read_page(&conn, &environment, part, after_seq, limit);
             let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());

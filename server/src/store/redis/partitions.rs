@@ -272,6 +272,70 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Moves events stored before partitions (one `{env:<e>}:events` stream and `event-ids` set
+    /// per environment) into the environment's partitions, then deletes the old keys; records
+    /// the partition count (the default, 16) on environments that have none. Idempotent and
+    /// safe to run from several instances at once (appends are de-duplicated), so a start
+    /// interrupted halfway finishes at the next one. Returns the events moved.
+    pub async fn migrate_unpartitioned_logs(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let environments: Vec<String> = cmd("SMEMBERS")
+            .arg(self.names.environments())
+            .query_async(&mut conn)
+            .await
+            .map_err(self.err("listing environments"))?;
+        let mut moved = 0u64;
+        for environment in environments {
+            let _: i64 = cmd("HSETNX")
+                .arg(self.names.config(&environment))
+                .arg("partitions")
+                .arg(DEFAULT_PARTITIONS)
+                .query_async(&mut conn)
+                .await
+                .map_err(self.err("recording a partition count"))?;
+            let old_stream = format!("{}:{{env:{environment}}}:events", self.names.prefix);
+            let old_ids = format!("{}:{{env:{environment}}}:event-ids", self.names.prefix);
+            let mut cursor = EventCursor::default();
+            loop {
+                let page =
+                    read_page(self.conn(), &old_stream, &cursor, 5_000, &self.described).await?;
+                if !page.events.is_empty() {
+                    let encoded: Vec<EncodedEvent<'static>> = page
+                        .events
+                        .into_iter()
+                        .map(|event| {
+                            EncodedEvent::new(event).map_err(|e| StoreError::Backend {
+                                message: "re-encoding an event".into(),
+                                source: Box::new(e),
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    moved += encoded.len() as u64;
+                    self.append_partitioned(&environment, &encoded).await?;
+                }
+                cursor = page.next;
+                if !page.more {
+                    break;
+                }
+            }
+            let _: i64 = cmd("DEL")
+                .arg(&old_stream)
+                .arg(&old_ids)
+                .query_async(&mut conn)
+                .await
+                .map_err(self.err("deleting a moved event log"))?;
+        }
+        if moved > 0 {
+            tracing::info!(
+                events = moved,
+                "moved events stored before partitions into partitions"
+            );
+        }
+        Ok(moved)
+    }
+}
+
 #[async_trait]
 impl SharedStore for RedisStore {
     fn changes(&self) -> ChangeFeed {
