@@ -13,10 +13,17 @@
 //! 1. **Ingest**: `REDIS_BENCH_CONNECTIONS` keep-alive connections (default 16), half to each
 //!    instance, post unique batches of 100 events (70 exposures, 30 conversions) for
 //!    `REDIS_BENCH_SECONDS` (default 10). Reports acknowledged events/s and latency, and from
-//!    Redis' `INFO commandstats` (before/after) the commands clients sent per batch: the ingest
-//!    itself is one `EVALSHA`; the instances' event tails add `XREAD`s, amortized over batches.
-//!    Checks that Redis holds exactly the acknowledged events and that both instances report
-//!    the same users.
+//!    Redis' `INFO commandstats` (before/after) the commands clients sent per batch: events are
+//!    split by user into the environment's partitions (16), and the ingest is one `EVALSHA` per
+//!    partition the batch touches, all in flight at once (a batch of 70 users touches nearly
+//!    all 16); the instances' event tails add `XREAD`s, amortized over batches, each instance
+//!    reading only the partitions it owns.
+//!    Checks that Redis holds exactly the acknowledged events (the sum of `SCARD` over the
+//!    partitions' daily de-duplication id sets, `tailor:{p:production:*}:ids:*`: the streams are
+//!    trimmed by checkpoints, so their lengths do not count stored events), and that both
+//!    instances report the same users. Results converge within a few seconds rather than at
+//!    once (a partition's owner publishes its aggregates at most once a second, the other
+//!    instance reads them every 2 s), so that check polls until they agree (at most 30 s).
 //! 2. **Config reads**: `GET /sdk/v1/config` (keep-alive, one connection, 2000 requests) on
 //!    instance B while Redis is idle, during ingest into the other instance, and while Redis is
 //!    stopped (`SIGSTOP`): reads are served from memory, so latency does not follow Redis.
@@ -114,6 +121,17 @@ impl RedisProcess {
                 Some((name.to_string(), calls))
             })
             .collect()
+    }
+
+    /// Events stored: the sum of `SCARD` over the partitions' daily de-duplication id sets
+    /// (`SCAN MATCH`; one set per partition per day).
+    fn stored_events(&self) -> u64 {
+        self.cli(&["--scan", "--pattern", "tailor:{p:production:*}:ids:*"])
+            .lines()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| self.cli(&["SCARD", k]).trim().parse::<u64>().unwrap_or(0))
+            .sum()
     }
 
     fn signal(&self, signal: &str) -> anyhow::Result<()> {
@@ -336,7 +354,9 @@ async fn main() -> anyhow::Result<()> {
         let after = pids.map(common::cpu_time);
         [0, 1, 2].map(|i| after[i].saturating_sub(cpu_before[i]))
     };
-    // Let the tails drain before reading the counters.
+    // Results converge within seconds: owners apply their partitions' events and publish the
+    // aggregates at most once a second; the other instance reads them every 2 s. Poll until both
+    // report every user (at most 30 s) before reading the counters.
     let expected_users = batches * EXPOSURES_PER_BATCH;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (users_a, users_b) = loop {
@@ -352,17 +372,27 @@ async fn main() -> anyhow::Result<()> {
         get(&after) - get(&before)
     };
     // Commands run inside the scripts are counted by Redis too; they are not round trips.
-    let in_scripts = ["sadd", "xadd", "publish"];
+    let in_scripts = [
+        "sismember",
+        "sadd",
+        "xadd",
+        "expireat",
+        "publish",
+        "xtrim",
+        "hset",
+        "pexpire",
+        "incr",
+        "exists",
+        "zadd",
+        "zrange",
+        "zremrangebyscore",
+    ];
     let client_commands: u64 = after
         .iter()
         .filter(|(n, _)| !in_scripts.contains(&n.as_str()))
         .map(|(n, _)| delta(n))
         .sum();
-    let stored: u64 = redis
-        .cli(&["XLEN", "tailor:{env:production}:events"])
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let stored = redis.stored_events();
 
     // 2b. Config reads on B while A ingests; 2c. while Redis is stopped.
     let loaded = {
@@ -381,14 +411,21 @@ async fn main() -> anyhow::Result<()> {
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reads = config_reads(b.addr, &key, 2000).await?;
-        let _ = ingest_a.await;
-        reads
+        let (_, batches_a, _, _) = ingest_a.await.context("ingest task")??;
+        (reads, batches_a)
     };
-    // B's tail applies A's events meanwhile; let it finish so that only Redis differs below.
+    let (loaded, batches_a) = loaded;
+    // The owners apply A's events meanwhile and publish them; wait until both instances report
+    // them all (at most 30 s), so that only Redis differs below.
+    let expected_after = expected_users + batches_a * EXPOSURES_PER_BATCH;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while total_users(a.addr).await? != total_users(b.addr).await? && Instant::now() < deadline {
+    let second_users = loop {
+        let (ua, ub) = (total_users(a.addr).await?, total_users(b.addr).await?);
+        if (ua == expected_after && ub == expected_after) || Instant::now() > deadline {
+            break (ua, ub);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     redis.signal("-STOP")?;
     let stalled = config_reads(b.addr, &key, 2000).await;
     redis.signal("-CONT")?;
@@ -413,11 +450,11 @@ async fn main() -> anyhow::Result<()> {
         fmt(percentile(&latencies, 1.0))
     );
     println!(
-        "| EVALSHA per batch (the ingest: one round trip) | {:.2} |",
+        "| EVALSHA per batch (the ingest: one per partition touched, concurrent) | {:.2} |",
         per_batch(delta("evalsha"))
     );
     println!(
-        "| XREAD per batch (both instances' event tails) | {:.3} |",
+        "| XREAD per batch (event tails, each over its owned partitions) | {:.3} |",
         per_batch(delta("xread"))
     );
     println!(
@@ -425,7 +462,8 @@ async fn main() -> anyhow::Result<()> {
         per_batch(client_commands)
     );
     println!(
-        "| run inside the script per batch (SADD / XADD / PUBLISH) | {:.0} / {:.0} / {:.2} |",
+        "| run inside the scripts per batch (SISMEMBER / SADD / XADD / PUBLISH) | {:.0} / {:.0} / {:.0} / {:.2} |",
+        per_batch(delta("sismember")),
         per_batch(delta("sadd")),
         per_batch(delta("xadd")),
         per_batch(delta("publish"))
@@ -453,6 +491,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if users_a != expected_users || users_b != expected_users {
         bail!("results disagree: A {users_a}, B {users_b}, expected {expected_users}");
+    }
+    if second_users != (expected_after, expected_after) {
+        bail!(
+            "after the second ingest, results did not converge within 30 s: A {}, B {}, expected {expected_after}",
+            second_users.0,
+            second_users.1
+        );
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ use crate::aggregates::{
 };
 use crate::attribution::Attribution;
 use crate::store::{EncodedEvent, EventCursor, Store, StoreError};
-pub use ownership::owner_of;
+pub use ownership::assignment;
 use partition::{Part, Start};
 use vocabulary::Vocabulary;
 
@@ -78,6 +78,9 @@ pub(crate) struct Env {
     remote: Mutex<Vec<Option<Remote>>>,
     /// The first load of every partition has not finished (embedded store).
     pending: AtomicBool,
+    /// Embedded store: the position in the environment's whole log up to which every
+    /// partition has applied its rows (held while reading and applying the rows after it).
+    log: tokio::sync::Mutex<EventCursor>,
 }
 
 /// One partition's state as `/readyz` and `/metrics` report it.
@@ -136,6 +139,7 @@ impl Collector {
                 vocabulary: Mutex::default(),
                 remote: Mutex::new((0..partitions).map(|_| None).collect()),
                 pending: AtomicBool::new(false),
+                log: tokio::sync::Mutex::default(),
             })
         });
         Arc::clone(env)
@@ -175,8 +179,8 @@ impl Collector {
     }
 
     /// Embedded store: owns and loads every partition of the environment, one after the other
-    /// (each from its checkpoint plus the events after it), and keeps each in step from then
-    /// on. Returns the events applied while loading.
+    /// (each from its checkpoint plus the events after it), then applies what was stored
+    /// meanwhile and keeps them in step from then on. Returns the events applied while loading.
     pub async fn own_all(
         &self,
         store: &Arc<dyn Store>,
@@ -184,6 +188,7 @@ impl Collector {
     ) -> Result<u64, StoreError> {
         let env = self.env_or_register(environment, DEFAULT_PARTITIONS);
         let mut applied = 0;
+        let mut taken = false;
         for part in &env.parts {
             if part.is_owned() {
                 continue;
@@ -197,27 +202,95 @@ impl Collector {
                     Start::Checkpoint,
                 )
                 .await?;
-            self.spawn_tail(&env, part, store);
+            taken = true;
+        }
+        if taken {
+            // The whole log is read from the partition that is furthest behind; each row is
+            // applied only by a partition that has not applied it yet.
+            let mut cursor = env.log.lock().await;
+            let mut lowest: Option<EventCursor> = None;
+            for part in &env.parts {
+                let at = part.cursor().await;
+                let at_number: i64 = at.0.parse().unwrap_or(0);
+                if lowest
+                    .as_ref()
+                    .is_none_or(|l| at_number < l.0.parse().unwrap_or(0))
+                {
+                    lowest = Some(at);
+                }
+            }
+            *cursor = lowest.unwrap_or_default();
+            drop(cursor);
+            env.pending.store(false, Ordering::Release);
+            applied += Self::catch_up_log(store.as_ref(), &env).await? as u64;
+            self.spawn_environment_task(&env, store);
         }
         env.pending.store(false, Ordering::Release);
         Ok(applied)
     }
 
-    /// Starts the task that keeps an owned partition in step (ends when it is given up).
-    fn spawn_tail(&self, env: &Arc<Env>, part: &Arc<Part>, store: &Arc<dyn Store>) {
-        let poll = store
-            .shared()
-            .map_or(Duration::from_secs(1), |s| s.poll_interval());
-        let task = partition::run(
-            Arc::clone(part),
-            Arc::clone(store),
-            env.key.clone(),
-            poll,
-            self.settings.checkpoint_every,
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(task);
+    /// Embedded store: applies every row stored after the environment's log cursor to its
+    /// partition (one read for all partitions, so concurrent batches share it); returns the
+    /// events applied.
+    async fn catch_up_log(store: &dyn Store, env: &Env) -> Result<usize, StoreError> {
+        let mut cursor = env.log.lock().await;
+        let mut applied = 0;
+        loop {
+            let Some(page) = store.log_after(&env.key, &cursor, partition::PAGE).await? else {
+                return Ok(applied);
+            };
+            for row in &page.rows {
+                if let Some(part) = env.parts.get(row.partition as usize) {
+                    if part.apply_logged(row).await {
+                        applied += row.events.len();
+                    }
+                }
+            }
+            *cursor = page.next;
+            if !page.more {
+                return Ok(applied);
+            }
         }
+    }
+
+    /// Embedded store: every second, applies rows no batch applied (a request that ended
+    /// between storing and applying) and writes the checkpoints that are due.
+    fn spawn_environment_task(&self, env: &Arc<Env>, store: &Arc<dyn Store>) {
+        let (env, store) = (Arc::clone(env), Arc::clone(store));
+        let every = self.settings.checkpoint_every;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut last_checkpoint = vec![std::time::Instant::now(); env.parts.len()];
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut result = Self::catch_up_log(store.as_ref(), &env).await.map(drop);
+                for (part, last) in env.parts.iter().zip(last_checkpoint.iter_mut()) {
+                    if result.is_err() || last.elapsed() < every {
+                        continue;
+                    }
+                    result = part.checkpoint(store.as_ref(), &env.key).await.map(|written| {
+                        if written {
+                            *last = std::time::Instant::now();
+                        }
+                    });
+                }
+                match result {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!(environment = env.key, "attribution in step with the event log again");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(environment = env.key, error = %e, "cannot read the event log or write checkpoints; retrying");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     /// Reloads every partition owned here from its raw events (embedded store: from the first
@@ -275,12 +348,13 @@ impl Collector {
             }
             return Ok(fresh);
         }
-        let catch_ups = parts.map(|part| part.catch_up(store, &env.key));
-        for result in futures_util::future::join_all(catch_ups).await {
-            if let Err(e) = result {
-                // Stored durably already: the partition's task applies it on its next round.
-                tracing::warn!(environment, error = %e, "cannot apply stored events yet");
-            }
+        if env.pending.load(Ordering::Acquire) || parts.count() == 0 {
+            // Loading: the load reads them. Nothing new: nothing to apply.
+            return Ok(fresh);
+        }
+        if let Err(e) = Self::catch_up_log(store, &env).await {
+            // Stored durably already: the environment's task applies it on its next round.
+            tracing::warn!(environment, error = %e, "cannot apply stored events yet");
         }
         Ok(fresh)
     }

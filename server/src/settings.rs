@@ -102,8 +102,9 @@ pub struct Settings {
     #[arg(long, env = "TAILOR_CHECKPOINT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_secs: u64,
-    /// Days an event id is remembered for de-duplication with Redis (the embedded store keeps
-    /// every id): a resend up to this many whole days later is recognised.
+    /// Days an event id is at least remembered for de-duplication with Redis (at most twice
+    /// that; the embedded store keeps every id): a resend up to this many days later is
+    /// recognised.
     #[arg(long, env = "TAILOR_DEDUP_WINDOW_DAYS", default_value_t = crate::store::redis::DEFAULT_DEDUP_WINDOW_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub dedup_window_days: u32,

@@ -1024,9 +1024,9 @@ async fn a_lapsed_lease_fences_its_former_holder() {
         .is_some());
 }
 
-/// The de-duplication window: an id is remembered in the set of the day it was stored; a
-/// resend is recognised while that day is within the window and stored again after it. (The
-/// test moves the id set to an earlier day instead of waiting days.)
+/// The de-duplication window `W`: an id is remembered in the set of the `W`-day period it was
+/// stored in; a resend is recognised while that period is the current or the previous one, and
+/// stored again after. (The test moves the id set to an earlier period instead of waiting.)
 #[tokio::test]
 async fn event_ids_are_remembered_for_the_dedup_window() {
     let redis = Redis::start().await;
@@ -1039,16 +1039,16 @@ async fn event_ids_are_remembered_for_the_dedup_window() {
         .await
         .unwrap();
     assert_eq!(fresh, [true, false]);
-    let today = unix_now().div_euclid(86_400);
+    let period = unix_now().div_euclid(86_400).div_euclid(2);
     let sets = redis.cli(&["--scan", "--pattern", "tailor:{p:prod:*}:ids:*"]);
     let set = sets.split_whitespace().next().unwrap().to_string();
-    assert!(set.ends_with(&format!(":ids:{today}")), "{set}");
-    // It expires after the window and the day after it.
+    assert!(set.ends_with(&format!(":ids:{period}")), "{set}");
+    // It expires when the next period ends: between 2 and 4 days from now.
     let ttl: i64 = redis.cli(&["TTL", &set]).trim().parse().unwrap();
     assert!(ttl > 2 * 86_400 && ttl <= 4 * 86_400, "TTL {ttl}");
-    let base = set.trim_end_matches(&today.to_string()).to_string();
-    // Stored two days ago: still inside a 2-day window.
-    redis.cli(&["RENAME", &set, &format!("{base}{}", today - 2)]);
+    let base = set.trim_end_matches(&period.to_string()).to_string();
+    // Stored in the previous period: still recognised.
+    redis.cli(&["RENAME", &set, &format!("{base}{}", period - 1)]);
     assert_eq!(
         store
             .append_events("prod", &[exposure("e1", "u")])
@@ -1056,11 +1056,11 @@ async fn event_ids_are_remembered_for_the_dedup_window() {
             .unwrap(),
         [false]
     );
-    // Three days ago: outside it, so the resend is stored again.
+    // Two periods ago: outside the window, so the resend is stored again.
     redis.cli(&[
         "RENAME",
-        &format!("{base}{}", today - 2),
-        &format!("{base}{}", today - 3),
+        &format!("{base}{}", period - 1),
+        &format!("{base}{}", period - 2),
     ]);
     assert_eq!(
         store

@@ -2,9 +2,11 @@
 //! partitions owned elsewhere.
 //!
 //! Every `TICK` each instance records itself as alive (`SharedStore::heartbeat`, expiring after
-//! `MEMBER_TTL`) and reads the live instances. The owner a partition *should* have is decided by
-//! rendezvous hashing ([`owner_of`]): every instance computes the same answer from the same
-//! list, and an instance joining or leaving moves only the partitions it wins or held. Then:
+//! `MEMBER_TTL`) and reads the live instances. The owner each partition *should* have is
+//! decided by [`assignment`]: rendezvous hashing with a cap of ⌈P/N⌉ partitions per instance,
+//! so every instance computes the same answer from the same list and each of N instances owns
+//! ⌊P/N⌋ or ⌈P/N⌉ partitions (plain rendezvous hashing split 16 partitions 12/4 between two
+//! instances in a benchmark run). Then:
 //! - a partition it should own and nobody holds: acquire the lease, load (checkpoint plus the
 //!   log after it) and keep it in step;
 //! - a partition it holds but should not (a new instance won it): checkpoint, release;
@@ -35,18 +37,44 @@ const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How long an instance counts as alive without a heartbeat.
 const MEMBER_TTL: Duration = Duration::from_secs(10);
 
-/// The instance that should own partition `partition` of `environment` among `instances`:
-/// the one with the highest `murmur3_x86_32("<environment>/<partition>/<instance>", 0)`
-/// (ties: the greater name).
-pub fn owner_of<'a>(environment: &str, partition: u32, instances: &'a [String]) -> Option<&'a str> {
-    instances
-        .iter()
-        .map(|i| {
-            let key = format!("{environment}/{partition}/{i}");
-            (murmur3_x86_32(key.as_bytes(), 0), i.as_str())
+/// The instance that should own each partition of `environment` among `instances` (empty:
+/// none). Partitions in order, each goes to the instance that ranks it highest, by
+/// `murmur3_x86_32("<environment>/<partition>/<instance>", 0)` (ties: the greater name), among
+/// those with room left: each holds ⌊P/N⌋, and the first P mod N to need it one more. The same
+/// list gives the same answer everywhere.
+pub fn assignment<'a>(
+    environment: &str,
+    partitions: u32,
+    instances: &'a [String],
+) -> Vec<Option<&'a str>> {
+    if instances.is_empty() {
+        return vec![None; partitions as usize];
+    }
+    // ⌊P/N⌋ each, and P mod N of them one more: capacities that add up to P exactly.
+    let floor = partitions as usize / instances.len();
+    let mut extra = partitions as usize % instances.len();
+    let mut held = vec![0usize; instances.len()];
+    (0..partitions)
+        .map(|p| {
+            let mut ranked: Vec<(u32, &str, usize)> = instances
+                .iter()
+                .enumerate()
+                .map(|(n, i)| {
+                    let key = format!("{environment}/{p}/{i}");
+                    (murmur3_x86_32(key.as_bytes(), 0), i.as_str(), n)
+                })
+                .collect();
+            ranked.sort_unstable_by(|a, b| b.cmp(a));
+            let (_, instance, n) = ranked
+                .into_iter()
+                .find(|(_, _, n)| held[*n] < floor || (held[*n] == floor && extra > 0))?;
+            if held[n] == floor {
+                extra -= 1;
+            }
+            held[n] += 1;
+            Some(instance)
         })
-        .max()
-        .map(|(_, i)| i)
+        .collect()
 }
 
 /// A partition operation in flight (a load or a hand-over), so a tick does not start another.
@@ -90,11 +118,12 @@ impl Collector {
     ) {
         let me = self.instance().to_string();
         for env in self.envs() {
+            let owners = assignment(&env.key, env.partitions, instances);
             for part in &env.parts {
                 if busy(part).load(Ordering::Acquire) {
                     continue;
                 }
-                let mine = owner_of(&env.key, part.index, instances) == Some(me.as_str());
+                let mine = owners.get(part.index as usize).copied().flatten() == Some(me.as_str());
                 match part.lease() {
                     Some(_) if !mine => self.spawn_release(&env, part, store),
                     Some(lease) => {
@@ -243,27 +272,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_instance_agrees_and_a_join_moves_only_what_the_newcomer_wins() {
-        let two: Vec<String> = vec!["a".into(), "b".into()];
-        let three: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
-        let mut moved = 0;
-        let mut won = [0; 3];
-        for p in 0..300 {
-            let before = owner_of("prod", p, &two).unwrap();
-            let after = owner_of("prod", p, &three).unwrap();
-            if before != after {
-                assert_eq!(after, "c", "partition {p} moved between old instances");
-                moved += 1;
+    fn every_instance_gets_its_share_and_the_same_list_gives_the_same_answer() {
+        for n in 1..=5usize {
+            let instances: Vec<String> = (0..n).map(|i| format!("instance-{i}")).collect();
+            for partitions in [1u32, 7, 16, 64] {
+                let owners = assignment("prod", partitions, &instances);
+                assert_eq!(owners, assignment("prod", partitions, &instances));
+                let mut counts = vec![0u32; n];
+                for owner in &owners {
+                    let owner = owner.unwrap();
+                    counts[instances.iter().position(|i| i == owner).unwrap()] += 1;
+                }
+                let (low, high) = (partitions / n as u32, partitions.div_ceil(n as u32));
+                assert!(
+                    counts.iter().all(|c| (low..=high).contains(c)),
+                    "{n} instances, {partitions} partitions: {counts:?}"
+                );
             }
-            won[["a", "b", "c"]
-                .iter()
-                .position(|i| *i == after)
-                .unwrap_or(0)] += 1;
         }
-        assert_eq!(moved, won[2]);
-        for n in won {
-            assert!((70..=130).contains(&n), "{won:?}");
-        }
-        assert_eq!(owner_of("prod", 0, &[]), None);
+        assert_eq!(assignment("prod", 3, &[]), vec![None, None, None]);
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex as AsyncMutex, Notify};
 use super::{lock, Windows};
 use crate::attribution::Attribution;
 use crate::store::{
-    Checkpoint, EventCursor, Lease, PublishedAggregates, SharedStore, Store, StoreError,
+    Checkpoint, EventCursor, Lease, LogRow, PublishedAggregates, SharedStore, Store, StoreError,
 };
 
 /// Events read per round trip.
@@ -268,6 +268,35 @@ impl Part {
         }
     }
 
+    /// Applies one row of the environment's whole log (embedded store) unless it is at or
+    /// before this partition's cursor (applied already, by the load or an earlier read);
+    /// returns whether it did. Waits while the partition loads.
+    pub(super) async fn apply_logged(&self, row: &LogRow) -> bool {
+        if !self.is_owned() {
+            return false;
+        }
+        let mut tail = self.tail.lock().await;
+        if position(&row.position) <= position(&tail.cursor) {
+            return false;
+        }
+        {
+            let mut slot = lock(&self.attribution);
+            let Some(attribution) = slot.as_mut() else {
+                return false;
+            };
+            for event in &row.events {
+                attribution.apply(event);
+            }
+        }
+        tail.cursor = row.position.clone();
+        true
+    }
+
+    /// The partition's cursor (after the last applied event).
+    pub(super) async fn cursor(&self) -> EventCursor {
+        self.tail.lock().await.cursor.clone()
+    }
+
     /// Writes a checkpoint if events were applied since the last one. A lost lease
     /// ([`StoreError::Fenced`]) gives the partition up.
     pub(super) async fn checkpoint(
@@ -421,6 +450,11 @@ impl Part {
         })
         .unwrap_or_default()
     }
+}
+
+/// An embedded-log position as a number (row `seq`; the start is 0), to order rows.
+fn position(cursor: &EventCursor) -> i64 {
+    cursor.0.parse().unwrap_or(0)
 }
 
 /// Keeps an owned partition in step with its log until it is given up: catches up when woken

@@ -231,6 +231,28 @@ pub struct EventPage {
     pub more: bool,
 }
 
+/// One stored row of an environment's whole log ([`Store::log_after`]): events of one partition.
+#[derive(Debug, Clone, Default)]
+pub struct LogRow {
+    /// Their partition.
+    pub partition: u32,
+    /// The row's position in the partition's log (as [`Store::events_after`] cursors are).
+    pub position: EventCursor,
+    /// The events, in log order.
+    pub events: Vec<Event>,
+}
+
+/// A page of an environment's whole log, every partition's rows in commit order.
+#[derive(Debug, Clone, Default)]
+pub struct LogPage {
+    /// Rows in commit order.
+    pub rows: Vec<LogRow>,
+    /// The position after the last row.
+    pub next: EventCursor,
+    /// More rows may follow.
+    pub more: bool,
+}
+
 /// One partition's checkpoint: the state built from its events up to `cursor` (an
 /// [`crate::attribution::Attribution`] checkpoint), and when it was written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -464,6 +486,19 @@ pub trait Store: Send + Sync + 'static {
         cursor: &EventCursor,
         limit: usize,
     ) -> Result<EventPage, StoreError>;
+
+    /// About `limit` events of every partition stored after `cursor` in the environment's whole
+    /// log, row by row in commit order (a row's position orders like the partition's cursors).
+    /// `None` from a store without one order across partitions (shared stores): their partitions
+    /// are read one by one.
+    async fn log_after(
+        &self,
+        _environment: &str,
+        _cursor: &EventCursor,
+        _limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        Ok(None)
+    }
 
     /// The partition's checkpoint, if one was written.
     async fn checkpoint(

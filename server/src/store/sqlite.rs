@@ -31,7 +31,8 @@ use super::data_dir::DataDirLock;
 use super::sqlite_events::EventLog;
 use super::{
     encode_document, unix_now, ApiKey, AuditEntry, AuditQuery, Checkpoint, EncodedEvent,
-    EventCursor, EventPage, KeyKind, Lease, Store, StoreError, StoredEnvironment, StoredSession,
+    EventCursor, EventPage, KeyKind, Lease, LogPage, Store, StoreError, StoredEnvironment,
+    StoredSession,
 };
 
 /// SQLite-backed [`Store`].
@@ -588,6 +589,17 @@ impl Store for SqliteStore {
         self.events
             .read(environment, partition, cursor, limit)
             .await
+    }
+
+    async fn log_after(
+        &self,
+        environment: &str,
+        cursor: &EventCursor,
+        limit: usize,
+    ) -> Result<Option<LogPage>, StoreError> {
+        Ok(Some(
+            self.events.read_log(environment, cursor, limit).await?,
+        ))
     }
 
     async fn checkpoint(

@@ -27,7 +27,7 @@ use tailor_core::partition::{partition, DEFAULT_PARTITIONS};
 use tokio::sync::oneshot;
 
 use super::sqlite::{backend, WriteGate};
-use super::{EncodedEvent, EventCursor, EventPage, StoreError};
+use super::{EncodedEvent, EventCursor, EventPage, LogPage, LogRow, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS event_batches (
@@ -183,21 +183,44 @@ impl EventLog {
         limit: usize,
     ) -> Result<EventPage, StoreError> {
         let after_seq = parse_cursor(after)?;
+        let environment = environment.to_string();
+        self.with_reader(move |conn| read_page(conn, &environment, part, after_seq, limit))
+            .await
+    }
+
+    /// Reads the rows of every partition committed after `after` (a row `seq`), in commit
+    /// order, until at least `limit` events.
+    pub(super) async fn read_log(
+        &self,
+        environment: &str,
+        after: &EventCursor,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let after_seq = parse_cursor(after)?;
+        let environment = environment.to_string();
+        self.with_reader(move |conn| read_log_page(conn, &environment, after_seq, limit))
+            .await
+    }
+
+    /// Runs `f` on a pooled read connection, on the blocking pool.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
-        let environment = environment.to_string();
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(conn) => conn,
                 None => open_reader(&path)?,
             };
-            let page = read_page(&conn, &environment, part, after_seq, limit);
+            let result = f(&conn);
             let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < READERS {
                 pool.push(conn);
             }
-            page
+            result
         })
         .await
         .map_err(|e| StoreError::Backend {
@@ -205,6 +228,68 @@ impl EventLog {
             source: Box::new(e),
         })?
     }
+}
+
+/// Parses one stored row's JSON array of events.
+fn parse_row(seq: i64, text: &str, into: &mut Vec<Event>) -> Result<(), StoreError> {
+    let items: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}")))?;
+    into.reserve(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let event = Event::from_json(item.get())
+            .map_err(|e| StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}")))?;
+        into.push(event);
+    }
+    Ok(())
+}
+
+fn read_log_page(
+    conn: &Connection,
+    environment: &str,
+    after_seq: i64,
+    limit: usize,
+) -> Result<LogPage, StoreError> {
+    let doing = "reading the event log";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, part, events FROM event_batches
+             WHERE seq > ?2 AND environment = ?1 ORDER BY seq",
+        )
+        .map_err(backend(doing))?;
+    let mut rows = stmt
+        .query(params![environment, after_seq])
+        .map_err(backend(doing))?;
+    let mut page = LogPage {
+        next: EventCursor(if after_seq == 0 {
+            String::new()
+        } else {
+            after_seq.to_string()
+        }),
+        ..LogPage::default()
+    };
+    let mut events = 0;
+    while let Some(row) = rows.next().map_err(backend(doing))? {
+        if events >= limit.max(1) {
+            page.more = true;
+            break;
+        }
+        let seq: i64 = row.get(0).map_err(backend(doing))?;
+        let part: u32 = row.get(1).map_err(backend(doing))?;
+        let text = row
+            .get_ref(2)
+            .and_then(|v| v.as_str().map_err(Into::into))
+            .map_err(backend(doing))?;
+        let mut parsed = Vec::new();
+        parse_row(seq, text, &mut parsed)?;
+        events += parsed.len();
+        page.rows.push(LogRow {
+            partition: part,
+            position: EventCursor(seq.to_string()),
+            events: parsed,
+        });
+        page.next = EventCursor(seq.to_string());
+    }
+    Ok(page)
 }
 
 fn parse_cursor(cursor: &EventCursor) -> Result<i64, StoreError> {
@@ -253,15 +338,7 @@ fn read_page(
             .get_ref(1)
             .and_then(|v| v.as_str().map_err(Into::into))
             .map_err(backend("reading events"))?;
-        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-            StoreError::Corrupt(format!("event batch {seq}: not a JSON array: {e}"))
-        })?;
-        for (index, item) in items.into_iter().enumerate() {
-            let event = Event::from_json(item.get()).map_err(|e| {
-                StoreError::Corrupt(format!("event batch {seq}, event {index}: {e}"))
-            })?;
-            page.events.push(event);
-        }
+        parse_row(seq, text, &mut page.events)?;
         page.next = EventCursor(seq.to_string());
     }
     Ok(page)

@@ -13,18 +13,20 @@
 //! | Key | Type | Holds |
 //! | --- | --- | --- |
 //! | `…:events` | stream | the partition's events, field `e` = event JSON |
-//! | `…:ids:<day>` | set, expiring | ids of events first stored on that UTC day (days since the epoch) |
+//! | `…:ids:<n>` | set, expiring | ids of events first stored in window period `n` (days since the epoch ÷ window) |
 //! | `…:lease` | string, with a TTL | `<instance>/<epoch>`: who owns the partition |
 //! | `…:epoch` | counter | grants of the lease so far |
 //! | `…:checkpoint` | hash | `cursor`, `state` (attribution checkpoint), `written_at` (ms) |
 //! | `…:aggregates` | hash | `json` (published aggregates), `cursor` |
 //!
 //! # De-duplication window
-//! An event id is remembered for the window (`--dedup-window-days`, default 7): it is added to
-//! the set of the day it was stored, which expires `window + 1` days after that day ends, and
-//! an append checks the sets of today and the `window` days before. So a resend up to `window`
-//! whole days after the original is recognised; later it would be stored again. Redis memory
-//! for ids is therefore bounded by `window + 1` days of events, not by history.
+//! An event id is remembered for at least the window `W` (`--dedup-window-days`, default 7) and
+//! at most `2W`: time is cut into periods of `W` whole UTC days (period `n` = days since the
+//! epoch ÷ `W`); an id goes into the set of the period it was stored in, which expires when the
+//! next period ends, and an append checks the current and the previous period's sets (two
+//! `SISMEMBER`s per event, whatever `W`). So a resend up to `W` days after the original is
+//! always recognised, one more than `2W` days later never is, and Redis memory for ids is
+//! bounded by `2W` days of events, not by history.
 //!
 //! # Trimming
 //! A checkpoint write (only by the lease holder) trims the partition's stream before the
@@ -156,18 +158,18 @@ impl RedisStore {
                 .or_default()
                 .push(i);
         }
-        let now = unix_now();
-        let today = now.div_euclid(86_400);
-        let window = i64::from(self.dedup_window_days);
-        let expires = (today + window + 2) * 86_400;
+        let window = i64::from(self.dedup_window_days.max(1));
+        let period = unix_now().div_euclid(86_400).div_euclid(window);
+        // The end of the next period: the last moment this period's ids are checked.
+        let expires = (period + 2) * window * 86_400;
         let appends = parts.into_iter().map(|(p, indices)| {
             let layout = Arc::clone(&layout);
             async move {
                 let mut invocation = scripts::APPEND_EVENTS.prepare_invoke();
-                invocation.key(self.partition_key(&layout, p, "events"));
-                for day in (today - window..=today).rev() {
-                    invocation.key(self.partition_key(&layout, p, &format!("ids:{day}")));
-                }
+                invocation
+                    .key(self.partition_key(&layout, p, "events"))
+                    .key(self.partition_key(&layout, p, &format!("ids:{period}")))
+                    .key(self.partition_key(&layout, p, &format!("ids:{}", period - 1)));
                 invocation
                     .arg(self.names.channel())
                     .arg(format!("events {p} {environment}"))

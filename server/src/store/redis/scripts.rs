@@ -65,13 +65,13 @@ return {'ok', tostring(id)}
 });
 
 /// Idempotent append of one partition's part of a batch: for each event, unless its id is in
-/// one of the de-duplication window's daily id sets, `SADD` it to today's set and `XADD` it to
-/// the partition's stream. One round trip per partition; a duplicate id (within the batch or
+/// one of the de-duplication window's id sets, `SADD` it to the current period's set and `XADD`
+/// it to the partition's stream. One round trip per partition; a duplicate id (within the batch or
 /// from any earlier batch inside the window, sent to any instance) is skipped.
 ///
-/// `KEYS[1]` the partition's stream, `KEYS[2]` today's id set, `KEYS[3..]` the earlier days' id
-/// sets of the window. `ARGV`: channel, message, when today's set expires (Unix seconds), then
-/// `id, payload` pairs. Returns one integer per event: 1 stored, 0 duplicate.
+/// `KEYS[1]` the partition's stream, `KEYS[2]` the current period's id set, `KEYS[3..]` the
+/// earlier periods' id sets still in the window. `ARGV`: channel, message, when the current
+/// set expires (Unix seconds), then `id, payload` pairs. Returns one integer per event: 1 stored, 0 duplicate.
 pub(super) static APPEND_EVENTS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
