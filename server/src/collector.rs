@@ -81,6 +81,9 @@ pub(crate) struct Env {
     /// Embedded store: the position in the environment's whole log up to which every
     /// partition has applied its rows (held while reading and applying the rows after it).
     log: tokio::sync::Mutex<EventCursor>,
+    /// The same position as a number, readable without the lock: a batch whose commit is at or
+    /// before it was applied by another batch's read.
+    log_applied: std::sync::atomic::AtomicI64,
 }
 
 /// One partition's state as `/readyz` and `/metrics` report it.
@@ -140,6 +143,7 @@ impl Collector {
                 remote: Mutex::new((0..partitions).map(|_| None).collect()),
                 pending: AtomicBool::new(false),
                 log: tokio::sync::Mutex::default(),
+                log_applied: std::sync::atomic::AtomicI64::new(0),
             })
         });
         Arc::clone(env)
@@ -220,6 +224,8 @@ impl Collector {
                 }
             }
             *cursor = lowest.unwrap_or_default();
+            env.log_applied
+                .store(cursor.0.parse().unwrap_or(0), Ordering::Release);
             drop(cursor);
             env.pending.store(false, Ordering::Release);
             applied += Self::catch_up_log(store.as_ref(), &env).await? as u64;
@@ -233,7 +239,28 @@ impl Collector {
     /// partition (one read for all partitions, so concurrent batches share it); returns the
     /// events applied.
     async fn catch_up_log(store: &dyn Store, env: &Env) -> Result<usize, StoreError> {
+        Self::catch_up_log_to(store, env, None).await
+    }
+
+    /// [`Collector::catch_up_log`], unless the log is applied up to `target` already (then
+    /// without reading anything).
+    async fn catch_up_log_to(
+        store: &dyn Store,
+        env: &Env,
+        target: Option<&EventCursor>,
+    ) -> Result<usize, StoreError> {
+        let done = |env: &Env| {
+            target.is_some_and(|t| {
+                t.0.parse::<i64>().unwrap_or(0) <= env.log_applied.load(Ordering::Acquire)
+            })
+        };
+        if done(env) {
+            return Ok(0);
+        }
         let mut cursor = env.log.lock().await;
+        if done(env) {
+            return Ok(0);
+        }
         let mut applied = 0;
         loop {
             let Some(page) = store.log_after(&env.key, &cursor, partition::PAGE).await? else {
@@ -247,6 +274,8 @@ impl Collector {
                 }
             }
             *cursor = page.next;
+            env.log_applied
+                .store(cursor.0.parse().unwrap_or(0), Ordering::Release);
             if !page.more {
                 return Ok(applied);
             }
@@ -326,7 +355,7 @@ impl Collector {
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
-        let fresh = store.append_events(environment, events).await?;
+        let (fresh, position) = store.append_events_at(environment, events).await?;
         let Some(env) = self.env(environment) else {
             return Ok(fresh);
         };
@@ -352,7 +381,7 @@ impl Collector {
             // Loading: the load reads them. Nothing new: nothing to apply.
             return Ok(fresh);
         }
-        if let Err(e) = Self::catch_up_log(store, &env).await {
+        if let Err(e) = Self::catch_up_log_to(store, &env, position.as_ref()).await {
             // Stored durably already: the environment's task applies it on its next round.
             tracing::warn!(environment, error = %e, "cannot apply stored events yet");
         }

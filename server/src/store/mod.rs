@@ -477,6 +477,17 @@ pub trait Store: Send + Sync + 'static {
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// [`Store::append_events`], also returning a position in the environment's whole log
+    /// ([`Store::log_after`]) at or after every event it stored (`None` from a store without
+    /// one, or when nothing was stored).
+    async fn append_events_at(
+        &self,
+        environment: &str,
+        events: &[EncodedEvent<'_>],
+    ) -> Result<(Vec<bool>, Option<EventCursor>), StoreError> {
+        Ok((self.append_events(environment, events).await?, None))
+    }
+
     /// About `limit` events of one partition stored after `cursor`, in log order (a page may
     /// hold a few more, to end on a whole stored batch; `more` says whether it was cut).
     async fn events_after(

@@ -575,8 +575,17 @@ impl Store for SqliteStore {
         environment: &str,
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
+        Ok(self.append_events_at(environment, events).await?.0)
+    }
+
+    async fn append_events_at(
+        &self,
+        environment: &str,
+        events: &[EncodedEvent<'_>],
+    ) -> Result<(Vec<bool>, Option<EventCursor>), StoreError> {
         let partitions = self.partitions_of(environment);
-        self.events.append(environment, partitions, events).await
+        let (fresh, last) = self.events.append(environment, partitions, events).await?;
+        Ok((fresh, (last > 0).then(|| EventCursor(last.to_string()))))
     }
 
     async fn events_after(
