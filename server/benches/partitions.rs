@@ -62,28 +62,6 @@ const ENV: &str = "production";
 const RESULTS: &str = "/api/v1/environments/production/experiments/bench/results";
 /// Seed of the population's shuffle and of its users' variants and conversions.
 const SEED: u64 = 0x7461_696c_6f72_2021;
-/// Commands the server only ever runs inside its Lua scripts: Redis counts them in
-/// `INFO commandstats`, but they are not round trips. (`GET`, `SET`, `DEL`, `HGET` and `HSETNX`
-/// are sent both ways and counted as client commands: the lease scripts' `GET`s, a few per
-/// partition per second, inflate the client count slightly.)
-const IN_SCRIPTS: [&str; 16] = [
-    "sismember",
-    "sadd",
-    "xadd",
-    "expireat",
-    "publish",
-    "xtrim",
-    "hset",
-    "hincrby",
-    "hexists",
-    "lpush",
-    "pexpire",
-    "incr",
-    "exists",
-    "zadd",
-    "zrange",
-    "zremrangebyscore",
-];
 /// Commands this bench sends itself between its before/after readings.
 const OWN_COMMANDS: [&str; 1] = ["info"];
 
@@ -687,13 +665,6 @@ async fn converge(
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
 /// `(p50, p99, max)` of `requests` sequential results queries on one keep-alive connection.
 async fn results_latency(addr: SocketAddr, requests: usize) -> anyhow::Result<[Duration; 3]> {
     let probe = common::request(
@@ -704,34 +675,25 @@ async fn results_latency(addr: SocketAddr, requests: usize) -> anyhow::Result<[D
         None,
     )
     .await?;
-    let mut latencies = Vec::with_capacity(requests);
     if probe.header("content-length").is_some() {
         let head = format!(
             "GET {RESULTS} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
             common::ADMIN_KEY
         );
-        common::keep_alive(
-            addr,
-            |n| (n < requests).then(|| (head.clone(), Vec::new())),
-            |elapsed, _| {
-                latencies.push(elapsed);
-                Ok(())
-            },
-        )
-        .await?;
-    } else {
-        // Not sized (chunked): one connection per query instead.
-        for _ in 0..requests {
-            let started = Instant::now();
-            results(addr).await?;
-            latencies.push(started.elapsed());
-        }
+        return common::repeated_get(addr, &head, requests).await;
+    }
+    // Not sized (chunked): one connection per query instead.
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let started = Instant::now();
+        results(addr).await?;
+        latencies.push(started.elapsed());
     }
     latencies.sort();
     Ok([
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        common::percentile(&latencies, 0.5),
+        common::percentile(&latencies, 0.99),
+        common::percentile(&latencies, 1.0),
     ])
 }
 
@@ -919,7 +881,7 @@ async fn run(
             .filter(|n| !OWN_COMMANDS.contains(&n.as_str()));
         let all_calls: u64 = names.clone().map(|n| delta(b, a, n)).sum();
         let client_commands: u64 = names
-            .filter(|n| !IN_SCRIPTS.contains(&n.as_str()))
+            .filter(|n| !common::IN_SCRIPTS.contains(&n.as_str()))
             .map(|n| delta(b, a, n))
             .sum();
         evalsha += delta(b, a, "evalsha") + delta(b, a, "eval");
@@ -1059,9 +1021,9 @@ fn print_run(r: &Run) {
     );
     println!(
         "| batch latency p50 / p99 / max | {} / {} / {} |",
-        ms(percentile(l, 0.5)),
-        ms(percentile(l, 0.99)),
-        ms(percentile(l, 1.0))
+        ms(common::percentile(l, 0.5)),
+        ms(common::percentile(l, 0.99)),
+        ms(common::percentile(l, 1.0))
     );
     println!(
         "| results equal on every instance, after the last acknowledgement | {:.1} s |",

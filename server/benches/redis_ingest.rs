@@ -170,13 +170,6 @@ fn batch_body(conn: usize, seq: u64, now: i64) -> Vec<u8> {
     body
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
 /// `(p50, p99, max)` of `requests` config reads on one keep-alive connection.
 async fn config_reads(
     addr: SocketAddr,
@@ -184,22 +177,7 @@ async fn config_reads(
     requests: usize,
 ) -> anyhow::Result<[Duration; 3]> {
     let head = format!("GET /sdk/v1/config HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept-Encoding: gzip\r\n\r\n");
-    let mut latencies = Vec::with_capacity(requests);
-    common::keep_alive(
-        addr,
-        |n| (n < requests).then(|| (head.clone(), Vec::new())),
-        |elapsed, _| {
-            latencies.push(elapsed);
-            Ok(())
-        },
-    )
-    .await?;
-    latencies.sort();
-    Ok([
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
-    ])
+    common::repeated_get(addr, &head, requests).await
 }
 
 /// Posts unique batches for `duration`; connection `c` is numbered `first_conn + c` in event ids.
@@ -372,24 +350,9 @@ async fn main() -> anyhow::Result<()> {
         get(&after) - get(&before)
     };
     // Commands run inside the scripts are counted by Redis too; they are not round trips.
-    let in_scripts = [
-        "sismember",
-        "sadd",
-        "xadd",
-        "expireat",
-        "publish",
-        "xtrim",
-        "hset",
-        "pexpire",
-        "incr",
-        "exists",
-        "zadd",
-        "zrange",
-        "zremrangebyscore",
-    ];
     let client_commands: u64 = after
         .iter()
-        .filter(|(n, _)| !in_scripts.contains(&n.as_str()))
+        .filter(|(n, _)| !common::IN_SCRIPTS.contains(&n.as_str()))
         .map(|(n, _)| delta(n))
         .sum();
     let stored = redis.stored_events();
@@ -445,9 +408,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| batch latency p50 / p99 / max | {} / {} / {} |",
-        fmt(percentile(&latencies, 0.5)),
-        fmt(percentile(&latencies, 0.99)),
-        fmt(percentile(&latencies, 1.0))
+        fmt(common::percentile(&latencies, 0.5)),
+        fmt(common::percentile(&latencies, 0.99)),
+        fmt(common::percentile(&latencies, 1.0))
     );
     println!(
         "| EVALSHA per batch (the ingest: one per partition touched, concurrent) | {:.2} |",

@@ -35,6 +35,29 @@ async fn report(server: &Server) -> Option<Value> {
     (res.status == StatusCode::OK).then_some(res.body)
 }
 
+/// Waits until `server` reports `expected` (but for the analysis time); the last report seen
+/// if it does not within `within`.
+async fn reports_the_same(
+    server: &Server,
+    expected: &Value,
+    within: Duration,
+) -> Result<(), Value> {
+    let mut last = Value::Null;
+    let agreed = tokio::time::timeout(within, async {
+        loop {
+            if let Some(got) = report(server).await {
+                if comparable(&got) == comparable(expected) {
+                    return;
+                }
+                last = got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    agreed.map_err(|_| last)
+}
+
 /// Users, exposures to both variants for some, conversions with values (some before the
 /// exposure, so not attributed): 3 events or fewer per user, 600 users.
 fn events(now: i64) -> Vec<Value> {
@@ -151,25 +174,13 @@ async fn three_instances_with_kills_report_what_one_instance_reports() {
         .sum();
     assert_eq!(users, 600, "{expected}");
     for (i, server) in servers.iter().enumerate() {
-        let mut last = Value::Null;
-        let agreed = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                if let Some(got) = report(server).await {
-                    if comparable(&got) == comparable(&expected) {
-                        return;
-                    }
-                    last = got;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        assert!(
-            agreed.is_ok(),
-            "instance {i} reports\n{}\nnot\n{}",
-            comparable(&last),
-            comparable(&expected)
-        );
+        if let Err(last) = reports_the_same(server, &expected, Duration::from_secs(60)).await {
+            panic!(
+                "instance {i} reports\n{}\nnot\n{}",
+                comparable(&last),
+                comparable(&expected)
+            );
+        }
     }
     // The restarted instances own partitions again.
     eventually(
@@ -222,23 +233,9 @@ async fn checkpoints_trim_the_streams_and_restarts_load_them() {
         server.spawn().await;
     }
     for server in &servers {
-        let mut last = Value::Null;
-        let agreed = tokio::time::timeout(PATIENCE, async {
-            loop {
-                if let Some(got) = report(server).await {
-                    if comparable(&got) == comparable(&before) {
-                        return;
-                    }
-                    last = got;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        assert!(
-            agreed.is_ok(),
-            "after the restart: {last}\nbefore: {before}"
-        );
+        if let Err(last) = reports_the_same(server, &before, PATIENCE).await {
+            panic!("after the restart: {last}\nbefore: {before}");
+        }
     }
     // Resends inside the de-duplication window are still recognised after the trim.
     let again = post_events(&servers[1], &sdk, &all[..50]).await;

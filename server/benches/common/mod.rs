@@ -162,6 +162,64 @@ pub async fn spawn_server_in(
     Ok(spawned)
 }
 
+#[allow(dead_code)]
+/// Commands the server only ever runs inside its Lua scripts: Redis counts them in
+/// `INFO commandstats`, but they are not round trips. (`GET`, `SET`, `DEL`, `HGET` and `HSETNX`
+/// are sent both ways and counted as client commands: the lease scripts' `GET`s, a few per
+/// partition per second, inflate the client count slightly.)
+pub const IN_SCRIPTS: [&str; 16] = [
+    "sismember",
+    "sadd",
+    "xadd",
+    "expireat",
+    "publish",
+    "xtrim",
+    "hset",
+    "hincrby",
+    "hexists",
+    "lpush",
+    "pexpire",
+    "incr",
+    "exists",
+    "zadd",
+    "zrange",
+    "zremrangebyscore",
+];
+/// The `p` quantile (0–1) of sorted latencies, nearest rank (zero for none).
+#[allow(dead_code)]
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// `(p50, p99, max)` of `requests` sequential sends of the request `head` (a GET) on one
+/// keep-alive connection.
+#[allow(dead_code)]
+pub async fn repeated_get(
+    addr: SocketAddr,
+    head: &str,
+    requests: usize,
+) -> anyhow::Result<[Duration; 3]> {
+    let mut latencies = Vec::with_capacity(requests);
+    keep_alive(
+        addr,
+        |n| (n < requests).then(|| (head.to_string(), Vec::new())),
+        |elapsed, _| {
+            latencies.push(elapsed);
+            Ok(())
+        },
+    )
+    .await?;
+    latencies.sort();
+    Ok([
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    ])
+}
+
 /// One keep-alive HTTP/1.1 connection: sends requests made by `next` until it returns `None`;
 /// returns each response's latency and body.
 pub async fn keep_alive(
