@@ -111,22 +111,11 @@ impl RedisNode {
             ));
             std::fs::create_dir_all(&dir)?;
             let log = std::fs::File::create(dir.join("redis.log"))?;
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let child = common::redis_server(port, &dir)
                 .args(["--protected-mode", "yes"])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "everysec",
-                ])
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--cluster-port", &bus.to_string()])
-                .arg("--dir")
-                .arg(&dir)
                 .args(["--daemonize", "no", "--loglevel", "warning"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)

@@ -68,18 +68,7 @@ impl RedisProcess {
         let dir =
             std::env::temp_dir().join(format!("tailor-bench-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-            ])
-            .arg("--dir")
-            .arg(&dir)
+        let child = common::redis_server(port, &dir)
             .args(["--loglevel", "warning"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

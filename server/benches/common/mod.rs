@@ -185,6 +185,25 @@ pub const IN_SCRIPTS: [&str; 16] = [
     "zrange",
     "zremrangebyscore",
 ];
+/// `redis-server` on loopback `port` with its data in `dir`: the append-only file on,
+/// `appendfsync everysec`, no RDB snapshots (what the README asks of production).
+#[allow(dead_code)]
+pub fn redis_server(port: u16, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ])
+        .arg("--dir")
+        .arg(dir);
+    cmd
+}
+
 /// The `p` quantile (0–1) of sorted latencies, nearest rank (zero for none).
 #[allow(dead_code)]
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
