@@ -84,6 +84,8 @@ pub(crate) struct Env {
     /// The same position as a number, readable without the lock: a batch whose commit is at or
     /// before it was applied by another batch's read.
     log_applied: std::sync::atomic::AtomicI64,
+    /// Embedded store: the environment's background task (log safety net, checkpoints) runs.
+    task_started: AtomicBool,
 }
 
 /// One partition's state as `/readyz` and `/metrics` report it.
@@ -144,6 +146,7 @@ impl Collector {
                 pending: AtomicBool::new(false),
                 log: tokio::sync::Mutex::default(),
                 log_applied: std::sync::atomic::AtomicI64::new(0),
+                task_started: AtomicBool::new(false),
             })
         });
         Arc::clone(env)
@@ -192,7 +195,6 @@ impl Collector {
     ) -> Result<u64, StoreError> {
         let env = self.env_or_register(environment, DEFAULT_PARTITIONS);
         let mut applied = 0;
-        let mut taken = false;
         for part in &env.parts {
             if part.is_owned() {
                 continue;
@@ -206,32 +208,32 @@ impl Collector {
                     Start::Checkpoint,
                 )
                 .await?;
-            taken = true;
         }
-        if taken {
-            // The whole log is read from the partition that is furthest behind; each row is
-            // applied only by a partition that has not applied it yet.
+        if env.task_started.load(Ordering::Acquire) {
+            return Ok(applied);
+        }
+        // The whole log is read from the partition that is furthest behind; each row is
+        // applied only by a partition that has not applied it yet. (Again after a failed
+        // attempt: the partitions' cursors are the truth.)
+        {
             let mut cursor = env.log.lock().await;
-            let mut lowest: Option<EventCursor> = None;
+            let mut lowest: Option<(i64, EventCursor)> = None;
             for part in &env.parts {
                 let at = part.cursor().await;
-                let at_number: i64 = at.0.parse().unwrap_or(0);
-                if lowest
-                    .as_ref()
-                    .is_none_or(|l| at_number < l.0.parse().unwrap_or(0))
-                {
-                    lowest = Some(at);
+                let number: i64 = at.0.parse().unwrap_or(0);
+                if lowest.as_ref().is_none_or(|(l, _)| number < *l) {
+                    lowest = Some((number, at));
                 }
             }
-            *cursor = lowest.unwrap_or_default();
-            env.log_applied
-                .store(cursor.0.parse().unwrap_or(0), Ordering::Release);
-            drop(cursor);
-            env.pending.store(false, Ordering::Release);
-            applied += Self::catch_up_log(store.as_ref(), &env).await? as u64;
-            self.spawn_environment_task(&env, store);
+            let (number, at) = lowest.unwrap_or_default();
+            *cursor = at;
+            env.log_applied.store(number, Ordering::Release);
         }
         env.pending.store(false, Ordering::Release);
+        applied += Self::catch_up_log(store.as_ref(), &env).await? as u64;
+        if !env.task_started.swap(true, Ordering::AcqRel) {
+            self.spawn_environment_task(&env, store);
+        }
         Ok(applied)
     }
 
