@@ -105,6 +105,8 @@ pub struct PartitionStatus {
 pub struct Collector {
     environments: Mutex<HashMap<String, Arc<Env>>>,
     settings: CollectorSettings,
+    /// Shutting down: take no more partitions.
+    stopping: AtomicBool,
 }
 
 impl Default for Collector {
@@ -119,6 +121,7 @@ impl Collector {
         Collector {
             environments: Mutex::default(),
             settings,
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -529,8 +532,37 @@ impl Collector {
             .collect()
     }
 
-    /// Writes a checkpoint of every partition owned here that has new events (at shutdown,
-    /// and in tests).
+    /// At shutdown: checkpoints every partition owned here and gives it up (shared store:
+    /// releases its lease), then leaves the live instances. Failures are logged; returns the
+    /// partitions handed over.
+    pub async fn hand_over(&self, store: &dyn Store) -> usize {
+        self.stopping.store(true, Ordering::Release);
+        let mut handed = 0;
+        for env in self.envs() {
+            for part in &env.parts {
+                if !part.is_owned() {
+                    continue;
+                }
+                match part.release(store, &env.key).await {
+                    Ok(()) => handed += 1,
+                    Err(e) => tracing::warn!(
+                        environment = env.key,
+                        partition = part.index,
+                        error = %e,
+                        "cannot hand a partition over at shutdown"
+                    ),
+                }
+            }
+        }
+        if let Some(shared) = store.shared() {
+            if let Err(e) = shared.leave(self.instance()).await {
+                tracing::warn!(error = %e, "cannot leave the live instances at shutdown");
+            }
+        }
+        handed
+    }
+
+    /// Writes a checkpoint of every partition owned here that has new events (tests).
     pub async fn checkpoint_all(&self, store: &dyn Store) -> Result<usize, StoreError> {
         let mut written = 0;
         for env in self.envs() {

@@ -290,4 +290,26 @@ async fn the_embedded_store_restarts_from_its_checkpoints() {
         applied <= rest.len() as u64,
         "loaded {applied} events after the checkpoints (log line: {loaded})"
     );
+    // A clean stop checkpoints everything: the next start applies no event from the log.
+    server.stop().await;
+    server.spawn().await;
+    let again = eventually("results after a clean restart", PATIENCE, || async {
+        report(&server).await
+    })
+    .await;
+    assert_eq!(comparable(&again), comparable(&before));
+    let log = server.log();
+    assert!(
+        log.contains("handed partitions over (checkpointed) at shutdown"),
+        "{log}"
+    );
+    let loaded = log
+        .lines()
+        .rfind(|l| l.contains("attribution loaded") && l.contains("production"))
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<Value>(loaded).unwrap()["fields"]["events"],
+        0,
+        "{loaded}"
+    );
 }

@@ -90,6 +90,9 @@ impl Collector {
         };
         let mut failing = false;
         loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
             match shared.heartbeat(self.instance(), MEMBER_TTL).await {
                 Ok(instances) => {
                     if failing {
@@ -143,7 +146,7 @@ impl Collector {
                             Err(e) => tracing::debug!(error = %e, "cannot renew a lease now"),
                         }
                     }
-                    None if mine && !part.is_owned() => {
+                    None if mine && !part.is_owned() && !self.stopping.load(Ordering::Acquire) => {
                         match shared
                             .acquire_lease(&env.key, part.index, &me, LEASE_TTL)
                             .await
