@@ -229,7 +229,8 @@ impl Collector {
         });
     }
 
-    /// Reads the aggregates published for the partitions not owned here.
+    /// Reads the aggregates published for every partition (results use them for the partitions
+    /// not loaded here).
     async fn refresh_remote(&self, shared: &dyn SharedStore) {
         for env in self.envs() {
             let published = match shared.published_aggregates(&env.key, env.partitions).await {
@@ -240,13 +241,11 @@ impl Collector {
                 }
             };
             let mut remote = lock(&env.remote);
+            // Kept for the partitions owned here too: results fall back to the published copy
+            // while a partition is loading, or from the moment its lease is lost until it is
+            // loaded again (here or elsewhere), instead of leaving its users out.
             for ((part, slot), published) in env.parts.iter().zip(remote.iter_mut()).zip(published)
             {
-                if part.is_owned() {
-                    // Served live from here; a stale copy must not outlive a hand-over.
-                    *slot = None;
-                    continue;
-                }
                 let Some(published) = published else {
                     continue;
                 };

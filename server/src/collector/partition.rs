@@ -24,6 +24,8 @@ use crate::store::{
 
 /// Events read per round trip.
 pub(super) const PAGE: usize = 5_000;
+/// How often an owner publishes its partition's aggregates even when nothing changed.
+const REPUBLISH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a partition is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,11 +366,13 @@ impl Part {
         Ok(true)
     }
 
-    /// Publishes the partition's aggregates if they changed since the last time (shared store).
+    /// Publishes the partition's aggregates if they changed since the last time, or `again`
+    /// even if not (shared store).
     pub(super) async fn publish(
         &self,
         shared: &dyn SharedStore,
         environment: &str,
+        again: bool,
     ) -> Result<bool, StoreError> {
         if !self.is_owned() || self.loading().is_some() {
             return Ok(false);
@@ -377,7 +381,7 @@ impl Part {
             return Ok(false);
         };
         let mut tail = self.tail.lock().await;
-        if tail.published.as_ref() == Some(&tail.cursor) {
+        if tail.published.as_ref() == Some(&tail.cursor) && !again {
             return Ok(false);
         }
         let Some(aggregates) = self.with_attribution(|a| a.aggregates()) else {
@@ -473,15 +477,21 @@ pub(super) async fn run(
     let mut last_publish: Option<Instant> = None;
     while part.is_owned() {
         let mut result = part.catch_up(store.as_ref(), &environment).await.map(drop);
-        // At most once per `poll`: a busy partition is woken by every batch.
+        // At most once per `poll`: a busy partition is woken by every batch. And again every
+        // `REPUBLISH` even without news: Redis may have lost the last copy (a crash within
+        // `appendfsync everysec`'s second), and other instances would serve an older one.
         let publish_due = last_publish.is_none_or(|at| at.elapsed() >= poll);
+        let again = last_publish.is_none_or(|at| at.elapsed() >= REPUBLISH);
         if result.is_ok() && publish_due {
             if let Some(shared) = store.shared() {
-                result = part.publish(shared, &environment).await.map(|published| {
-                    if published {
-                        last_publish = Some(Instant::now());
-                    }
-                });
+                result = part
+                    .publish(shared, &environment, again)
+                    .await
+                    .map(|published| {
+                        if published {
+                            last_publish = Some(Instant::now());
+                        }
+                    });
             }
         }
         if result.is_ok() && last_checkpoint.elapsed() >= checkpoint_every {
