@@ -154,19 +154,8 @@ impl RedisNode {
     }
 
     fn counters(&self) -> NodeCounters {
-        let calls = self
-            .cli(&["INFO", "commandstats"])
-            .lines()
-            .filter_map(|line| {
-                let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest
-                    .strip_prefix("calls=")?
-                    .split(',')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((name.to_string(), calls))
-            })
+        let calls = common::command_calls(&self.cli(&["INFO", "commandstats"]))
+            .into_iter()
             .collect();
         let net_in = self
             .cli(&["INFO", "stats"])

@@ -97,19 +97,7 @@ impl RedisProcess {
 
     /// `cmdstat_<name>` → calls.
     fn command_calls(&self) -> Vec<(String, u64)> {
-        self.cli(&["INFO", "commandstats"])
-            .lines()
-            .filter_map(|line| {
-                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest
-                    .strip_prefix("calls=")?
-                    .split(',')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((name.to_string(), calls))
-            })
-            .collect()
+        common::command_calls(&self.cli(&["INFO", "commandstats"]))
     }
 
     /// Events stored: the sum of `SCARD` over the partitions' daily de-duplication id sets

@@ -204,6 +204,23 @@ pub fn redis_server(port: u16, dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// `cmdstat_<name>` → calls, from the text of `INFO commandstats`.
+#[allow(dead_code)]
+pub fn command_calls(info: &str) -> Vec<(String, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
 /// The `p` quantile (0–1) of sorted latencies, nearest rank (zero for none).
 #[allow(dead_code)]
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
