@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tailor_core::partition::{partition, DEFAULT_PARTITIONS};
+use tailor_core::partition::DEFAULT_PARTITIONS;
 use tailor_core::ConfigDocument;
 
 use crate::aggregates::{
@@ -223,7 +223,7 @@ impl Collector {
             let mut lowest: Option<(i64, EventCursor)> = None;
             for part in &env.parts {
                 let at = part.cursor().await;
-                let number: i64 = at.0.parse().unwrap_or(0);
+                let number = partition::log_position(&at);
                 if lowest.as_ref().is_none_or(|(l, _)| number < *l) {
                     lowest = Some((number, at));
                 }
@@ -256,7 +256,7 @@ impl Collector {
     ) -> Result<usize, StoreError> {
         let done = |env: &Env| {
             target.is_some_and(|t| {
-                t.0.parse::<i64>().unwrap_or(0) <= env.log_applied.load(Ordering::Acquire)
+                partition::log_position(t) <= env.log_applied.load(Ordering::Acquire)
             })
         };
         if done(env) {
@@ -280,7 +280,7 @@ impl Collector {
             }
             *cursor = page.next;
             env.log_applied
-                .store(cursor.0.parse().unwrap_or(0), Ordering::Release);
+                .store(partition::log_position(&cursor), Ordering::Release);
             if !page.more {
                 return Ok(applied);
             }
@@ -351,9 +351,9 @@ impl Collector {
         Ok(applied)
     }
 
-    /// Stores a batch durably. Embedded store: then applies it to the partitions it touched
-    /// before returning; shared store: wakes the local owners (others are woken by the store's
-    /// notification). Returns, per event, whether it was new.
+    /// Stores a batch durably. Embedded store: then applies it (and whatever else was committed
+    /// since the last read) before returning; shared store: the owners apply it, woken by the
+    /// store's notification. Returns, per event, whether it was new.
     pub async fn ingest(
         &self,
         store: &dyn Store,
@@ -361,28 +361,15 @@ impl Collector {
         events: &[EncodedEvent<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         let (fresh, position) = store.append_events_at(environment, events).await?;
+        // Shared store: the append's notification wakes each partition's owner, this instance
+        // included.
+        if store.shared().is_some() {
+            return Ok(fresh);
+        }
         let Some(env) = self.env(environment) else {
             return Ok(fresh);
         };
-        let mut touched = vec![false; env.parts.len()];
-        for (event, new) in events.iter().zip(&fresh) {
-            if *new {
-                touched[partition(event.event.user_key(), env.partitions) as usize] = true;
-            }
-        }
-        let parts = env
-            .parts
-            .iter()
-            .zip(touched)
-            .filter(|(_, t)| *t)
-            .map(|(p, _)| p);
-        if store.shared().is_some() {
-            for part in parts {
-                part.wake.notify_one();
-            }
-            return Ok(fresh);
-        }
-        if env.pending.load(Ordering::Acquire) || parts.count() == 0 {
+        if env.pending.load(Ordering::Acquire) || !fresh.iter().any(|new| *new) {
             // Loading: the load reads them. Nothing new: nothing to apply.
             return Ok(fresh);
         }
@@ -503,18 +490,6 @@ impl Collector {
             .unwrap_or_default()
     }
 
-    /// Events applied to the partitions owned here.
-    pub fn events_applied(&self, environment: &str) -> u64 {
-        self.env(environment)
-            .map(|env| {
-                env.parts
-                    .iter()
-                    .filter_map(|p| p.with_attribution(|a| a.events_applied()))
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
     /// The partitions of an environment owned here, with their state.
     pub fn owned_partitions(&self, environment: &str) -> Vec<PartitionStatus> {
         let Some(env) = self.env(environment) else {
@@ -562,7 +537,8 @@ impl Collector {
         handed
     }
 
-    /// Writes a checkpoint of every partition owned here that has new events (tests).
+    /// Writes a checkpoint of every partition owned here that has new events.
+    #[cfg(test)]
     pub async fn checkpoint_all(&self, store: &dyn Store) -> Result<usize, StoreError> {
         let mut written = 0;
         for env in self.envs() {

@@ -19,7 +19,7 @@
 //! lease) cannot both write: checkpoints and published aggregates are fenced by the lease token
 //! in the store, so the stale one's writes fail and it drops the partition.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,11 +77,6 @@ pub fn assignment<'a>(
         .collect()
 }
 
-/// A partition operation in flight (a load or a hand-over), so a tick does not start another.
-fn busy(part: &Part) -> &AtomicBool {
-    &part.busy
-}
-
 impl Collector {
     /// Keeps this instance's share of the partitions (shared store), forever: a background task.
     pub async fn run_ownership(self: Arc<Self>, store: Arc<dyn Store>) {
@@ -123,7 +118,7 @@ impl Collector {
         for env in self.envs() {
             let owners = assignment(&env.key, env.partitions, instances);
             for part in &env.parts {
-                if busy(part).load(Ordering::Acquire) {
+                if part.busy.load(Ordering::Acquire) {
                     continue;
                 }
                 let mine = owners.get(part.index as usize).copied().flatten() == Some(me.as_str());
@@ -169,7 +164,7 @@ impl Collector {
         store: &Arc<dyn Store>,
         lease: crate::store::Lease,
     ) {
-        busy(part).store(true, Ordering::Release);
+        part.busy.store(true, Ordering::Release);
         let (env, part, store) = (Arc::clone(env), Arc::clone(part), Arc::clone(store));
         let poll = store
             .shared()
@@ -186,7 +181,7 @@ impl Collector {
                     Start::Checkpoint,
                 )
                 .await;
-            busy(&part).store(false, Ordering::Release);
+            part.busy.store(false, Ordering::Release);
             match result {
                 Ok(events) => {
                     tracing::info!(
@@ -212,7 +207,7 @@ impl Collector {
     }
 
     fn spawn_release(&self, env: &Arc<Env>, part: &Arc<Part>, store: &Arc<dyn Store>) {
-        busy(part).store(true, Ordering::Release);
+        part.busy.store(true, Ordering::Release);
         let (env, part, store) = (Arc::clone(env), Arc::clone(part), Arc::clone(store));
         tokio::spawn(async move {
             if let Err(e) = part.release(store.as_ref(), &env.key).await {
@@ -225,7 +220,7 @@ impl Collector {
                     "handed a partition over"
                 );
             }
-            busy(&part).store(false, Ordering::Release);
+            part.busy.store(false, Ordering::Release);
         });
     }
 

@@ -278,7 +278,7 @@ impl Part {
             return false;
         }
         let mut tail = self.tail.lock().await;
-        if position(&row.position) <= position(&tail.cursor) {
+        if log_position(&row.position) <= log_position(&tail.cursor) {
             return false;
         }
         {
@@ -456,8 +456,9 @@ impl Part {
     }
 }
 
-/// An embedded-log position as a number (row `seq`; the start is 0), to order rows.
-fn position(cursor: &EventCursor) -> i64 {
+/// A position in the embedded store's log as a number (the row `seq`; the start is 0), to
+/// order rows of the whole log against partitions' cursors.
+pub(super) fn log_position(cursor: &EventCursor) -> i64 {
     cursor.0.parse().unwrap_or(0)
 }
 
