@@ -9,36 +9,13 @@
 //! `beginners` and `yoga-buyers`, experiment `homepage-personalization`, flag `homepage`),
 //! creates an SDK key, then serves 2,000 simulated visitors with the SDK and records purchases.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::{json, Value};
 use tailor::{Client, User};
 
 const ENV: &str = "development";
 
-async fn admin(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let resp = http
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(key)
-        .header("If-Match", "*")
-        .json(&body)
-        .send()
-        .await?;
-    let status = resp.status();
-    let value: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{path}: HTTP {status}: {value}");
-    }
-    Ok(value)
-}
-
-/// Creates or replaces a resource.
+/// Creates or replaces a resource in the example's environment.
 async fn upsert(
     http: &reqwest::Client,
     url: &str,
@@ -46,23 +23,7 @@ async fn upsert(
     plural: &str,
     body: Value,
 ) -> anyhow::Result<()> {
-    let id = body["key"].as_str().unwrap_or_default().to_string();
-    let path = format!("/api/v1/environments/{ENV}/{plural}");
-    if admin(http, url, key, reqwest::Method::POST, &path, body.clone())
-        .await
-        .is_err()
-    {
-        admin(
-            http,
-            url,
-            key,
-            reqwest::Method::PUT,
-            &format!("{path}/{id}"),
-            body,
-        )
-        .await?;
-    }
-    Ok(())
+    tailor_examples::admin::upsert(http, url, key, ENV, plural, body).await
 }
 
 #[tokio::main]

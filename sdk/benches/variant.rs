@@ -5,7 +5,9 @@
 //!   on a client with an event queue where every call is a duplicate exposure (a fixed set of
 //!   256 users cycles after warm-up, chosen so none evicts another from the client's
 //!   de-duplication set; the bench asserts nothing was recorded while timing).
-//!   Target: `variant()` costs at most 30 ns more than `assign`.
+//!   Target: `variant()` costs at most 30 ns more than `assign`. Also `variant()` of the plain
+//!   flag's twin whose rule tests a computed trait, every user's profile cached (issue target:
+//!   the same as the attribute rule).
 //! - `sdk_threads`: `variant()` from one thread versus two threads at once (each a fixed
 //!   number of calls, timed with `Instant` from a barrier inside `iter_custom`; throughput in
 //!   calls per second). Target: about 2x on a 2-core machine.
@@ -33,13 +35,24 @@ use tailor_core::{assign, compile, Snapshot};
 const USERS: usize = 256;
 const PLAIN: &str = "on-off";
 const EXPERIMENT: &str = "checkout";
+/// `PLAIN`'s shape with a computed-trait condition instead of an attribute one.
+const TRAIT: &str = "loyalty";
 
 const CONFIG: &str = r#"
 environment: bench
 revision: 1
 experiments:
   - {key: checkout-redesign, status: running}
+traits:
+  - {key: purchases_30d, events: [purchase], aggregate: count, window_days: 30}
 flags:
+  - key: loyalty
+    type: bool
+    variants: [{key: "off", value: false}, {key: "on", value: true}]
+    default_variant: "off"
+    rules:
+      - when: {trait: purchases_30d, op: gte, values: [2]}
+        variant: "on"
   - key: on-off
     type: bool
     variants: [{key: "off", value: false}, {key: "on", value: true}]
@@ -120,6 +133,15 @@ impl Fixture {
             .unwrap();
 
         let users = Self::duplicate_safe_users(&delivering);
+        // Every user's profile is cached: three purchases in the window.
+        for u in &users {
+            let profile: tailor::Profile = serde_json::from_value(serde_json::json!({
+                "user_key": u.key(), "as_of": 0, "traits": {"purchases_30d": 3}
+            }))
+            .unwrap();
+            offline.set_profile(profile);
+            assert_eq!(offline.variant(u, TRAIT).key(), Some("on"));
+        }
         for u in &users {
             assert_eq!(assign(&snapshot, u, PLAIN).variant_key(), Some("on"));
             let a = assign(&snapshot, u, EXPERIMENT);
@@ -303,6 +325,13 @@ fn sdk_overhead(c: &mut Criterion) {
             black_box(fx.offline.variant(&users[i], PLAIN).key());
         })
     });
+    g.bench_function("variant/trait_cached_profile", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % USERS;
+            black_box(fx.offline.variant(&users[i], TRAIT).key());
+        })
+    });
     g.bench_function("assign/experiment", |b| {
         let mut i = 0;
         b.iter(|| {
@@ -351,7 +380,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The single-thread cases: an id (for `SDK_BENCH_PROFILE`), a label, and `n` calls.
 type Case<'a> = (&'static str, &'static str, Box<dyn Fn(u64) + 'a>);
 
-fn cases(fx: &Fixture) -> [Case<'_>; 5] {
+fn cases(fx: &Fixture) -> [Case<'_>; 6] {
     let users = &fx.users;
     [
         (
@@ -368,6 +397,11 @@ fn cases(fx: &Fixture) -> [Case<'_>; 5] {
             "variant-plain-delivering",
             "variant, plain flag (delivering client)",
             Box::new(move |n| run_variant(&fx.delivering, users, PLAIN, n)),
+        ),
+        (
+            "variant-trait",
+            "variant, trait flag, cached profile (offline)",
+            Box::new(move |n| run_variant(&fx.offline, users, TRAIT, n)),
         ),
         (
             "assign-experiment",
@@ -445,7 +479,12 @@ fn summary() {
              (delivering client); experiment flag, duplicate exposure {:+.1} ns",
             t[1] - t[0],
             t[2] - t[0],
-            t[4] - t[3]
+            t[5] - t[4]
+        );
+        println!(
+            "variant(), trait flag with a cached profile - variant(), attribute flag \
+             ({label}): {:+.1} ns",
+            t[3] - t[1]
         );
     }
 

@@ -9,7 +9,12 @@ use arc_swap::Guard;
 use serde_json::Value;
 use tailor_core::bucketing::SPEC_VERSION;
 use tailor_core::events::{Conversion, Event, Exposure};
-use tailor_core::{assign, ConfigDocument, OpenFeatureReason, Reason, Snapshot, User, VariantRef};
+use tailor_core::{
+    assign, assign_with_profile, Assignment, ConfigDocument, OpenFeatureReason, Profile, Reason,
+    Snapshot, User, VariantRef,
+};
+
+use crate::profiles::{ProfileError, ProfileStats, Profiles, Source as ProfileSource};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -74,6 +79,9 @@ pub struct VariantDetail {
     pub segment: Option<String>,
     /// The config revision used (`None`: no config yet).
     pub revision: Option<u64>,
+    /// The flag reads traits or large lists and the user's profile is not loaded
+    /// ([`Client::load_profile`]): trait conditions did not match.
+    pub profile_missing: bool,
 }
 
 /// A Tailor client. Cheap to clone (all clones share one config and one event queue).
@@ -92,6 +100,8 @@ struct Inner {
     delivery_deadline: watch::Sender<Option<tokio::time::Instant>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     flush_timeout: Duration,
+    /// Users' profiles (traits, large lists) for evaluation.
+    profiles: Arc<Profiles>,
 }
 
 impl Drop for Inner {
@@ -120,9 +130,24 @@ pub struct ClientBuilder {
     bootstrap_path: Option<PathBuf>,
     initial_backoff: Duration,
     max_backoff: Duration,
+    profile_ttl: Duration,
+    profile_capacity: usize,
 }
 
 impl ClientBuilder {
+    /// How old a cached profile may get before the next evaluation that reads it reloads it in
+    /// the background (default 60 s; see [`crate::profiles`]).
+    pub fn profile_ttl(mut self, d: Duration) -> Self {
+        self.profile_ttl = d;
+        self
+    }
+
+    /// Most users whose profiles are cached (default 10,000); the least recently loaded go first.
+    pub fn profile_capacity(mut self, n: usize) -> Self {
+        self.profile_capacity = n.max(1);
+        self
+    }
+
     /// How long `build()` waits for the first config from the server before continuing with the
     /// disk cache, the bootstrap file or nothing (updates keep trying in the background).
     /// Default 5 s.
@@ -259,6 +284,16 @@ impl ClientBuilder {
             },
             shutdown_rx,
         ));
+        let profiles = Arc::new(Profiles::new(
+            self.profile_capacity,
+            self.profile_ttl,
+            Some(ProfileSource {
+                http: http.clone(),
+                base_url: base_url.clone(),
+                sdk_key: self.sdk_key.clone(),
+                request_timeout: self.request_timeout,
+            }),
+        ));
         let delivery = tokio::spawn(events::run_delivery(
             rx,
             http,
@@ -281,6 +316,7 @@ impl ClientBuilder {
                 delivery_deadline,
                 tasks: std::sync::Mutex::new(vec![updates, delivery]),
                 flush_timeout: self.flush_timeout,
+                profiles,
             }),
         };
 
@@ -372,6 +408,8 @@ impl Client {
             bootstrap_path: None,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            profile_ttl: Duration::from_secs(60),
+            profile_capacity: 10_000,
         }
     }
 
@@ -403,6 +441,7 @@ impl Client {
                 delivery_deadline,
                 tasks: std::sync::Mutex::new(Vec::new()),
                 flush_timeout: Duration::ZERO,
+                profiles: Arc::new(Profiles::new(10_000, Duration::MAX, None)),
             }),
         }
     }
@@ -414,7 +453,7 @@ impl Client {
         let snapshot = self.inner.shared.config.load();
         let at = match snapshot.as_ref() {
             Some(s) => {
-                let a = assign(s, user, flag);
+                let a = self.assign(s, user, flag);
                 if a.experiment.is_some() {
                     self.record_exposure(s, user, flag, &a);
                 }
@@ -449,9 +488,10 @@ impl Client {
                 experiment: None,
                 segment: None,
                 revision: None,
+                profile_missing: false,
             };
         };
-        let a = assign(s, user, flag);
+        let a = self.assign(s, user, flag);
         // Always asked (not only for experiments): the caller may convert the value in it.
         let served = serves(a.value());
         if a.experiment.is_some() && served {
@@ -465,6 +505,7 @@ impl Client {
             experiment: a.experiment.map(str::to_string),
             segment: a.segment.map(str::to_string),
             revision: Some(s.revision()),
+            profile_missing: a.profile_missing,
         }
     }
 
@@ -506,12 +547,62 @@ impl Client {
     ) -> Option<T> {
         let snapshot = self.inner.shared.config.load();
         let s = snapshot.as_ref()?;
-        let a = assign(s, user, flag);
+        let a = self.assign(s, user, flag);
         let value = convert(a.value())?;
         if a.experiment.is_some() {
             self.record_exposure(s, user, flag, &a);
         }
         Some(value)
+    }
+
+    /// Evaluates with the user's cached profile when the flag reads one (traits, large lists).
+    #[inline]
+    fn assign<'s>(&self, s: &'s Snapshot, user: &User, flag: &str) -> Assignment<'s> {
+        if !s.reads_profiles() || !s.flag_reads_profile(flag) {
+            return assign(s, user, flag);
+        }
+        let a = self
+            .inner
+            .profiles
+            .with(user.key(), |p| assign_with_profile(s, user, p, flag));
+        if a.profile_missing {
+            self.inner.profiles.note_missing(flag);
+        }
+        a
+    }
+
+    /// Loads the user's profile (computed traits, large-list memberships) from the server and
+    /// caches it for evaluation, after delivering the events this client has queued (so it
+    /// includes them). Call it ahead of evaluation, e.g. at session start; see
+    /// [`crate::profiles`] for expiry and read-your-writes.
+    pub async fn load_profile(&self, user: &User) -> Result<Profile, ProfileError> {
+        if self.inner.events.is_some() {
+            if let Err(e) = self.flush().await {
+                tracing::debug!(error = %e, "queued events not all delivered before loading a profile");
+            }
+        }
+        self.inner.profiles.fetch(user.key()).await
+    }
+
+    /// Caches a profile obtained elsewhere (tests, offline clients, a profile your own service
+    /// passed along).
+    pub fn set_profile(&self, profile: Profile) {
+        self.inner.profiles.insert(profile);
+    }
+
+    /// The user's cached profile, with this process's tracked events applied.
+    pub fn profile(&self, user: &User) -> Option<Profile> {
+        self.inner.profiles.get(user.key())
+    }
+
+    /// Drops the user's cached profile (e.g. at sign-out).
+    pub fn forget_profile(&self, user: &User) {
+        self.inner.profiles.forget(user.key());
+    }
+
+    /// Profile cache counters.
+    pub fn profile_stats(&self) -> ProfileStats {
+        self.inner.profiles.stats()
     }
 
     /// The hot half of exposure recording: is this a new exposure? Almost every call is a
@@ -537,10 +628,8 @@ impl Client {
 
     /// Records a conversion (`purchase`, `signup`, …) with an optional value. Never blocks; an
     /// invalid name or value is logged and dropped.
+    /// The event also updates the user's cached profile at once (read-your-writes).
     pub fn track(&self, user: &User, event: &str, value: Option<f64>) {
-        let Some(queue) = &self.inner.events else {
-            return;
-        };
         if event.is_empty() || value.is_some_and(|v| !v.is_finite()) || user.key().is_empty() {
             tracing::warn!(
                 event,
@@ -549,9 +638,18 @@ impl Client {
             );
             return;
         }
+        let timestamp = events::now_ms();
+        if let Some(s) = self.inner.shared.config.load().as_ref() {
+            self.inner
+                .profiles
+                .record(s.traits(), user.key(), event, timestamp, value);
+        }
+        let Some(queue) = &self.inner.events else {
+            return;
+        };
         queue.push(Event::Conversion(Conversion {
             id: queue.next_id(),
-            timestamp: events::now_ms(),
+            timestamp,
             user_key: user.key().to_string(),
             event: event.to_string(),
             value,

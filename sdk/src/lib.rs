@@ -43,6 +43,8 @@
 //! - [`client`]: [`Client`], its builder and defaults, [`Variant`], typed getters, `track`.
 //! - [`refresh`]: the update task — SSE with ETag-polling fallback, backoff, last-good config.
 //! - [`events`]: exposure de-duplication, the bounded queue, batched delivery with retries.
+//! - [`profiles`]: users' computed traits and list memberships: loading, the bounded cache,
+//!   read-your-writes.
 //! - `cache`: the atomic on-disk config cache and bootstrap files.
 //! - [`error`]: build and flush errors (evaluation itself never fails).
 //! - `openfeature` (cargo feature `openfeature`, on by default): `TailorProvider`, an
@@ -58,10 +60,14 @@ pub mod error;
 pub mod events;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+pub mod profiles;
 pub mod refresh;
 
 pub use client::{Client, ClientBuilder, Variant, VariantDetail};
 pub use error::{BuildError, ConfigSourceError, FlushError};
 pub use events::EventStats;
+pub use profiles::{ProfileError, ProfileStats};
 pub use refresh::{ConfigSource, Connection, Status};
-pub use tailor_core::{AttributeList, AttributeRef, AttributeValue, ConfigDocument, Reason, User};
+pub use tailor_core::{
+    AttributeList, AttributeRef, AttributeValue, ConfigDocument, Profile, Reason, TraitValue, User,
+};

@@ -186,3 +186,46 @@ fn duplicate_exposure_on_a_delivering_client() {
     client.variant(&User::new("someone-else"), "checkout");
     assert_eq!(client.event_stats().queued, 2);
 }
+
+/// A flag whose rule reads a computed trait, for a user whose profile is cached: the lookup in
+/// the profile cache allocates nothing, like an attribute rule.
+#[test]
+fn trait_flag_with_a_cached_profile_and_without_one() {
+    let doc = ConfigDocument::from_yaml(
+        r#"
+traits:
+  - {key: purchases_30d, events: [purchase], aggregate: count, window_days: 30}
+flags:
+  - key: loyalty
+    type: bool
+    variants: [{key: "off", value: false}, {key: "on", value: true}]
+    default_variant: "off"
+    rules:
+      - when: {trait: purchases_30d, op: gte, values: [2]}
+        variant: "on"
+"#,
+    )
+    .unwrap();
+    let client = Client::offline(doc).unwrap();
+    // Without a profile: the trait is missing, counted, and still nothing is allocated after
+    // the first call (which logs the warning).
+    assert_eq!(client.variant(&user(), "loyalty").key(), Some("off"));
+    assert_no_allocations(&client, "loyalty");
+    assert_eq!(client.profile_stats().missing, 1_002);
+    let profile: tailor::Profile = serde_json::from_value(serde_json::json!({
+        "user_key": "user-42", "as_of": 0, "traits": {"purchases_30d": 3}
+    }))
+    .unwrap();
+    client.set_profile(profile);
+    assert_eq!(client.variant(&user(), "loyalty").key(), Some("on"));
+    assert_no_allocations(&client, "loyalty");
+    // Read-your-writes touches the cached profile only.
+    client.track(&user(), "purchase", None);
+    assert_eq!(
+        client
+            .profile(&user())
+            .unwrap()
+            .trait_value("purchases_30d"),
+        Some(tailor::TraitValue::Number(4.0))
+    );
+}

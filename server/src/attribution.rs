@@ -40,6 +40,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use tailor_core::bucketing::murmur3_x86_32;
 use tailor_core::events::Event;
+use tailor_core::traits::TraitEvent;
 
 /// Most distinct conversion event names (metrics) an environment's attribution tracks; the
 /// first ones in log order are kept, so a rebuild keeps the same ones.
@@ -225,6 +226,14 @@ fn user_hash(key: &str) -> u64 {
 }
 
 impl Users {
+    fn get(&self, key: &str) -> Option<&UserState> {
+        let hash = user_hash(key);
+        let shard = self.shards.get((hash >> 40) as usize % USER_SHARDS)?;
+        shard
+            .find(hash, |e| e.hash == hash && &*e.key == key)
+            .map(|e| &e.state)
+    }
+
     fn get_or_insert(&mut self, key: &str) -> &mut UserState {
         let hash = user_hash(key);
         let shard = &mut self.shards[(hash >> 40) as usize % USER_SHARDS];
@@ -258,6 +267,48 @@ impl Attribution {
     /// Number of events applied.
     pub fn events_applied(&self) -> u64 {
         self.events
+    }
+
+    /// The user's conversions (the events traits read, `tailor_core::traits`) whose name is in
+    /// `names`; empty for an unknown user.
+    pub fn user_events(&self, key: &str, names: &[String]) -> Vec<TraitEvent<'_>> {
+        let wanted = self.name_ids(names);
+        match self.users.get(key) {
+            Some(user) => self.events_of(user, &wanted),
+            None => Vec::new(),
+        }
+    }
+
+    fn name_ids(&self, names: &[String]) -> Vec<u32> {
+        names.iter().filter_map(|n| self.names.get(n)).collect()
+    }
+
+    fn events_of(&self, user: &UserState, wanted: &[u32]) -> Vec<TraitEvent<'_>> {
+        user.conversions
+            .iter()
+            .filter(|c| wanted.contains(&c.metric))
+            .map(|c| TraitEvent {
+                name: self.names.name(c.metric),
+                timestamp: c.timestamp,
+                micros: c.micros,
+            })
+            .collect()
+    }
+
+    /// Calls `f` with every user's key and their conversions whose name is in `names`, as
+    /// [`Attribution::user_events`] gives them.
+    pub fn for_each_user(&self, names: &[String], mut f: impl FnMut(&str, &[TraitEvent<'_>])) {
+        let wanted = self.name_ids(names);
+        for shard in &self.users.shards {
+            for entry in shard.iter() {
+                f(&entry.key, &self.events_of(&entry.state, &wanted));
+            }
+        }
+    }
+
+    /// Number of users with at least one event.
+    pub fn user_count(&self) -> u64 {
+        self.users.shards.iter().map(|s| s.len() as u64).sum()
     }
 
     /// Sets an experiment's attribution window (`None`: unlimited) and recomputes its users when

@@ -86,6 +86,25 @@ pub(crate) struct Env {
     log_applied: std::sync::atomic::AtomicI64,
     /// Embedded store: the environment's background task (log safety net, checkpoints) runs.
     task_started: AtomicBool,
+    /// The event names its traits read, sorted.
+    trait_names: Mutex<Arc<Vec<String>>>,
+}
+
+/// A user's events that traits read, `(name, timestamp, micros)`, copied out of the collector.
+pub type OwnedEvents = Vec<(String, i64, i64)>;
+
+/// A user's events that traits read, as this instance can see them.
+#[derive(Debug)]
+pub enum UserEvents {
+    /// The user's partition is owned and loaded here: their events.
+    Local(OwnedEvents),
+    /// Another instance owns the user's partition (shared store): read its profile record.
+    Remote {
+        /// The user's partition.
+        partition: u32,
+    },
+    /// The user's partition is loading here.
+    Loading,
 }
 
 /// One partition's state as `/readyz` and `/metrics` report it.
@@ -150,6 +169,7 @@ impl Collector {
                 log: tokio::sync::Mutex::default(),
                 log_applied: std::sync::atomic::AtomicI64::new(0),
                 task_started: AtomicBool::new(false),
+                trait_names: Mutex::default(),
             })
         });
         Arc::clone(env)
@@ -415,6 +435,19 @@ impl Collector {
             vocabulary.add(document);
             *slot = Arc::new(vocabulary);
         }
+        let names: Vec<String> = tailor_core::traits::event_names(&document.traits)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        {
+            let mut current = lock(&env.trait_names);
+            if **current != names {
+                *current = Arc::new(names);
+            }
+            for part in &env.parts {
+                part.set_trait_names(&current);
+            }
+        }
         let windows: Windows = document
             .experiments
             .iter()
@@ -441,6 +474,84 @@ impl Collector {
             // Outside a runtime (tools, unit tests) nothing else is waiting: recompute here.
             Err(_) => pass(),
         }
+    }
+
+    /// The events of `user_key` that the environment's traits read, where this instance keeps
+    /// them (see [`UserEvents`]). An environment not known here has no events.
+    pub fn user_events(&self, environment: &str, user_key: &str) -> UserEvents {
+        let Some(env) = self.env(environment) else {
+            return UserEvents::Local(Vec::new());
+        };
+        let partition = tailor_core::partition::partition(user_key, env.partitions);
+        let Some(part) = env.parts.get(partition as usize) else {
+            return UserEvents::Local(Vec::new());
+        };
+        if part.loading().is_some() || env.pending.load(Ordering::Acquire) {
+            return UserEvents::Loading;
+        }
+        let names = Arc::clone(&lock(&env.trait_names));
+        let events = part.with_attribution(|a| {
+            a.user_events(user_key, &names)
+                .into_iter()
+                .map(|e| (e.name.to_string(), e.timestamp, e.micros))
+                .collect()
+        });
+        match events {
+            Some(events) => UserEvents::Local(events),
+            None => UserEvents::Remote { partition },
+        }
+    }
+
+    /// Calls `f` with every user of the partitions owned and loaded here who has an event that
+    /// `names` read, and those events (for segment sizes); returns the partitions it covered.
+    /// Each partition's users are copied out under its lock, and `f` runs without it, so
+    /// ingestion waits only for the copy.
+    pub fn for_each_local_user(
+        &self,
+        environment: &str,
+        names: &[String],
+        mut f: impl FnMut(&str, &[tailor_core::traits::TraitEvent<'_>]),
+    ) -> Vec<u32> {
+        let Some(env) = self.env(environment) else {
+            return Vec::new();
+        };
+        let mut counted = Vec::new();
+        for part in &env.parts {
+            if part.loading().is_some() {
+                continue;
+            }
+            let users = part.with_attribution(|a| {
+                let mut users: Vec<(String, OwnedEvents)> = Vec::new();
+                a.for_each_user(names, |key, events| {
+                    if !events.is_empty() {
+                        let events = events
+                            .iter()
+                            .map(|e| (e.name.to_string(), e.timestamp, e.micros))
+                            .collect();
+                        users.push((key.to_string(), events));
+                    }
+                });
+                users
+            });
+            let Some(users) = users else {
+                continue;
+            };
+            counted.push(part.index);
+            for (key, events) in &users {
+                let events: Vec<tailor_core::traits::TraitEvent<'_>> = events
+                    .iter()
+                    .map(
+                        |(name, timestamp, micros)| tailor_core::traits::TraitEvent {
+                            name,
+                            timestamp: *timestamp,
+                            micros: *micros,
+                        },
+                    )
+                    .collect();
+                f(key, &events);
+            }
+        }
+        counted
     }
 
     /// What the environment's exposures may name (see [`vocabulary`]).

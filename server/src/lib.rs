@@ -39,6 +39,7 @@ pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod profiles;
 pub mod publish;
 pub mod rate_limit;
 pub mod results;

@@ -11,6 +11,7 @@ use crate::error::{ConfigError, Problems};
 use crate::model::{ConfigDocument, ExperimentStatus, Flag, Rule, ValueType, FULL_COVERAGE};
 use crate::snapshot::{CompiledFlag, CompiledRule, LayerGate, Serve, Snapshot};
 use crate::targeting::{AttrName, CompiledSegment, Cond, ConditionCompiler};
+use crate::traits::MAX_WINDOW_DAYS;
 
 /// Validates and compiles a document.
 ///
@@ -54,6 +55,13 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
         &mut problems,
     );
 
+    check_unique(
+        doc.traits.iter().map(|t| t.key.as_str()),
+        "traits",
+        &mut problems,
+    );
+    let traits = check_traits(doc, &mut problems);
+
     // The first definition of a key wins: a later duplicate is the one reported, and references
     // must resolve to the first so that problems behind them (e.g. cycles) are still found.
     let mut segment_index: FxHashMap<&str, usize> = FxHashMap::default();
@@ -66,8 +74,21 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     let mut segment_refs: Vec<Vec<usize>> = Vec::with_capacity(doc.segments.len());
     for s in &doc.segments {
         let path = format!("segments.{}", s.key);
+        let inline = s.include.len() + s.exclude.len();
+        if inline > MAX_INLINE_KEYS {
+            problems.push(
+                format!("{path}.include"),
+                format!(
+                    "{inline} keys in `include`/`exclude`: at most {MAX_INLINE_KEYS} are shipped \
+                     in the config; make it a large list segment (`list: true`) and upload the \
+                     keys with PUT /api/v1/environments/{{env}}/segments/{}/members",
+                    s.key
+                ),
+            );
+        }
         let mut cc = ConditionCompiler {
             segment_index: &segment_index,
+            traits: &traits,
             problems: &mut problems,
             referenced: Vec::new(),
         };
@@ -79,6 +100,7 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
         segments.push(CompiledSegment {
             include: s.include.iter().map(|k| k.as_str().into()).collect(),
             exclude: s.exclude.iter().map(|k| k.as_str().into()).collect(),
+            list: s.list.then(|| s.key.as_str().into()),
             cond,
         });
     }
@@ -98,6 +120,7 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
         let compiled = compile_flag(
             flag,
             &segment_index,
+            &traits,
             &experiments,
             &layer_gates,
             &mut experiment_flag,
@@ -136,7 +159,13 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
     if !problems.is_empty() {
         return Err(problems.into_error());
     }
+    // After the cycle check: `reads_profile` follows segment references.
+    for flag in &mut flags {
+        flag.reads_profile = flag.rules.iter().any(|r| r.when.reads_profile(&segments));
+    }
+    let reads_profiles = flags.iter().any(|f| f.reads_profile);
     Ok(Snapshot {
+        reads_profiles,
         document,
         flags,
         flag_index,
@@ -294,9 +323,47 @@ fn value_matches_type(value: &Value, ty: ValueType) -> bool {
     }
 }
 
+/// Most keys a segment may list inline (`include` plus `exclude`); larger lists are uploaded.
+pub const MAX_INLINE_KEYS: usize = 10_000;
+
+/// Checks the trait definitions; returns each defined trait's key → whether it is a datetime.
+fn check_traits<'d>(doc: &'d ConfigDocument, problems: &mut Problems) -> FxHashMap<&'d str, bool> {
+    let mut traits = FxHashMap::default();
+    for (i, t) in doc.traits.iter().enumerate() {
+        let path = format!("traits.{}", key_or_index(&t.key, i));
+        if t.key.is_empty() {
+            problems.push(format!("traits[{i}].key"), "must not be empty");
+        }
+        if t.events.is_empty() {
+            problems.push(
+                format!("{path}.events"),
+                "a trait needs at least one event name",
+            );
+        }
+        for (j, e) in t.events.iter().enumerate() {
+            if e.is_empty() {
+                problems.push(format!("{path}.events[{j}]"), "must not be empty");
+            }
+        }
+        if let Some(days) = t.window_days {
+            if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+                problems.push(
+                    format!("{path}.window_days"),
+                    format!("must be between 1 and {MAX_WINDOW_DAYS} days (omit it for all events), got {days}"),
+                );
+            }
+        }
+        traits
+            .entry(t.key.as_str())
+            .or_insert(t.aggregate.is_datetime());
+    }
+    traits
+}
+
 fn compile_flag(
     flag: &Flag,
     segment_index: &FxHashMap<&str, usize>,
+    traits: &FxHashMap<&str, bool>,
     experiments: &FxHashMap<&str, ExperimentStatus>,
     layer_gates: &FxHashMap<String, LayerGate>,
     experiment_flag: &mut FxHashMap<Box<str>, Box<str>>,
@@ -383,6 +450,7 @@ fn compile_flag(
             flag,
             path: &rpath,
             segment_index,
+            traits,
             experiments,
             layer_gates,
             flag_salt,
@@ -403,6 +471,7 @@ fn compile_flag(
         default_variant,
         overrides,
         rules: rules.into_boxed_slice(),
+        reads_profile: false,
     }
 }
 
@@ -410,6 +479,7 @@ struct RuleContext<'a> {
     flag: &'a Flag,
     path: &'a str,
     segment_index: &'a FxHashMap<&'a str, usize>,
+    traits: &'a FxHashMap<&'a str, bool>,
     experiments: &'a FxHashMap<&'a str, ExperimentStatus>,
     layer_gates: &'a FxHashMap<String, LayerGate>,
     flag_salt: &'a str,
@@ -427,6 +497,7 @@ fn compile_rule(
     let when = match &rule.when {
         Some(c) => ConditionCompiler {
             segment_index: ctx.segment_index,
+            traits: ctx.traits,
             problems,
             referenced: Vec::new(),
         }

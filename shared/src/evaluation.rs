@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::bucketing::Salt;
 use crate::model::{Variant, FULL_COVERAGE};
+use crate::profile::Profile;
 use crate::snapshot::{CompiledFlag, CompiledRule, Serve, Snapshot, Unit};
 use crate::user::AttributeRef;
 use crate::user::User;
@@ -132,6 +133,9 @@ pub struct Assignment<'s> {
     pub rule_id: Option<&'s str>,
     /// The matched rule's segment, when its audience is exactly one segment.
     pub segment: Option<&'s str>,
+    /// The flag's rules read the user's profile (traits, large lists) and none was given: trait
+    /// conditions did not match, as for missing attributes. Load the profile to fix it.
+    pub profile_missing: bool,
 }
 
 static NULL: Value = Value::Null;
@@ -165,8 +169,19 @@ impl<'s> Assignment<'s> {
     }
 }
 
-/// Evaluates `flag_key` for `user`.
+/// Evaluates `flag_key` for `user`, without a profile: trait conditions do not match
+/// ([`assign_with_profile`]).
 pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assignment<'s> {
+    assign_with_profile(snapshot, user, None, flag_key)
+}
+
+/// Evaluates `flag_key` for `user` whose computed traits and list memberships are `profile`.
+pub fn assign_with_profile<'s>(
+    snapshot: &'s Snapshot,
+    user: &User,
+    profile: Option<&Profile>,
+    flag_key: &str,
+) -> Assignment<'s> {
     let Some((flag_id, flag)) = snapshot.compiled_flag(flag_key) else {
         return Assignment {
             variant: None,
@@ -175,8 +190,10 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
             experiment: None,
             rule_id: None,
             segment: None,
+            profile_missing: false,
         };
     };
+    let profile_missing = flag.reads_profile && profile.is_none();
     let plain = |variant: usize, reason: Reason| Assignment {
         variant: flag.variants.get(variant),
         variant_ref: Some(VariantRef {
@@ -187,6 +204,7 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
         experiment: None,
         rule_id: None,
         segment: None,
+        profile_missing,
     };
     if !flag.enabled {
         return plain(flag.default_variant, Reason::FlagOff);
@@ -197,7 +215,8 @@ pub fn assign<'s>(snapshot: &'s Snapshot, user: &User, flag_key: &str) -> Assign
         }
     }
     for (index, rule) in flag.rules.iter().enumerate() {
-        if let Some(assignment) = evaluate_rule(snapshot, flag_id, flag, rule, index, user) {
+        if let Some(assignment) = evaluate_rule(snapshot, flag_id, flag, rule, index, user, profile)
+        {
             return assignment;
         }
     }
@@ -213,8 +232,9 @@ fn evaluate_rule<'s>(
     rule: &'s CompiledRule,
     index: usize,
     user: &User,
+    profile: Option<&Profile>,
 ) -> Option<Assignment<'s>> {
-    if !rule.when.matches(user, &snapshot.segments) {
+    if !rule.when.matches(user, profile, &snapshot.segments) {
         return None;
     }
     let decided = |variant: usize, reason: Reason| {
@@ -231,6 +251,7 @@ fn evaluate_rule<'s>(
             },
             rule_id: rule.label.as_deref(),
             segment: rule.segment.as_deref(),
+            profile_missing: flag.reads_profile && profile.is_none(),
         })
     };
     let missing_unit = || decided(flag.default_variant, Reason::MissingUnit { rule: index });

@@ -44,7 +44,7 @@ fn explain(key: &str) -> String {
 }
 
 /// Checks every key in `after` that `before` did not have (segments, flags, each flag's
-/// variants, experiments, layers); every problem names its path.
+/// variants, experiments, layers, traits); every problem names its path.
 pub fn check_new_keys(before: &ConfigDocument, after: &ConfigDocument) -> Result<(), ConfigError> {
     let mut problems = Problems::default();
     let mut check = |existing: HashSet<&str>, keys: Vec<(String, &str)>| {
@@ -102,6 +102,15 @@ pub fn check_new_keys(before: &ConfigDocument, after: &ConfigDocument) -> Result
             .iter()
             .enumerate()
             .map(|(i, l)| (format!("layers[{i}].key"), l.key.as_str()))
+            .collect(),
+    );
+    check(
+        before.traits.iter().map(|t| t.key.as_str()).collect(),
+        after
+            .traits
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("traits[{i}].key"), t.key.as_str()))
             .collect(),
     );
     if problems.is_empty() {

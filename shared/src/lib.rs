@@ -12,6 +12,8 @@
 //! - [`assign()`](evaluation::assign): pure, infallible, allocation-free evaluation.
 //! - [`context`]: OpenFeature evaluation contexts as user attributes (dotted names).
 //! - [`user`]: the user key and typed attributes.
+//! - [`traits`]: computed traits, the contract from a user's events to values "as of now".
+//! - [`profile`]: a user's trait values and large-list memberships, which evaluation reads.
 //! - [`events`]: the exposure and conversion wire format shared by the SDK and the collector.
 //! - [`error`]: [`ConfigError`], a list of [`Problem`]s with paths.
 //! - [`key_rule`]: what a new segment, flag, variant, experiment or layer key may look like.
@@ -61,14 +63,20 @@ pub mod key_rule;
 pub mod model;
 pub mod nesting;
 pub mod partition;
+pub mod profile;
 pub mod snapshot;
 mod targeting;
+pub mod traits;
 pub mod user;
 pub mod yaml_out;
 
 pub use compile::compile;
 pub use error::{ConfigError, Problem};
-pub use evaluation::{assign, Assignment, OpenFeatureReason, Reason, VariantRef};
+pub use evaluation::{
+    assign, assign_with_profile, Assignment, OpenFeatureReason, Reason, VariantRef,
+};
 pub use model::{ConfigDocument, ParseError, SerializeError};
+pub use profile::Profile;
 pub use snapshot::Snapshot;
+pub use traits::TraitValue;
 pub use user::{AttributeList, AttributeRef, AttributeValue, User};

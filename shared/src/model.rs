@@ -34,6 +34,68 @@ pub struct ConfigDocument {
     /// Mutual-exclusion groups.
     #[serde(default)]
     pub layers: Vec<Layer>,
+    /// Computed traits: per-user values the server derives from the events it collects
+    /// ([`crate::traits`]), usable in conditions as `{trait: key, op, values}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traits: Vec<TraitDefinition>,
+}
+
+/// A computed trait (the contract is in [`crate::traits`]): an aggregate of one user's events
+/// with these names, optionally over a sliding window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraitDefinition {
+    /// Unique key, referenced by `{trait: key}` conditions.
+    pub key: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The event names (as sent to `track`) this trait reads; at least one.
+    pub events: Vec<String>,
+    /// What is computed.
+    pub aggregate: Aggregate,
+    /// Only events in the last `window_days` days count (1..=3650); none: all events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<u32>,
+}
+
+/// What a trait computes from a user's matching events ([`crate::traits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Number of events (each event id once). A number; 0 without events.
+    Count,
+    /// Sum of the events' values (an event without a value adds 0). A number; 0 without events.
+    Sum,
+    /// Number of distinct UTC days with at least one event. A number; 0 without events.
+    DistinctDays,
+    /// Time of the earliest event: a datetime (for `before`/`after`); missing without events.
+    FirstSeen,
+    /// Time of the latest event: a datetime; missing without events.
+    LastSeen,
+    /// Whole days since the earliest event; missing without events.
+    DaysSinceFirst,
+    /// Whole days since the latest event; missing without events.
+    DaysSinceLast,
+}
+
+impl Aggregate {
+    /// Whether the trait's value is a datetime (otherwise a number).
+    pub fn is_datetime(self) -> bool {
+        matches!(self, Aggregate::FirstSeen | Aggregate::LastSeen)
+    }
+
+    /// The aggregate's name as written in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Count => "count",
+            Aggregate::Sum => "sum",
+            Aggregate::DistinctDays => "distinct_days",
+            Aggregate::FirstSeen => "first_seen",
+            Aggregate::LastSeen => "last_seen",
+            Aggregate::DaysSinceFirst => "days_since_first",
+            Aggregate::DaysSinceLast => "days_since_last",
+        }
+    }
 }
 
 /// A named, reusable audience.
@@ -56,6 +118,12 @@ pub struct Segment {
     /// User keys that are never members (unless also included).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// A large list segment: its members are a key list uploaded to the server
+    /// (`PUT …/segments/{key}/members`), not shipped in this document; SDKs learn a user's
+    /// membership from the user's profile, like traits. Checked after `include`/`exclude`
+    /// and before `conditions`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub list: bool,
     /// The audience rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Condition>,
@@ -90,6 +158,23 @@ pub enum Condition {
     },
     /// A test on one user attribute.
     Attribute(AttributeCondition),
+    /// A test on one computed trait of the user ([`crate::traits`]).
+    Trait(TraitCondition),
+}
+
+/// A test of one computed trait against a list of values: the attribute operators that apply
+/// to the trait's type (numbers: `eq`, `neq`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`,
+/// `exists`; datetimes: `before`, `after`, `exists`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraitCondition {
+    /// The trait's key.
+    #[serde(rename = "trait")]
+    pub trait_key: String,
+    /// The operator.
+    pub op: Operator,
+    /// Operand values, as for attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Value>,
 }
 
 /// A test of one attribute of the user against a list of values.
@@ -117,6 +202,8 @@ struct RawCondition {
     not: Option<Box<Condition>>,
     segment: Option<String>,
     attribute: Option<String>,
+    #[serde(rename = "trait")]
+    trait_key: Option<String>,
     op: Option<Operator>,
     #[serde(default)]
     values: Vec<Value>,
@@ -134,10 +221,11 @@ impl TryFrom<RawCondition> for Condition {
             raw.not.is_some(),
             raw.segment.is_some(),
             raw.attribute.is_some(),
+            raw.trait_key.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(
-                "a condition needs exactly one of `all`, `any`, `not`, `segment` or `attribute`"
+                "a condition needs exactly one of `all`, `any`, `not`, `segment`, `attribute` or `trait`"
                     .to_string(),
             );
         }
@@ -152,6 +240,16 @@ impl TryFrom<RawCondition> for Condition {
         }
         if let Some(segment) = raw.segment {
             return Ok(Condition::Segment { segment });
+        }
+        if let Some(trait_key) = raw.trait_key {
+            let op = raw
+                .op
+                .ok_or_else(|| format!("trait condition on `{trait_key}` needs an `op`"))?;
+            return Ok(Condition::Trait(TraitCondition {
+                trait_key,
+                op,
+                values: raw.values,
+            }));
         }
         let attribute = raw.attribute.unwrap_or_default();
         let op = raw

@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub(crate) flag_index: FxHashMap<Box<str>, u32>,
     pub(crate) segments: Vec<CompiledSegment>,
     pub(crate) experiment_flag: FxHashMap<Box<str>, Box<str>>,
+    /// Some flag reads profiles.
+    pub(crate) reads_profiles: bool,
 }
 
 impl Snapshot {
@@ -58,6 +60,55 @@ impl Snapshot {
         self.flags.get(i as usize).map(|f| (i, f))
     }
 
+    /// Whether evaluating `flag` may read the user's profile (a rule's audience tests a trait or
+    /// a large list segment): callers without the user's profile should load it first.
+    pub fn flag_reads_profile(&self, flag: &str) -> bool {
+        self.compiled_flag(flag)
+            .is_some_and(|(_, f)| f.reads_profile)
+    }
+
+    /// Whether the user with `profile` is a member of the segment `key` (`None`: no such
+    /// segment). Evaluated by the same engine as rules.
+    pub fn in_segment(
+        &self,
+        key: &str,
+        user: &crate::User,
+        profile: Option<&crate::Profile>,
+    ) -> Option<bool> {
+        let i = self.document.segments.iter().position(|s| s.key == key)?;
+        Some(
+            self.segments
+                .get(i)?
+                .contains(user, profile, &self.segments),
+        )
+    }
+
+    /// Whether membership of the segment `key` may depend on attributes other than the user key
+    /// (which a server that only sees events does not know).
+    pub fn segment_reads_attributes(&self, key: &str) -> bool {
+        self.document
+            .segments
+            .iter()
+            .position(|s| s.key == key)
+            .and_then(|i| self.segments.get(i))
+            .is_some_and(|s| {
+                s.cond
+                    .as_ref()
+                    .is_some_and(|c| c.reads_attributes(&self.segments))
+            })
+    }
+
+    /// Whether any flag reads profiles.
+    #[inline]
+    pub fn reads_profiles(&self) -> bool {
+        self.reads_profiles
+    }
+
+    /// The trait definitions.
+    pub fn traits(&self) -> &[crate::model::TraitDefinition] {
+        &self.document.traits
+    }
+
     /// The key of the flag whose rules an experiment tracks, if any rule references it.
     pub fn experiment_flag(&self, experiment: &str) -> Option<&str> {
         self.experiment_flag.get(experiment).map(|f| &**f)
@@ -75,6 +126,8 @@ pub(crate) struct CompiledFlag {
     /// User key → variant index.
     pub(crate) overrides: FxHashMap<Box<str>, usize>,
     pub(crate) rules: Box<[CompiledRule]>,
+    /// Some rule's audience reads the user's profile (a trait or a large list segment).
+    pub(crate) reads_profile: bool,
 }
 
 #[derive(Debug)]

@@ -12,7 +12,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
 use crate::error::Problems;
-use crate::model::{AttributeCondition, Condition, Operator};
+use crate::model::{AttributeCondition, Condition, Operator, TraitCondition};
+use crate::profile::Profile;
+use crate::traits::TraitValue;
 use crate::user::{parse_rfc3339_millis, same, AttributeRef, User};
 
 /// Which attribute a condition reads.
@@ -122,6 +124,11 @@ pub(crate) enum Cond {
         name: AttrName,
         test: Test,
     },
+    /// A test on a computed trait, read from the user's profile.
+    Trait {
+        key: Box<str>,
+        test: Test,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,43 +202,116 @@ pub(crate) enum Test {
 pub(crate) struct CompiledSegment {
     pub(crate) include: FxHashSet<Box<str>>,
     pub(crate) exclude: FxHashSet<Box<str>>,
+    /// A large list segment: its key, looked up in the user's profile.
+    pub(crate) list: Option<Box<str>>,
     pub(crate) cond: Option<Cond>,
 }
 
 impl CompiledSegment {
-    pub(crate) fn contains(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+    /// Whether membership may read the user's profile. Segment cycles are rejected at compile
+    /// time, so this terminates.
+    pub(crate) fn reads_profile(&self, segments: &[CompiledSegment]) -> bool {
+        self.list.is_some()
+            || self
+                .cond
+                .as_ref()
+                .is_some_and(|c| c.reads_profile(segments))
+    }
+
+    pub(crate) fn contains(
+        &self,
+        user: &User,
+        profile: Option<&Profile>,
+        segments: &[CompiledSegment],
+    ) -> bool {
         if !self.include.is_empty() && self.include.contains(user.key()) {
             return true;
         }
         if !self.exclude.is_empty() && self.exclude.contains(user.key()) {
             return false;
         }
+        if let Some(list) = &self.list {
+            if profile.is_some_and(|p| p.in_list(list)) {
+                return true;
+            }
+        }
         self.cond
             .as_ref()
-            .is_some_and(|c| c.matches(user, segments))
+            .is_some_and(|c| c.matches(user, profile, segments))
     }
 }
 
 impl Cond {
     /// Whether `user` matches. Segment cycles are rejected at compile time, so this terminates.
-    pub(crate) fn matches(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+    pub(crate) fn matches(
+        &self,
+        user: &User,
+        profile: Option<&Profile>,
+        segments: &[CompiledSegment],
+    ) -> bool {
         match self {
             Cond::Always => true,
-            Cond::All(children) => children.iter().all(|c| c.matches_child(user, segments)),
-            Cond::Any(children) => children.iter().any(|c| c.matches_child(user, segments)),
-            Cond::Not(child) => !child.matches(user, segments),
-            Cond::Segment(i) => segments.get(*i).is_some_and(|s| s.contains(user, segments)),
+            Cond::All(children) => children
+                .iter()
+                .all(|c| c.matches_child(user, profile, segments)),
+            Cond::Any(children) => children
+                .iter()
+                .any(|c| c.matches_child(user, profile, segments)),
+            Cond::Not(child) => !child.matches(user, profile, segments),
+            Cond::Segment(i) => segments
+                .get(*i)
+                .is_some_and(|s| s.contains(user, profile, segments)),
             Cond::Attr { name, test } => Cond::attribute_matches(name, test, user),
+            Cond::Trait { key, test } => match profile.and_then(|p| p.trait_value(key)) {
+                Some(TraitValue::Number(n)) => test.matches(AttributeRef::Number(n)),
+                Some(TraitValue::Datetime(ms)) => test.matches(AttributeRef::Datetime(ms)),
+                None => false,
+            },
+        }
+    }
+
+    /// Whether matching may read an attribute other than the key.
+    pub(crate) fn reads_attributes(&self, segments: &[CompiledSegment]) -> bool {
+        match self {
+            Cond::Always | Cond::Trait { .. } => false,
+            Cond::Attr { name, .. } => *name != AttrName::Key,
+            Cond::All(children) | Cond::Any(children) => {
+                children.iter().any(|c| c.reads_attributes(segments))
+            }
+            Cond::Not(child) => child.reads_attributes(segments),
+            Cond::Segment(i) => segments.get(*i).is_some_and(|s| {
+                s.cond
+                    .as_ref()
+                    .is_some_and(|c| c.reads_attributes(segments))
+            }),
+        }
+    }
+
+    /// Whether matching may read the user's profile (a trait, or a large list segment).
+    pub(crate) fn reads_profile(&self, segments: &[CompiledSegment]) -> bool {
+        match self {
+            Cond::Always | Cond::Attr { .. } => false,
+            Cond::Trait { .. } => true,
+            Cond::All(children) | Cond::Any(children) => {
+                children.iter().any(|c| c.reads_profile(segments))
+            }
+            Cond::Not(child) => child.reads_profile(segments),
+            Cond::Segment(i) => segments.get(*i).is_some_and(|s| s.reads_profile(segments)),
         }
     }
 
     /// [`Cond::matches`] for a child of `all`/`any`: attribute tests (nearly every child) go
     /// straight to [`Cond::attribute_matches`] instead of through another call to `matches`.
     #[inline(always)]
-    fn matches_child(&self, user: &User, segments: &[CompiledSegment]) -> bool {
+    fn matches_child(
+        &self,
+        user: &User,
+        profile: Option<&Profile>,
+        segments: &[CompiledSegment],
+    ) -> bool {
         match self {
             Cond::Attr { name, test } => Cond::attribute_matches(name, test, user),
-            other => other.matches(user, segments),
+            other => other.matches(user, profile, segments),
         }
     }
 
@@ -474,6 +554,8 @@ mod text {
 /// Compiles conditions, recording problems with their paths.
 pub(crate) struct ConditionCompiler<'a> {
     pub(crate) segment_index: &'a FxHashMap<&'a str, usize>,
+    /// Defined traits: key → whether its value is a datetime.
+    pub(crate) traits: &'a FxHashMap<&'a str, bool>,
     pub(crate) problems: &'a mut Problems,
     /// Segment keys referenced by the conditions compiled so far (for cycle detection).
     pub(crate) referenced: Vec<usize>,
@@ -511,6 +593,67 @@ impl ConditionCompiler<'_> {
                 }
             },
             Condition::Attribute(a) => self.attribute(a, path),
+            Condition::Trait(t) => self.trait_test(t, path),
+        }
+    }
+
+    fn trait_test(&mut self, t: &TraitCondition, path: &str) -> Cond {
+        let Some(&datetime) = self.traits.get(t.trait_key.as_str()) else {
+            self.problems.push(
+                format!("{path}.trait"),
+                format!("unknown trait `{}` (define it under `traits`)", t.trait_key),
+            );
+            return Cond::Always;
+        };
+        let allowed = if datetime {
+            matches!(t.op, Operator::Before | Operator::After | Operator::Exists)
+        } else {
+            matches!(
+                t.op,
+                Operator::Eq
+                    | Operator::Neq
+                    | Operator::In
+                    | Operator::NotIn
+                    | Operator::Lt
+                    | Operator::Lte
+                    | Operator::Gt
+                    | Operator::Gte
+                    | Operator::Exists
+            )
+        };
+        if !allowed {
+            let (kind, ops) = if datetime {
+                ("datetime", "before, after, exists")
+            } else {
+                ("number", "eq, neq, in, not_in, lt, lte, gt, gte, exists")
+            };
+            self.problems.push(
+                format!("{path}.op"),
+                format!(
+                    "operator `{}` does not apply to the {kind} trait `{}` (use one of: {ops})",
+                    op_name(t.op),
+                    t.trait_key
+                ),
+            );
+            return Cond::Always;
+        }
+        let as_attribute = AttributeCondition {
+            attribute: t.trait_key.clone(),
+            op: t.op,
+            values: t.values.clone(),
+            ignore_case: false,
+        };
+        let test = match compile_test(&as_attribute, &format!("{path}.values"), self.problems) {
+            Some(t) => t,
+            None => return Cond::Always,
+        };
+        let positive = Cond::Trait {
+            key: t.trait_key.as_str().into(),
+            test,
+        };
+        match t.op {
+            Operator::Neq | Operator::NotIn => Cond::Not(Box::new(positive)),
+            _ => positive,
         }
     }
 

@@ -4,7 +4,9 @@
 //! data), sort by lift, take screenshots at laptop and phone widths; change a rollout with its
 //! confirmation and see the new revision reach an SDK and the audit log; pause and roll back.
 //! Over plain HTTP: nothing is reachable without a session, forms need their CSRF token and
-//! this site's origin, cookies carry the right attributes.
+//! this site's origin, cookies carry the right attributes. Profiles: segment sizes and computed
+//! traits on the segments page, and a user lookup (traits, lists, segments, every flag's answer)
+//! for a user seeded with purchases, an unknown user and an empty key.
 //!
 //! Expected statistics were computed independently with scipy (Welch's t with the delta
 //! method for the relative lift, as gbstats does) for the seeded counts:
@@ -24,7 +26,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::browser::Browser;
-use crate::support::{fixtures, send, Server, ADMIN_KEY};
+use crate::support::{eventually, fixtures, send, Server, ADMIN_KEY};
 
 const ENV: &str = "development";
 const EXPERIMENT: &str = "homepage-personalization";
@@ -1174,4 +1176,267 @@ async fn repeated_failed_sign_ins_are_throttled() {
         .all(|c| !c.starts_with("tailor_session=")));
     let body = res.text().await.unwrap();
     assert!(body.contains("Too many failed sign-ins"), "{body}");
+}
+
+/// Traits (`purchases_30d`, `last_purchase`), segments by trait (`repeat-buyers`), by attribute
+/// (`pro-plan`) and by uploaded list (`vip`: `vip-1`, `vip-2`), and a `homepage` flag serving
+/// them. With `purchases`, `buyer-1` buys twice and `buyer-2` once.
+async fn seed_profiles(server: &Server, purchases: bool) {
+    for t in [
+        json!({"key": "purchases_30d", "events": ["purchase"], "aggregate": "count", "window_days": 30}),
+        json!({"key": "last_purchase", "events": ["purchase"], "aggregate": "last_seen"}),
+    ] {
+        server.create(ENV, "traits", &t).await;
+    }
+    for s in [
+        json!({"key": "repeat-buyers", "conditions": {"trait": "purchases_30d", "op": "gte", "values": [2]}}),
+        fixtures::segment("pro-plan"),
+        json!({"key": "vip", "list": true}),
+    ] {
+        server.create(ENV, "segments", &s).await;
+    }
+    let res = send(
+        server
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/environments/{ENV}/segments/vip/members"),
+            )
+            .body("vip-1\nvip-2\n"),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+    server
+        .create(
+            ENV,
+            "flags",
+            &json!({
+                "key": "homepage", "type": "string",
+                "variants": [{"key": "generic", "value": "Welcome"},
+                             {"key": "loyalty", "value": "Welcome back"},
+                             {"key": "vip", "value": "Your VIP offers"}],
+                "default_variant": "generic",
+                "rules": [{"id": "vips", "when": {"segment": "vip"}, "variant": "vip"},
+                          {"id": "repeat", "when": {"segment": "repeat-buyers"}, "variant": "loyalty"}],
+            }),
+        )
+        .await;
+    if !purchases {
+        return;
+    }
+    let (_, sdk) = server.create_key("sdk", Some(ENV)).await;
+    let now = now_ms();
+    let purchase = |id: &str, user: &str, at: i64, value: f64| {
+        json!({"type": "conversion", "id": id, "timestamp": at, "user_key": user,
+               "event": "purchase", "value": value})
+    };
+    let events = [
+        purchase("p1", "buyer-1", now - 3 * HOUR, 20.0),
+        purchase("p2", "buyer-1", now - HOUR, 9.5),
+        purchase("p3", "buyer-2", now - 2 * HOUR, 12.0),
+    ];
+    let res = send(
+        server
+            .with_key(Method::POST, "/sdk/v1/events", &sdk)
+            .json(&json!({"events": events})),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+    eventually(
+        "the server to count buyer-1's purchases",
+        Duration::from_secs(10),
+        || async {
+            let res = send(server.admin(
+                Method::GET,
+                &format!("/api/v1/environments/{ENV}/users/buyer-1"),
+            ))
+            .await;
+            (res.body["profile"]["traits"]["purchases_30d"] == 2.0).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn segment_sizes_traits_and_a_user_lookup_in_a_real_browser() {
+    let server = Server::start().await;
+    seed_profiles(&server, true).await;
+    let browser = Browser::start().await;
+
+    // Not signed in: the sign-in page, none of the user's data; then back to the lookup.
+    let lookup = server.url(&format!("/dashboard/env/{ENV}/users?key=buyer-1"));
+    browser.goto(&lookup).await;
+    browser.wait_for_url("/dashboard/login").await;
+    assert!(!browser.source().await.contains("purchases_30d"));
+    sign_in(&browser, ADMIN_KEY).await;
+    browser.wait_for_url("/users?key=buyer-1").await;
+
+    // buyer-1: two purchases in the window, so a repeat buyer, served the loyalty content.
+    let trait_value = |key: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .text(&format!("#user-traits tr[data-trait={key}] td.value"))
+                .await
+        }
+    };
+    assert_eq!(trait_value("purchases_30d").await, "2");
+    assert!(
+        trait_value("last_purchase").await.ends_with(" UTC"),
+        "a datetime"
+    );
+    assert!(browser
+        .text("#user-traits tr[data-trait=purchases_30d]")
+        .await
+        .contains("number of events (purchase), last 30 days"));
+    assert_eq!(browser.text("#user-segments").await.trim(), "repeat-buyers");
+    assert_eq!(browser.text("#user-lists").await, "In no uploaded list.");
+    let homepage = "#user-flags tr[data-flag=homepage]";
+    assert_eq!(
+        browser.text(&format!("{homepage} td.variant")).await,
+        "loyalty"
+    );
+    assert_eq!(
+        browser.text(&format!("{homepage} td.value")).await,
+        "\"Welcome back\""
+    );
+    let reason = browser.text(&format!("{homepage} td.reason")).await;
+    assert!(reason.contains("rule 1 (repeat) matched"), "{reason}");
+    assert!(browser.find_all("#no-data").await.is_empty());
+    browser.screenshot("user-lookup-laptop", 1280).await;
+    browser.screenshot("user-lookup-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // The segments page: sizes over the 4 known users (3 buyers' and list keys), the list's
+    // size, no size for a segment that reads attributes; the traits' definitions.
+    browser
+        .goto(&server.url(&format!("/dashboard/env/{ENV}/segments")))
+        .await;
+    assert!(browser
+        .text("#segment-sizes")
+        .await
+        .contains("members among the 4 known users"));
+    let size = |segment: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .find(&format!("tr[data-segment={segment}] td.size"))
+                .await
+        }
+    };
+    let repeat = size("repeat-buyers").await;
+    assert_eq!(
+        repeat.attr("data-size").await.unwrap().as_deref(),
+        Some("1")
+    );
+    assert!(repeat.text().await.unwrap().contains("of 4 known"));
+    let vip = size("vip").await;
+    assert_eq!(vip.attr("data-size").await.unwrap().as_deref(), Some("2"));
+    assert!(vip.text().await.unwrap().contains("list: 2 keys"));
+    let pro = size("pro-plan").await;
+    assert_eq!(pro.attr("data-size").await.unwrap(), None);
+    assert!(pro
+        .text()
+        .await
+        .unwrap()
+        .contains("depends on attributes the server does not see"));
+    let definition = browser.text("tr[data-trait=purchases_30d]").await;
+    for part in ["count", "purchase", "last 30 days"] {
+        assert!(definition.contains(part), "{part} not in {definition}");
+    }
+    assert!(browser
+        .text("tr[data-trait=last_purchase] td.window")
+        .await
+        .contains("all time"));
+    browser.screenshot("segments-sizes-phone", 390).await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
+
+    // The form, through its label: an unknown user is a new user, not an error.
+    browser
+        .click(&format!("a[href=\"/dashboard/env/{ENV}/users\"]"))
+        .await;
+    browser.wait_for_url("/users").await;
+    assert_eq!(browser.text("label[for=user-key]").await, "User key");
+    browser
+        .find("#user-key")
+        .await
+        .send_keys("nobody")
+        .await
+        .unwrap();
+    browser.click("form.lookup button[type=submit]").await;
+    browser.wait_for_url("key=nobody").await;
+    assert_eq!(trait_value("purchases_30d").await, "0");
+    assert!(trait_value("last_purchase").await.contains("no events"));
+    assert!(browser.text("#no-data").await.contains("new user"));
+    assert_eq!(browser.text("#user-segments").await, "In no segment.");
+    assert_eq!(
+        browser.text(&format!("{homepage} td.variant")).await,
+        "generic"
+    );
+
+    // A list member gets the list's content.
+    browser
+        .goto(&server.url(&format!("/dashboard/env/{ENV}/users?key=vip-1")))
+        .await;
+    assert_eq!(browser.text("#user-lists").await.trim(), "vip");
+    assert_eq!(browser.text(&format!("{homepage} td.variant")).await, "vip");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_user_lookup_needs_a_session_and_explains_bad_input() {
+    let server = Server::start().await;
+    seed_profiles(&server, false).await;
+    let http = no_redirects();
+    let users = |query: &str| server.url(&format!("/dashboard/env/{ENV}/users{query}"));
+    for page in [
+        users(""),
+        users("?key=buyer-1"),
+        server.url(&format!("/dashboard/env/{ENV}/segments")),
+    ] {
+        let res = http.get(&page).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "GET {page}");
+        assert!(res.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/dashboard/login"));
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("purchases_30d"), "{page} leaks data: {body}");
+    }
+
+    let (session, _) = http_sign_in(&server, &http, ADMIN_KEY).await;
+    let cookie = format!("tailor_session={session}");
+    // Bad input: a 400 page that says what is wrong, with the form to try again.
+    for (query, message) in [
+        ("?key=", "enter the key of the user to look up"),
+        ("?key=%20%20", "enter the key of the user to look up"),
+        ("?key=a%0Ab", "control characters"),
+    ] {
+        let res = get_with_cookie(&http, users(query), &cookie).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let body = res.text().await.unwrap();
+        assert!(body.contains(message), "{query}: {body}");
+        assert!(body.contains("<label for=\"user-key\">User key</label>"));
+    }
+    // An unknown user: a page with zero counts and no datetimes, not an error.
+    let res = get_with_cookie(&http, users("?key=nobody"), &cookie).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body = res.text().await.unwrap();
+    assert!(body.contains("id=\"no-data\""), "{body}");
+    assert!(body.contains("data-user=\"nobody\""), "{body}");
+    // The segments page sizes every segment; the list's two keys are the only known users.
+    let res = get_with_cookie(
+        &http,
+        server.url(&format!("/dashboard/env/{ENV}/segments")),
+        &cookie,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("data-known-users=\"2\""), "{body}");
+    assert!(body.contains("data-trait=\"purchases_30d\""), "{body}");
 }

@@ -32,6 +32,9 @@
 //!   in `target/test-artifacts/dashboard/`), a rollout with confirmation reaching an SDK and the
 //!   audit log, pause and roll-back; over HTTP: no data without a session, CSRF and origin
 //!   checks, cookie attributes, revoked keys.
+//! - [`traits`]: computed traits and large list segments: SDK `track` to server segments within
+//!   a second, another process's SDK, backdated events, restart, a 1M-key list, two instances
+//!   on Redis.
 //! - [`browser`]: headless Chromium over WebDriver (chromedriver + fantoccini) for [`dashboard`].
 //! - [`store_contract`]: the storage contract against SQLite, Redis and a 3-master Redis
 //!   Cluster (real `redis-server` processes), plus Redis' event log, change feed and faults.
@@ -59,6 +62,7 @@ mod ops;
 mod results;
 mod sdk;
 mod support;
+mod traits;
 // Redis: the shared store.
 mod multi_instance;
 mod partitions;

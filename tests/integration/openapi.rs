@@ -322,10 +322,12 @@ fn the_document_is_well_formed() {
                 assert!(responses.contains_key("401"), "{what}: no 401");
                 assert!(responses.contains_key("403"), "{what}: no 403");
             }
-            // Conditional writes document their preconditions.
+            // Conditional writes of a keyed resource document their preconditions. (A PUT
+            // below one, such as a list segment's `members` upload, replaces data that has no
+            // ETag: it takes no `If-Match`.)
             if path.starts_with("/api/")
                 && (method == "put" || method == "delete")
-                && path.contains("{key}")
+                && path.ends_with("{key}")
             {
                 for code in ["404", "412", "428"] {
                     assert!(responses.contains_key(code), "{what}: no {code}");
@@ -347,9 +349,9 @@ fn the_document_is_well_formed() {
 fn model_schemas_match_the_config_model() {
     use tailor_core::model::{
         AttributeCondition, Condition, Experiment, Flag, Holdout, Layer, LayerSlice, Override,
-        Rule, Segment, Variant, WeightedVariant,
+        Rule, Segment, TraitCondition, TraitDefinition, Variant, WeightedVariant,
     };
-    use tailor_core::ConfigDocument;
+    use tailor_core::{ConfigDocument, Profile};
 
     fn check<T: serde::Serialize + serde::de::DeserializeOwned>(spec: &Value, name: &str) {
         let schema = &spec["components"]["schemas"][name];
@@ -402,7 +404,22 @@ fn model_schemas_match_the_config_model() {
     check::<Experiment>(&spec, "Experiment");
     check::<Layer>(&spec, "Layer");
     check::<LayerSlice>(&spec, "LayerSlice");
+    check::<TraitDefinition>(&spec, "TraitDefinition");
+    check::<TraitCondition>(&spec, "TraitCondition");
+    check::<Profile>(&spec, "Profile");
     check::<ConfigDocument>(&spec, "ConfigDocument");
+
+    // The new fields are shown: a large list segment, a trait condition, trait definitions.
+    let example_has = |name: &str, what: &dyn Fn(&Value) -> bool| {
+        spec["components"]["schemas"][name]["examples"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(what))
+    };
+    assert!(example_has("Segment", &|e| e["list"] == true));
+    assert!(example_has("Condition", &|e| e["trait"].is_string()));
+    assert!(example_has("ConfigDocument", &|e| e["traits"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty())));
 
     // The example document is a valid config.
     let doc: ConfigDocument = serde_json::from_value(
@@ -440,6 +457,9 @@ fn model_schemas_match_the_config_model() {
     let kinds = enum_values("KeyKind");
     all_parse::<tailor_server::store::KeyKind>(&kinds, "KeyKind");
     assert_eq!(kinds.len(), 3);
+    let aggregates = enum_values("Aggregate");
+    all_parse::<tailor_core::model::Aggregate>(&aggregates, "Aggregate");
+    assert_eq!(aggregates.len(), 7, "every aggregate is documented");
 }
 
 /// A parser for the `{:?}` output of Rust values: enough structure to walk a `ResourceMap`.

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 use super::{lock, Windows};
 use crate::attribution::Attribution;
+use crate::store::unix_now_ms as now_ms;
 use crate::store::{
     Checkpoint, EventCursor, Lease, LogRow, PublishedAggregates, SharedStore, Store, StoreError,
 };
@@ -71,10 +72,20 @@ pub(crate) struct Part {
     caught_up_at: AtomicI64,
     /// A load or hand-over started by the ownership loop is in flight.
     pub(super) busy: AtomicBool,
+    /// Shared store: the profile records still to write (`crate::profiles`).
+    profiles: Mutex<ProfileWork>,
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+/// Which users' profile records (shared store) must be written, and for which trait event names.
+#[derive(Default)]
+struct ProfileWork {
+    /// The event names traits read, sorted (none: nothing to write).
+    names: Arc<Vec<String>>,
+    /// Users whose events traits read changed since their records were written.
+    users: rustc_hash::FxHashSet<String>,
+    /// Every user's record must be written again (the names changed, or a new owner found the
+    /// records written for other names).
+    all: bool,
 }
 
 impl Part {
@@ -92,7 +103,118 @@ impl Part {
             checkpoint_at: AtomicI64::new(0),
             caught_up_at: AtomicI64::new(0),
             busy: AtomicBool::new(false),
+            profiles: Mutex::default(),
         }
+    }
+
+    /// Sets the event names traits read; when they changed, every user's profile record is
+    /// written again (shared store).
+    pub(super) fn set_trait_names(&self, names: &Arc<Vec<String>>) {
+        let mut work = lock(&self.profiles);
+        if *work.names != **names {
+            work.names = Arc::clone(names);
+            // A partition not owned here is checked when it is taken (`take`).
+            work.all = !names.is_empty() && self.is_owned();
+            work.users.clear();
+            self.wake.notify_one();
+        }
+    }
+
+    /// Notes the users of `events` whose profile records must be written (shared store).
+    fn note_profile_users(&self, store: &dyn Store, events: &[tailor_core::events::Event]) {
+        if store.shared().is_none() {
+            return;
+        }
+        let mut work = lock(&self.profiles);
+        if work.names.is_empty() || work.all {
+            return;
+        }
+        let ProfileWork { names, users, .. } = &mut *work;
+        for event in events {
+            if let tailor_core::events::Event::Conversion(c) = event {
+                if names.binary_search(&c.event).is_ok() && !users.contains(&c.user_key) {
+                    users.insert(c.user_key.clone());
+                }
+            }
+        }
+    }
+
+    /// Writes the profile records that are due (shared store, owner only): the changed users'
+    /// or, after the names changed, every user's. On failure the work stays due.
+    pub(super) async fn write_profiles(
+        &self,
+        shared: &dyn SharedStore,
+        environment: &str,
+    ) -> Result<(), StoreError> {
+        if !self.is_owned() || self.loading().is_some() {
+            return Ok(());
+        }
+        let Some(lease) = self.lease() else {
+            return Ok(());
+        };
+        let (names, users, all) = {
+            let mut work = lock(&self.profiles);
+            if !work.all && work.users.is_empty() {
+                return Ok(());
+            }
+            let users = std::mem::take(&mut work.users);
+            let all = std::mem::replace(&mut work.all, false);
+            (Arc::clone(&work.names), users, all)
+        };
+        let keys: Vec<String> = if all {
+            let mut keys = Vec::new();
+            self.with_attribution(|a| {
+                a.for_each_user(&names, |key, events| {
+                    if !events.is_empty() {
+                        keys.push(key.to_string());
+                    }
+                })
+            });
+            keys
+        } else {
+            users.iter().cloned().collect()
+        };
+        let mark = crate::profiles::names_mark(&names);
+        let mut result = Ok(());
+        let chunks: Vec<&[String]> = keys.chunks(500).collect();
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let records: Vec<(String, Vec<u8>)> = self
+                .with_attribution(|a| {
+                    chunk
+                        .iter()
+                        .map(|key| {
+                            let record =
+                                crate::profiles::encode_record(&a.user_events(key, &names));
+                            (key.clone(), record)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let complete = (all && i == last).then_some(mark.as_str());
+            result = shared
+                .put_profile_records(environment, self.index, &lease, &records, complete)
+                .await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if all && keys.is_empty() && result.is_ok() {
+            result = shared
+                .put_profile_records(environment, self.index, &lease, &[], Some(&mark))
+                .await;
+        }
+        if let Err(e) = result {
+            if matches!(e, StoreError::Fenced { .. }) {
+                self.drop_state();
+            } else {
+                let mut work = lock(&self.profiles);
+                work.all |= all;
+                work.users.extend(users);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Owned by this instance (loading or loaded).
@@ -176,6 +298,16 @@ impl Part {
         }
         tail.published = None;
         self.caught_up_at.store(now_ms(), Ordering::Relaxed);
+        if let Some(shared) = store.shared() {
+            // Records written for other trait event names (or never): write every user's.
+            let names = Arc::clone(&lock(&self.profiles).names);
+            if !names.is_empty() {
+                let stored = shared.profile_names(environment, self.index).await?;
+                if stored.as_deref() != Some(crate::profiles::names_mark(&names).as_str()) {
+                    lock(&self.profiles).all = true;
+                }
+            }
+        }
         Ok(applied)
     }
 
@@ -223,6 +355,7 @@ impl Part {
             for event in &page.events {
                 attribution.apply(event);
             }
+            self.note_profile_users(store, &page.events);
             self.replayed
                 .fetch_add(page.events.len() as u64, Ordering::Relaxed);
             cursor = page.next;
@@ -260,6 +393,8 @@ impl Part {
                 for event in &page.events {
                     attribution.apply(event);
                 }
+                drop(slot);
+                self.note_profile_users(store, &page.events);
             }
             applied += page.events.len();
             tail.cursor = page.next;
@@ -441,6 +576,9 @@ impl Part {
         self.owned.store(false, Ordering::Release);
         *lock(&self.lease) = None;
         *lock(&self.attribution) = None;
+        let mut work = lock(&self.profiles);
+        work.users.clear();
+        work.all = false;
     }
 
     /// Applies a window change to the loaded attribution; true if users must be recomputed.
@@ -478,6 +616,9 @@ pub(super) async fn run(
     let mut last_publish: Option<Instant> = None;
     while part.is_owned() {
         let mut result = part.catch_up(store.as_ref(), &environment).await.map(drop);
+        if let (Ok(()), Some(shared)) = (&result, store.shared()) {
+            result = part.write_profiles(shared, &environment).await;
+        }
         // At most once per `poll`: a busy partition is woken by every batch. And again every
         // `REPUBLISH` even without news: Redis may have lost the last copy (a crash within
         // `appendfsync everysec`'s second), and other instances would serve an older one.

@@ -1,5 +1,6 @@
 //! The web dashboard, served under `/dashboard` for the people who run personalization:
-//! environments, flags, segments, experiment results with charts, and gradual rollout.
+//! environments, flags, segments with their sizes, computed traits, user lookups, experiment
+//! results with charts, and gradual rollout.
 //!
 //! # Layout
 //! - [`session`]: sign-in sessions (random 256-bit ids, server-side, expiring) and cookies.
@@ -8,6 +9,7 @@
 //! - [`views`]: the page layout, navigation and shared pieces (escaping is maud's: every
 //!   interpolated value is HTML-escaped; nothing here writes raw HTML).
 //! - [`pages`]: environments, flags, a flag's rules and history, segments, experiments, audit.
+//! - [`profiles`]: segment sizes and computed traits (on the segments page), the user lookup.
 //! - [`results`]: an experiment's results and personalization lift.
 //! - [`rollout`]: coverage changes, pause/resume and roll-back, each with a confirmation page,
 //!   applied through the admin API's own flag actions (`routes::admin::rollout_flag` …).
@@ -25,6 +27,7 @@ pub mod csrf;
 pub mod format;
 pub mod login;
 pub mod pages;
+pub mod profiles;
 pub mod results;
 pub mod rollout;
 pub mod session;
@@ -98,6 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/dashboard/env/{env}/segments",
             web::get().to(pages::segments),
         )
+        .route("/dashboard/env/{env}/users", web::get().to(profiles::users))
         .route(
             "/dashboard/env/{env}/experiments",
             web::get().to(pages::experiments),

@@ -1,5 +1,6 @@
 //! Read-only pages: environments, flags, one flag (variants, rules with their rollout controls,
-//! recent history), a flag's history, segments, experiments and the audit log.
+//! recent history), a flag's history, segments (with their sizes and the computed traits),
+//! experiments and the audit log.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
@@ -7,6 +8,7 @@ use serde::Deserialize;
 use tailor_core::model::{ExperimentStatus, Flag, Rule, Segment};
 use tailor_core::ConfigDocument;
 
+use super::profiles::{self, size_cell, sizes_note, traits_section};
 use super::views::{self, condition_text, flag_status, value_text, Nav, Section};
 use super::{
     env_url, experiment_url, flag_url, format, page_response, signed_in, DashboardError, SignedIn,
@@ -550,7 +552,12 @@ fn segment_users(doc: &ConfigDocument, segment: &str) -> Vec<String> {
     out
 }
 
-fn segment_row(env: &str, doc: &ConfigDocument, s: &Segment) -> Markup {
+fn segment_row(
+    env: &str,
+    doc: &ConfigDocument,
+    s: &Segment,
+    sizes: &Result<crate::profiles::SegmentSizes, String>,
+) -> Markup {
     let used = segment_users(doc, &s.key);
     html! {
         tr #(format!("segment-{}", s.key)) data-segment=(s.key) {
@@ -558,10 +565,13 @@ fn segment_row(env: &str, doc: &ConfigDocument, s: &Segment) -> Markup {
                 strong { (s.key) }
                 @if let Some(n) = &s.name { div { (n) } }
                 @if let Some(d) = &s.description { div.muted.small { (d) } }
+                @if s.list { div { span.tag { "large list" } } }
             }
+            (size_cell(sizes, &s.key))
             td.wide data-label="Conditions" {
                 @match &s.conditions {
                     Some(c) => { (condition_text(c)) },
+                    None if s.list => { span.muted { "no conditions (the uploaded list's members)" } },
                     None => { span.muted { "no conditions (only the listed users)" } },
                 }
             }
@@ -592,18 +602,25 @@ pub(super) async fn segments(
     let env = path.into_inner();
     let current = state.environment(&env)?.current();
     let doc = current.snapshot.document();
+    let sizes = match doc.segments.is_empty() {
+        true => Err(String::new()),
+        false => profiles::sizes(&state, &env, &current.snapshot).await,
+    };
     let body = html! {
         h1 { "Segments" span.muted.small { " · " (env) } }
+        p { a href=(env_url(&env, "users")) { "Look up a user" } span.muted.small { ": their traits, segments and what every flag serves them" } }
         @if doc.segments.is_empty() {
             p.empty { "No segments yet." }
         } @else {
+            (sizes_note(&sizes, state.collector.loading(&env)))
             div.table-wrap {
                 table.cards {
-                    thead { tr { th { "Segment" } th { "Conditions" } th { "Listed users" } th { "Used by" } } }
-                    tbody { @for s in &doc.segments { (segment_row(&env, doc, s)) } }
+                    thead { tr { th { "Segment" } th.num { "Size" } th { "Conditions" } th { "Listed users" } th { "Used by" } } }
+                    tbody { @for s in &doc.segments { (segment_row(&env, doc, s, &sizes)) } }
                 }
             }
         }
+        (traits_section(&env, doc))
     };
     let nav = nav(&state, &me, Some(&env), Section::Segments);
     Ok(page_response(views::layout("Segments", &nav, body)))

@@ -14,8 +14,10 @@ pub enum Section {
     Environments,
     /// Flags and their rules.
     Flags,
-    /// Segments.
+    /// Segments and computed traits.
     Segments,
+    /// The user lookup.
+    Users,
     /// Experiments and results.
     Experiments,
     /// The audit log.
@@ -51,6 +53,7 @@ pub fn layout(title: &str, nav: &Nav<'_>, body: Markup) -> Markup {
     let sections = [
         (Section::Flags, "Flags", "flags"),
         (Section::Segments, "Segments", "segments"),
+        (Section::Users, "Users", "users"),
         (Section::Experiments, "Experiments", "experiments"),
         (Section::Audit, "Audit log", "audit"),
     ];
@@ -175,27 +178,32 @@ pub fn condition_text(condition: &Condition) -> String {
             Condition::Any { any } => group(any, " or ", "no one"),
             Condition::Not { not } => format!("not {}", go(not, true)),
             Condition::Segment { segment } => format!("in segment {segment}"),
+            Condition::Trait(t) => test_text(&format!("trait {}", t.trait_key), t.op, &t.values),
             Condition::Attribute(a) => {
-                let values: Vec<String> = a.values.iter().map(value_text).collect();
-                let mut out = format!("{} {}", a.attribute, operator(a.op));
-                match values.len() {
-                    0 => {}
-                    1 => {
-                        out.push(' ');
-                        out.push_str(&values[0]);
-                    }
-                    _ => {
-                        out.push_str(" [");
-                        out.push_str(&values.join(", "));
-                        out.push(']');
-                    }
-                }
+                let mut out = test_text(&a.attribute, a.op, &a.values);
                 if a.ignore_case {
                     out.push_str(" (any case)");
                 }
                 out
             }
         }
+    }
+    fn test_text(subject: &str, op: Operator, values: &[serde_json::Value]) -> String {
+        let values: Vec<String> = values.iter().map(value_text).collect();
+        let mut out = format!("{subject} {}", operator(op));
+        match values.len() {
+            0 => {}
+            1 => {
+                out.push(' ');
+                out.push_str(&values[0]);
+            }
+            _ => {
+                out.push_str(" [");
+                out.push_str(&values.join(", "));
+                out.push(']');
+            }
+        }
+        out
     }
     go(condition, false)
 }

@@ -1,5 +1,5 @@
-//! Admin CRUD for segments, flags, experiments and layers of one environment, plus the flag
-//! rollout, toggle and restore actions. One generic implementation serves all four kinds.
+//! Admin CRUD for segments, flags, experiments, layers and traits of one environment, plus the flag
+//! rollout, toggle and restore actions. One generic implementation serves all five kinds.
 //!
 //! Every write is validated by compiling the whole new config (so a segment delete that a flag
 //! still uses is rejected naming the flag's field), requires `If-Match` with the resource's ETag
@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tailor_core::model::{Experiment, Flag, Layer, Segment, FULL_COVERAGE};
+use tailor_core::model::{Experiment, Flag, Layer, Segment, TraitDefinition, FULL_COVERAGE};
 use tailor_core::ConfigDocument;
 
 use std::sync::Arc;
@@ -59,6 +59,7 @@ resource!(Segment, "segment", segments);
 resource!(Flag, "flag", flags);
 resource!(Experiment, "experiment", experiments);
 resource!(Layer, "layer", layers);
+resource!(TraitDefinition, "trait", traits);
 
 /// Mounts the CRUD routes for every kind.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -66,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     mount::<Flag>(cfg, "flags");
     mount::<Experiment>(cfg, "experiments");
     mount::<Layer>(cfg, "layers");
+    mount::<TraitDefinition>(cfg, "traits");
     cfg.route(
         "/api/v1/environments/{env}/flags/{key}/rollout",
         web::post().to(rollout),

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use tailor_core::{assign, ConfigDocument, Reason, User};
+use tailor_core::{assign_with_profile, ConfigDocument, Reason, User};
 
 use super::{check_if_match, parse_body, require_admin};
 use crate::error::{ApiError, InternalError};
@@ -194,19 +194,21 @@ fn diff(old: &ConfigDocument, new: &ConfigDocument) -> Result<Vec<DiffEntry>, Ap
         &mut out,
     )?;
     diff_kind("layer", &old.layers, &new.layers, |l| &l.key, &mut out)?;
+    diff_kind("trait", &old.traits, &new.traits, |t| &t.key, &mut out)?;
     Ok(out)
 }
 
 /// Top-level fields of a config document. Reading ignores unknown fields (forward
 /// compatibility), but an import is authored by a person: an unknown field is a typo or the
 /// wrong file, and silently ignoring it could replace an environment with an empty config.
-const DOCUMENT_FIELDS: [&str; 6] = [
+const DOCUMENT_FIELDS: [&str; 7] = [
     "environment",
     "revision",
     "segments",
     "flags",
     "experiments",
     "layers",
+    "traits",
 ];
 
 fn import_document(value: serde_json::Value) -> Result<ConfigDocument, ApiError> {
@@ -224,12 +226,12 @@ fn import_document(value: serde_json::Value) -> Result<ConfigDocument, ApiError>
             DOCUMENT_FIELDS.join(", ")
         )));
     }
-    if !["segments", "flags", "experiments", "layers"]
+    if !["segments", "flags", "experiments", "layers", "traits"]
         .iter()
         .any(|k| fields.contains_key(*k))
     {
         return Err(ApiError::BadRequest(
-            "body: the document has none of segments, flags, experiments or layers; to empty an environment import them as empty lists explicitly".into(),
+            "body: the document has none of segments, flags, experiments, layers or traits; to empty an environment import them as empty lists explicitly".into(),
         ));
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -315,7 +317,8 @@ struct PreviewItem<'a> {
     personalized: bool,
 }
 
-/// Evaluates flags for a user, with reasons, using the same engine as the SDK.
+/// Evaluates flags for a user, with reasons, using the same engine as the SDK and the user's
+/// traits and list memberships as the server computes them now.
 async fn preview(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -324,8 +327,10 @@ async fn preview(
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state)?;
     let body: PreviewBody = parse_body(&req, &body).await?;
-    let current = state.environment(&path)?.current();
+    let env = state.environment(&path)?;
+    let current = env.current();
     let snapshot = &current.snapshot;
+    let profile = crate::profiles::profile(&state, &env.key, snapshot, body.user.key()).await?;
     let keys: Vec<&str> = match &body.flags {
         Some(list) => list.iter().map(String::as_str).collect(),
         None => snapshot.flag_keys().collect(),
@@ -333,7 +338,7 @@ async fn preview(
     let items: Vec<PreviewItem> = keys
         .into_iter()
         .map(|flag| {
-            let a = assign(snapshot, &body.user, flag);
+            let a = assign_with_profile(snapshot, &body.user, Some(&profile), flag);
             PreviewItem {
                 flag,
                 variant: a.variant_key(),
@@ -346,8 +351,14 @@ async fn preview(
             }
         })
         .collect();
+    let traits: serde_json::Map<String, serde_json::Value> = profile
+        .traits()
+        .map(|(k, v)| (k.to_string(), crate::profiles::trait_json(v)))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "revision": current.revision,
+        "traits": traits,
+        "lists": profile.lists().collect::<Vec<_>>(),
         "assignments": items,
     })))
 }

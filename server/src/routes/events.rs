@@ -17,7 +17,7 @@ use super::authenticate;
 use crate::collector::vocabulary::Vocabulary;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{EncodedEvent, KeyKind};
+use crate::store::{unix_now_ms as now_ms, EncodedEvent, KeyKind};
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
@@ -131,10 +131,6 @@ async fn check_names(
         *vocabulary = state.collector.vocabulary(environment);
     }
     vocabulary.check(exposure)
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// `POST /sdk/v1/events` (mounted in the SDK scope by [`super::sdk::configure`]).

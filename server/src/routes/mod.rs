@@ -6,6 +6,7 @@ pub mod environments;
 pub mod events;
 pub mod ofrep;
 pub mod ops;
+pub mod profiles;
 pub mod results;
 pub mod sdk;
 
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     environments::configure(cfg);
     results::configure(cfg);
     admin::configure(cfg);
+    profiles::configure(cfg);
     crate::dashboard::configure(cfg);
 }
 

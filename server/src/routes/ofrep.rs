@@ -58,10 +58,13 @@ use tailor_core::context::context_attributes;
 use tailor_core::model::{
     Condition, ConfigDocument, Flag, Rule, Segment, ValueType, FULL_COVERAGE,
 };
-use tailor_core::{assign, AttributeRef, OpenFeatureReason, Reason, Snapshot, User};
+use tailor_core::{
+    assign_with_profile, AttributeRef, OpenFeatureReason, Profile, Reason, Snapshot, User,
+};
 
 use super::authenticate;
 use crate::error::{ApiError, InternalError};
+use crate::profiles;
 use crate::state::AppState;
 use crate::store::KeyKind;
 
@@ -136,6 +139,8 @@ struct Context {
     user: User,
     /// Whether the context named a user (`targetingKey`).
     has_key: bool,
+    /// The user's computed traits and list memberships, when a flag reads them.
+    profile: Option<Profile>,
 }
 
 impl Context {
@@ -150,7 +155,23 @@ impl Context {
         Ok(Context {
             user,
             has_key: key.is_some(),
+            profile: None,
         })
+    }
+
+    /// Loads the user's profile when the config reads profiles (a trait or list segment): OFREP
+    /// evaluates with the server's own trait values.
+    async fn load_profile(
+        &mut self,
+        state: &AppState,
+        environment: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), ApiError> {
+        if self.has_key && snapshot.reads_profiles() {
+            self.profile =
+                Some(profiles::profile(state, environment, snapshot, self.user.key()).await?);
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +269,8 @@ fn condition_reads_key(doc: &ConfigDocument, condition: &Condition, depth: usize
         }
         Condition::Not { not } => condition_reads_key(doc, not, depth),
         Condition::Attribute(test) => test.attribute == KEY,
+        // A trait is read from the profile of the user with this key.
+        Condition::Trait(_) => true,
         Condition::Segment { segment } => doc
             .segments
             .iter()
@@ -259,11 +282,12 @@ fn condition_reads_key(doc: &ConfigDocument, condition: &Condition, depth: usize
 /// A segment reads the key through its conditions, or through an `include`/`exclude` list
 /// that holds the empty placeholder key itself.
 fn segment_reads_key(doc: &ConfigDocument, segment: &Segment, depth: usize) -> bool {
-    segment
-        .include
-        .iter()
-        .chain(&segment.exclude)
-        .any(String::is_empty)
+    segment.list
+        || segment
+            .include
+            .iter()
+            .chain(&segment.exclude)
+            .any(String::is_empty)
         || segment
             .conditions
             .as_ref()
@@ -291,7 +315,7 @@ fn wire_value(flag: &Flag, value: &Value) -> Value {
 /// The evaluation object for `flag`, or why it cannot be evaluated for this context.
 fn evaluation(snapshot: &Snapshot, flag: &Flag, context: &Context) -> Result<Value, Rejection> {
     let key = flag.key.as_str();
-    let a = assign(snapshot, &context.user, key);
+    let a = assign_with_profile(snapshot, &context.user, context.profile.as_ref(), key);
     if !context.has_key && reads_key(snapshot.document(), flag, a.reason, a.rule_index()) {
         return Err(Rejection::key_missing(key));
     }
@@ -367,25 +391,28 @@ async fn evaluate_one(
     body: web::Bytes,
 ) -> HttpResponse {
     let key = path.into_inner();
-    match evaluate_one_for_caller(&req, &state, &key, &body) {
+    match evaluate_one_for_caller(&req, &state, &key, &body).await {
         Ok(response) => response,
         Err(error) => api_failure(error).await,
     }
 }
 
-fn evaluate_one_for_caller(
+async fn evaluate_one_for_caller(
     req: &HttpRequest,
     state: &AppState,
     key: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let env = state.environment(&caller_environment(req, state)?)?;
-    let context = match Context::read(body) {
+    let mut context = match Context::read(body) {
         Ok(c) => c,
         Err(rejection) => return Ok(rejection.response(StatusCode::BAD_REQUEST, Some(key))),
     };
     let current = env.current();
     let snapshot = &current.snapshot;
+    if snapshot.flag_reads_profile(key) {
+        context.load_profile(state, &env.key, snapshot).await?;
+    }
     let Some(flag) = snapshot.document().flag(key) else {
         let rejection = Rejection::new("FLAG_NOT_FOUND", format!("flag `{key}` was not found"));
         return Ok(rejection.response(StatusCode::NOT_FOUND, Some(key)));
@@ -398,7 +425,11 @@ fn evaluate_one_for_caller(
 
 /// ETag of a bulk result: it depends on both the config revision and the context (attributes
 /// that cannot be serialized are an error, not a hash of nothing shared by every such context).
-fn bulk_etag(config_etag: &str, user: &User) -> Result<String, ApiError> {
+fn bulk_etag(
+    config_etag: &str,
+    user: &User,
+    profile: Option<&Profile>,
+) -> Result<String, ApiError> {
     let attrs: BTreeMap<&str, AttributeRef<'_>> = user.attributes().collect();
     let attrs = serde_json::to_vec(&attrs).map_err(InternalError::serialize(
         "the evaluation context for its ETag",
@@ -407,6 +438,17 @@ fn bulk_etag(config_etag: &str, user: &User) -> Result<String, ApiError> {
     h.update(config_etag.as_bytes());
     h.update(user.key().as_bytes());
     h.update(attrs);
+    if let Some(profile) = profile {
+        // The traits and lists the answer read; not `as_of`, so an unchanged profile keeps it.
+        let traits: Vec<(&str, Value)> = profile
+            .traits()
+            .map(|(k, v)| (k, profiles::trait_json(v)))
+            .collect();
+        let lists: Vec<&str> = profile.lists().collect();
+        let bytes = serde_json::to_vec(&(traits, lists))
+            .map_err(InternalError::serialize("the profile for its ETag"))?;
+        h.update(bytes);
+    }
     Ok(format!("\"{}\"", hex::encode(&h.finalize()[..12])))
 }
 
@@ -415,24 +457,27 @@ async fn evaluate_all(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    match evaluate_all_for_caller(&req, &state, &body) {
+    match evaluate_all_for_caller(&req, &state, &body).await {
         Ok(response) => response,
         Err(error) => api_failure(error).await,
     }
 }
 
-fn evaluate_all_for_caller(
+async fn evaluate_all_for_caller(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let env = state.environment(&caller_environment(req, state)?)?;
-    let context = match Context::read(body) {
+    let mut context = match Context::read(body) {
         Ok(c) => c,
         Err(rejection) => return Ok(rejection.response(StatusCode::BAD_REQUEST, None)),
     };
     let current = env.current();
-    let etag = bulk_etag(&current.etag, &context.user)?;
+    context
+        .load_profile(state, &env.key, &current.snapshot)
+        .await?;
+    let etag = bulk_etag(&current.etag, &context.user, context.profile.as_ref())?;
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)

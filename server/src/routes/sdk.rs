@@ -28,7 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(super::sdk_cors())
             .route("/config", web::get().to(config))
             .route("/stream", web::get().to(stream_updates))
-            .route("/events", web::post().to(super::events::ingest)),
+            .route("/events", web::post().to(super::events::ingest))
+            .route(
+                "/profiles/{user_key}",
+                web::get().to(super::profiles::sdk_profile),
+            ),
     );
 }
 

@@ -168,6 +168,11 @@ pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The current time, Unix milliseconds.
+pub fn unix_now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// A dashboard sign-in as stored. The session id itself is never stored: the store keys it by
 /// the id's SHA-256, like API keys, so reading the store does not hand out live cookies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +347,43 @@ pub trait SharedStore: Send + Sync {
         environment: &str,
         partitions: u32,
     ) -> Result<Vec<Option<PublishedAggregates>>, StoreError>;
+
+    /// Writes users' profile records (fenced by `lease`): the events of each user that traits
+    /// read, encoded by `crate::profiles`, so that every instance can compute the traits of users
+    /// in partitions it does not own. An empty record deletes the user's. With `names`, also
+    /// records which trait event names the partition's records are complete for.
+    async fn put_profile_records(
+        &self,
+        environment: &str,
+        partition: u32,
+        lease: &Lease,
+        records: &[(String, Vec<u8>)],
+        names: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// A user's profile record, if one was written.
+    async fn profile_record(
+        &self,
+        environment: &str,
+        partition: u32,
+        user_key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A page of the partition's profile records after `cursor` (`"0"` to start); the next
+    /// cursor is `"0"` at the end.
+    async fn profile_records_page(
+        &self,
+        environment: &str,
+        partition: u32,
+        cursor: &str,
+    ) -> Result<(String, Vec<(String, Vec<u8>)>), StoreError>;
+
+    /// The trait event names the partition's profile records were last completed for.
+    async fn profile_names(
+        &self,
+        environment: &str,
+        partition: u32,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Storage failures.
@@ -528,6 +570,34 @@ pub trait Store: Send + Sync + 'static {
         checkpoint: &Checkpoint,
         lease: Option<&Lease>,
     ) -> Result<(), StoreError>;
+
+    /// Replaces the members of a large list segment (`Segment::list`) with `members` (repeats
+    /// are stored once); returns how many keys it holds now. Atomic: a reader sees the old list
+    /// or the new one.
+    async fn put_list(
+        &self,
+        environment: &str,
+        segment: &str,
+        members: Vec<String>,
+    ) -> Result<u64, StoreError>;
+
+    /// For each of `segments` (in order), whether its uploaded list holds `user_key`.
+    async fn lists_containing(
+        &self,
+        environment: &str,
+        segments: &[String],
+        user_key: &str,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Every key of a list segment's uploaded list (empty when none was uploaded).
+    async fn list_members(
+        &self,
+        environment: &str,
+        segment: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// How many keys a list segment's uploaded list holds.
+    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError>;
 
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

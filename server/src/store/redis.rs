@@ -66,6 +66,7 @@
 mod changes;
 mod conn;
 mod partitions;
+mod profiles;
 mod scripts;
 
 use std::collections::HashMap;
@@ -711,6 +712,36 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         self.write_checkpoint(environment, partition, checkpoint, lease)
             .await
+    }
+
+    async fn put_list(
+        &self,
+        environment: &str,
+        segment: &str,
+        members: Vec<String>,
+    ) -> Result<u64, StoreError> {
+        self.put_list_members(environment, segment, members).await
+    }
+
+    async fn lists_containing(
+        &self,
+        environment: &str,
+        segments: &[String],
+        user_key: &str,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.lists_holding(environment, segments, user_key).await
+    }
+
+    async fn list_members(
+        &self,
+        environment: &str,
+        segment: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.all_list_members(environment, segment).await
+    }
+
+    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError> {
+        self.list_size_of(environment, segment).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

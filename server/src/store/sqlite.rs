@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS list_members (
+    environment TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    PRIMARY KEY (environment, segment, user_key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     digest TEXT PRIMARY KEY,
     session TEXT NOT NULL,
@@ -662,6 +668,111 @@ impl Store for SqliteStore {
             )
             .map_err(backend("writing a checkpoint"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_list(
+        &self,
+        environment: &str,
+        segment: &str,
+        members: Vec<String>,
+    ) -> Result<u64, StoreError> {
+        let environment = environment.to_string();
+        let segment = segment.to_string();
+        self.write(move |conn| {
+            let doing = "replacing a list segment's members";
+            let tx = begin_write(conn, doing)?;
+            tx.execute(
+                "DELETE FROM list_members WHERE environment = ?1 AND segment = ?2",
+                params![environment, segment],
+            )
+            .map_err(backend(doing))?;
+            let mut stored = 0u64;
+            {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT OR IGNORE INTO list_members (environment, segment, user_key)
+                         VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(backend(doing))?;
+                for key in &members {
+                    stored += insert
+                        .execute(params![environment, segment, key])
+                        .map_err(backend(doing))? as u64;
+                }
+            }
+            tx.commit().map_err(backend(doing))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn lists_containing(
+        &self,
+        environment: &str,
+        segments: &[String],
+        user_key: &str,
+    ) -> Result<Vec<bool>, StoreError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let environment = environment.to_string();
+        let segments = segments.to_vec();
+        let user_key = user_key.to_string();
+        self.with(move |conn| {
+            let doing = "reading list memberships";
+            let mut query = conn
+                .prepare_cached(
+                    "SELECT 1 FROM list_members
+                     WHERE environment = ?1 AND segment = ?2 AND user_key = ?3",
+                )
+                .map_err(backend(doing))?;
+            segments
+                .iter()
+                .map(|segment| {
+                    query
+                        .exists(params![environment, segment, user_key])
+                        .map_err(backend(doing))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn list_members(
+        &self,
+        environment: &str,
+        segment: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let environment = environment.to_string();
+        let segment = segment.to_string();
+        self.with(move |conn| {
+            let doing = "reading a list segment's members";
+            let mut query = conn
+                .prepare(
+                    "SELECT user_key FROM list_members WHERE environment = ?1 AND segment = ?2",
+                )
+                .map_err(backend(doing))?;
+            let rows = query
+                .query_map(params![environment, segment], |r| r.get::<_, String>(0))
+                .map_err(backend(doing))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend(doing))
+        })
+        .await
+    }
+
+    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError> {
+        let environment = environment.to_string();
+        let segment = segment.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM list_members WHERE environment = ?1 AND segment = ?2",
+                params![environment, segment],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(backend("counting a list segment's members"))
         })
         .await
     }

@@ -102,7 +102,7 @@ impl Layout {
 }
 
 impl RedisStore {
-    fn partition_key(&self, layout: &Layout, partition: u32, suffix: &str) -> String {
+    pub(super) fn partition_key(&self, layout: &Layout, partition: u32, suffix: &str) -> String {
         let tag = layout
             .tags
             .get(partition as usize)
@@ -475,6 +475,46 @@ impl SharedStore for RedisStore {
             }
         });
         futures_util::future::try_join_all(reads).await
+    }
+
+    async fn put_profile_records(
+        &self,
+        environment: &str,
+        partition: u32,
+        lease: &Lease,
+        records: &[(String, Vec<u8>)],
+        names: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write_profile_records(environment, partition, lease, records, names)
+            .await
+    }
+
+    async fn profile_record(
+        &self,
+        environment: &str,
+        partition: u32,
+        user_key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_profile_record(environment, partition, user_key)
+            .await
+    }
+
+    async fn profile_records_page(
+        &self,
+        environment: &str,
+        partition: u32,
+        cursor: &str,
+    ) -> Result<(String, Vec<(String, Vec<u8>)>), StoreError> {
+        self.read_profile_records_page(environment, partition, cursor)
+            .await
+    }
+
+    async fn profile_names(
+        &self,
+        environment: &str,
+        partition: u32,
+    ) -> Result<Option<String>, StoreError> {
+        self.read_profile_names(environment, partition).await
     }
 }
 

@@ -186,6 +186,31 @@ return 1
     )
 });
 
+/// Writes users' profile records if the caller still holds the partition's lease.
+///
+/// `KEYS`: lease, profiles hash, profile-names string. `ARGV`: lease token, names mark (`''`:
+/// leave it), then user key / record pairs (an empty record deletes the user's).
+pub(super) static PUT_PROFILES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[2])
+end
+return 1
+",
+    )
+});
+
 /// Records an instance as alive until `expires` and returns the live instances.
 ///
 /// `KEYS[1]` instances sorted set. `ARGV`: instance, expires (ms), now (ms).
