@@ -10,8 +10,8 @@ use serde_json::Value;
 use tailor_core::bucketing::SPEC_VERSION;
 use tailor_core::events::{Conversion, Event, Exposure};
 use tailor_core::{
-    assign, assign_with_profile, Assignment, ConfigDocument, OpenFeatureReason, Profile, Reason,
-    Snapshot, User, VariantRef,
+    assign, assign_lazy, Assignment, ConfigDocument, OpenFeatureReason, Profile, Reason, Snapshot,
+    User, VariantRef,
 };
 
 use crate::profiles::{ProfileError, ProfileStats, Profiles, Source as ProfileSource};
@@ -294,6 +294,7 @@ impl ClientBuilder {
                 request_timeout: self.request_timeout,
             }),
         ));
+        let refresher = tokio::spawn(Arc::clone(&profiles).run_refresher(shutdown.subscribe()));
         let delivery = tokio::spawn(events::run_delivery(
             rx,
             http,
@@ -314,7 +315,7 @@ impl ClientBuilder {
                 counters,
                 shutdown,
                 delivery_deadline,
-                tasks: std::sync::Mutex::new(vec![updates, delivery]),
+                tasks: std::sync::Mutex::new(vec![updates, delivery, refresher]),
                 flush_timeout: self.flush_timeout,
                 profiles,
             }),
@@ -555,16 +556,16 @@ impl Client {
         Some(value)
     }
 
-    /// Evaluates with the user's cached profile when the flag reads one (traits, large lists).
+    /// Evaluates with the user's cached profile when the flag reads one (traits, large lists);
+    /// other flags never touch the profile cache.
     #[inline]
     fn assign<'s>(&self, s: &'s Snapshot, user: &User, flag: &str) -> Assignment<'s> {
-        if !s.reads_profiles() || !s.flag_reads_profile(flag) {
+        if !s.reads_profiles() {
             return assign(s, user, flag);
         }
-        let a = self
-            .inner
-            .profiles
-            .with(user.key(), |p| assign_with_profile(s, user, p, flag));
+        let a = assign_lazy(s, user, flag, || {
+            self.inner.profiles.for_evaluation(user.key())
+        });
         if a.profile_missing {
             self.inner.profiles.note_missing(flag);
         }

@@ -18,10 +18,12 @@
 //!   the events this client has queued, then reads `GET /sdk/v1/profiles/{user_key}` and caches
 //!   the answer, so it includes what this process tracked before.
 //! - **Expiry.** A profile older than [`profile_ttl`](crate::ClientBuilder::profile_ttl)
-//!   (default 60 s) is still used, and the first evaluation that reads it starts one reload in
-//!   the background (at most one per user at a time); a failed reload keeps the old values. The
-//!   cache holds at most [`profile_capacity`](crate::ClientBuilder::profile_capacity) users
-//!   (default 10,000) and drops the least recently loaded past it.
+//!   (default 60 s) that an evaluation read since its last load is reloaded in the background
+//!   (a task looks every quarter of the TTL, at least every second); it is used meanwhile, and
+//!   a failed reload keeps the old values and tries again a TTL later. Profiles nobody reads are
+//!   not reloaded. The evaluation itself reads no clock. The cache holds at most
+//!   [`profile_capacity`](crate::ClientBuilder::profile_capacity) users (default 10,000) and
+//!   drops the least recently loaded past it.
 //! - **Read-your-writes.** [`crate::Client::track`] applies the event to the user's cached
 //!   profile at once (`tailor_core::profile::Profile::record`), so the next evaluation in this
 //!   process sees it; the server's values replace these at the next load. A reload that is in
@@ -33,7 +35,7 @@
 //! - **Privacy.** Profiles are read with the server-side SDK key only; the server refuses
 //!   client-side keys.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,10 +46,11 @@ use tailor_core::Profile;
 const SHARDS: usize = 16;
 
 struct Entry {
-    profile: Profile,
+    /// Shared with evaluations in flight; `track` changes it copy-on-write.
+    profile: Arc<Profile>,
     loaded: Instant,
-    /// A background reload is in flight.
-    reloading: bool,
+    /// An evaluation read it since it was loaded (so it is worth reloading when it expires).
+    used: AtomicBool,
 }
 
 /// Profile counters.
@@ -137,26 +140,19 @@ impl Profiles {
         &self.shards[shard_of(key)]
     }
 
-    /// Calls `f` with the user's cached profile (or `None`); starts a background reload when it
-    /// is older than the TTL. Never blocks on I/O.
+    /// The user's cached profile for an evaluation (marking it used). Never blocks on I/O and
+    /// reads no clock.
     #[inline]
-    pub(crate) fn with<T>(
-        self: &Arc<Self>,
-        user_key: &str,
-        f: impl FnOnce(Option<&Profile>) -> T,
-    ) -> T {
+    pub(crate) fn for_evaluation(&self, user_key: &str) -> Option<Arc<Profile>> {
         let shard = self
             .shard(user_key)
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        let entry = shard.get(user_key);
-        let stale = entry.is_some_and(|e| !e.reloading && e.loaded.elapsed() >= self.ttl);
-        let out = f(entry.map(|e| &e.profile));
-        drop(shard);
-        if stale {
-            self.reload_in_background(user_key);
+        let entry = shard.get(user_key)?;
+        if !entry.used.load(Ordering::Relaxed) {
+            entry.used.store(true, Ordering::Relaxed);
         }
-        out
+        Some(Arc::clone(&entry.profile))
     }
 
     /// Counts (and once per flag, logs) an evaluation that needed a profile it did not have.
@@ -198,9 +194,9 @@ impl Profiles {
         shard.insert(
             key,
             Entry {
-                profile,
+                profile: Arc::new(profile),
                 loaded: Instant::now(),
-                reloading: false,
+                used: AtomicBool::new(false),
             },
         );
     }
@@ -211,7 +207,7 @@ impl Profiles {
             .shard(user_key)
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        shard.get(user_key).map(|e| e.profile.clone())
+        shard.get(user_key).map(|e| Profile::clone(&e.profile))
     }
 
     /// Drops the user's cached profile.
@@ -240,7 +236,7 @@ impl Profiles {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = shard.get_mut(user_key) {
-            entry.profile.record(definitions, event, timestamp, value);
+            Arc::make_mut(&mut entry.profile).record(definitions, event, timestamp, value);
         }
     }
 
@@ -273,39 +269,53 @@ impl Profiles {
         result
     }
 
-    fn reload_in_background(self: &Arc<Self>, user_key: &str) {
-        if self.source.is_none() {
+    /// Reloads, until `shutdown`, the profiles that expired and were read since their load,
+    /// looking every quarter of the TTL (at least every second, at most every minute).
+    pub(crate) async fn run_refresher(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.source.is_none() || self.ttl == Duration::MAX {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        {
-            let mut shard = self
-                .shard(user_key)
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            match shard.get_mut(user_key) {
-                Some(e) if !e.reloading => e.reloading = true,
-                _ => return,
+        let every = (self.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
-        }
-        let profiles = Arc::clone(self);
-        let user_key = user_key.to_string();
-        runtime.spawn(async move {
-            if let Err(e) = profiles.fetch(&user_key).await {
-                tracing::debug!(error = %e, "reloading a profile failed; keeping the old values");
-                let mut shard = profiles
-                    .shard(&user_key)
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner());
-                if let Some(entry) = shard.get_mut(user_key.as_str()) {
-                    entry.reloading = false;
-                    // Try again after another TTL, not on every evaluation.
-                    entry.loaded = Instant::now();
+            let due: Vec<String> = self
+                .shards
+                .iter()
+                .flat_map(|shard| {
+                    let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+                    shard
+                        .iter()
+                        .filter(|(_, e)| {
+                            e.used.load(Ordering::Relaxed) && e.loaded.elapsed() >= self.ttl
+                        })
+                        .map(|(k, _)| k.to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for user_key in due {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if let Err(e) = self.fetch(&user_key).await {
+                    tracing::debug!(error = %e, "reloading a profile failed; keeping the old values");
+                    let mut shard = self
+                        .shard(&user_key)
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if let Some(entry) = shard.get_mut(user_key.as_str()) {
+                        // Try again after another TTL, and only if it is read again.
+                        entry.loaded = Instant::now();
+                        entry.used.store(false, Ordering::Relaxed);
+                    }
                 }
             }
-        });
+        }
     }
 }
 

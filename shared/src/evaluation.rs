@@ -7,6 +7,8 @@
 //! the user, otherwise evaluation falls through to the next rule; finally a holdout (its own
 //! salt) sends its share of the users to the generic default. No rule left: the default.
 
+use std::ops::Deref;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -182,6 +184,19 @@ pub fn assign_with_profile<'s>(
     profile: Option<&Profile>,
     flag_key: &str,
 ) -> Assignment<'s> {
+    assign_lazy(snapshot, user, flag_key, || profile)
+}
+
+/// Evaluates `flag_key` for `user`, calling `profile` for the user's profile only when the
+/// flag's rules read one (traits, large lists) and a rule is reached: a caller that looks
+/// profiles up (the SDK's cache) pays for it only then, without looking the flag up twice.
+#[inline]
+pub fn assign_lazy<'s, P: Deref<Target = Profile>>(
+    snapshot: &'s Snapshot,
+    user: &User,
+    flag_key: &str,
+    profile: impl FnOnce() -> Option<P>,
+) -> Assignment<'s> {
     let Some((flag_id, flag)) = snapshot.compiled_flag(flag_key) else {
         return Assignment {
             variant: None,
@@ -193,8 +208,7 @@ pub fn assign_with_profile<'s>(
             profile_missing: false,
         };
     };
-    let profile_missing = flag.reads_profile && profile.is_none();
-    let plain = |variant: usize, reason: Reason| Assignment {
+    let plain = |variant: usize, reason: Reason, profile_missing: bool| Assignment {
         variant: flag.variants.get(variant),
         variant_ref: Some(VariantRef {
             flag: flag_id,
@@ -207,20 +221,26 @@ pub fn assign_with_profile<'s>(
         profile_missing,
     };
     if !flag.enabled {
-        return plain(flag.default_variant, Reason::FlagOff);
+        return plain(flag.default_variant, Reason::FlagOff, false);
     }
     if !flag.overrides.is_empty() {
         if let Some(&v) = flag.overrides.get(user.key()) {
-            return plain(v, Reason::Override);
+            return plain(v, Reason::Override, false);
         }
     }
+    let held = if flag.reads_profile { profile() } else { None };
+    let profile = held.as_deref();
     for (index, rule) in flag.rules.iter().enumerate() {
         if let Some(assignment) = evaluate_rule(snapshot, flag_id, flag, rule, index, user, profile)
         {
             return assignment;
         }
     }
-    plain(flag.default_variant, Reason::Fallthrough)
+    plain(
+        flag.default_variant,
+        Reason::Fallthrough,
+        flag.reads_profile && profile.is_none(),
+    )
 }
 
 /// The rule's decision, or `None` to fall through to the next rule.

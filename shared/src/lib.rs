@@ -73,7 +73,7 @@ pub mod yaml_out;
 pub use compile::compile;
 pub use error::{ConfigError, Problem};
 pub use evaluation::{
-    assign, assign_with_profile, Assignment, OpenFeatureReason, Reason, VariantRef,
+    assign, assign_lazy, assign_with_profile, Assignment, OpenFeatureReason, Reason, VariantRef,
 };
 pub use model::{ConfigDocument, ParseError, SerializeError};
 pub use profile::Profile;
