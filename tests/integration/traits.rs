@@ -169,6 +169,44 @@ async fn purchases_through_the_sdk_make_a_repeat_buyer_everywhere_and_survive_a_
         "generic"
     );
 
+    // An SDK's cached profile that evaluations read is reloaded when it expires.
+    let refreshing = Client::builder(server.url(""), sdk_key.as_str())
+        .profile_ttl(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let backdated_user = User::new("backdated");
+    refreshing.load_profile(&backdated_user).await.unwrap();
+    assert_eq!(
+        refreshing.variant(&backdated_user, "homepage").key(),
+        Some("generic")
+    );
+    post_events(
+        &server,
+        &sdk_key,
+        &[purchase("new-1", "backdated", now_ms(), 1.0)],
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    eventually(
+        "the expired profile to be reloaded",
+        Duration::from_secs(10),
+        || async {
+            let _ = refreshing.variant(&backdated_user, "homepage");
+            let count = refreshing
+                .profile(&backdated_user)
+                .and_then(|p| p.trait_value("purchases_30d"));
+            (count == Some(tailor::TraitValue::Number(2.0))).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        refreshing.variant(&backdated_user, "homepage").key(),
+        Some("loyalty")
+    );
+    assert!(refreshing.profile_stats().loads >= 2);
+    refreshing.close().await.unwrap();
+
     // The user lookup: traits, segments, and what each flag serves.
     let lookup =
         send(server.admin(Method::GET, "/api/v1/environments/production/users/buyer-1")).await;
@@ -188,9 +226,9 @@ async fn purchases_through_the_sdk_make_a_repeat_buyer_everywhere_and_survive_a_
         send(server.admin(Method::GET, "/api/v1/environments/production/segment-sizes")).await;
     sizes.assert_status(StatusCode::OK);
     assert_eq!(sizes.body["known_users"], 2, "{}", sizes.text);
-    assert_eq!(sizes.body["segments"][0]["size"], 1, "{}", sizes.text);
+    assert_eq!(sizes.body["segments"][0]["size"], 2, "{}", sizes.text);
 
-    // A restart reproduces every value.
+    // A rebuild from the stored events and a restart reproduce every value.
     let before: Vec<Value> = [
         profile(&server, &sdk_key, "buyer-1").await,
         profile(&server, &sdk_key, "backdated").await,
@@ -198,6 +236,20 @@ async fn purchases_through_the_sdk_make_a_repeat_buyer_everywhere_and_survive_a_
     .iter()
     .map(stable)
     .collect();
+    send(server.admin(
+        Method::POST,
+        "/api/v1/environments/production/results/rebuild",
+    ))
+    .await
+    .assert_status(StatusCode::OK);
+    let rebuilt: Vec<Value> = [
+        profile(&server, &sdk_key, "buyer-1").await,
+        profile(&server, &sdk_key, "backdated").await,
+    ]
+    .iter()
+    .map(stable)
+    .collect();
+    assert_eq!(before, rebuilt);
     client.close().await.unwrap();
     server.restart().await;
     // Until its partitions are loaded, the server answers 503 (as results do), never stale values.
