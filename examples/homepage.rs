@@ -9,7 +9,6 @@
 //! `beginners` and `yoga-buyers`, experiment `homepage-personalization`, flag `homepage`),
 //! creates an SDK key, then serves 2,000 simulated visitors with the SDK and records purchases.
 
-use anyhow::Context;
 use serde_json::{json, Value};
 use tailor::{Client, User};
 
@@ -28,10 +27,7 @@ async fn upsert(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = tailor_examples::server::url();
-    tailor_examples::server::wait_until_ready(&url, std::time::Duration::from_secs(600)).await?;
-    let admin_key = std::env::var("TAILOR_ADMIN_KEY")
-        .context("set TAILOR_ADMIN_KEY to the server's admin key")?;
+    let (url, admin_key) = tailor_examples::server::ready_with_admin_key().await?;
     let http = reqwest::Client::new();
 
     upsert(

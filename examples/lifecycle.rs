@@ -13,7 +13,6 @@
 //! banner at once (read-your-writes). `show <user>` loads one user's profile in a new process
 //! and prints their banner and traits.
 
-use anyhow::Context;
 use serde_json::{json, Value};
 use tailor::{Client, User};
 use tailor_examples::admin::upsert;
@@ -128,10 +127,7 @@ fn print_user(client: &Client, user: &User, profile: &tailor::Profile) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = tailor_examples::server::url();
-    tailor_examples::server::wait_until_ready(&url, std::time::Duration::from_secs(600)).await?;
-    let admin_key = std::env::var("TAILOR_ADMIN_KEY")
-        .context("set TAILOR_ADMIN_KEY to the server's admin key")?;
+    let (url, admin_key) = tailor_examples::server::ready_with_admin_key().await?;
     let http = reqwest::Client::new();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let sdk_key = match std::env::var("TAILOR_SDK_KEY") {

@@ -44,6 +44,16 @@ pub async fn wait_until_ready(url: &str, patience: Duration) -> anyhow::Result<(
     }
 }
 
+/// The server's URL once it is ready, and the admin key from `TAILOR_ADMIN_KEY`: how the
+/// examples that configure the server start.
+pub async fn ready_with_admin_key() -> anyhow::Result<(String, String)> {
+    let url = url();
+    wait_until_ready(&url, Duration::from_secs(600)).await?;
+    let admin_key = std::env::var("TAILOR_ADMIN_KEY")
+        .context("set TAILOR_ADMIN_KEY to the server's admin key")?;
+    Ok((url, admin_key))
+}
+
 /// Creates an SDK key for `environment` with the admin key; returns its secret.
 pub async fn create_sdk_key(
     url: &str,
