@@ -263,32 +263,12 @@ pub async fn keep_alive(
     mut next: impl FnMut(usize) -> Option<(String, Vec<u8>)>,
     mut on_response: impl FnMut(Duration, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::new(stream);
+    let mut conn = KeepAlive::connect(addr).await?;
     let mut n = 0;
     while let Some((head, body)) = next(n) {
         n += 1;
         let started = Instant::now();
-        stream.get_mut().write_all(head.as_bytes()).await?;
-        stream.get_mut().write_all(&body).await?;
-        let mut status_line = String::new();
-        stream.read_line(&mut status_line).await?;
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, v)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut response = vec![0u8; length];
-        stream.read_exact(&mut response).await?;
+        let (status_line, response) = conn.exchange(&head, &body).await?;
         let elapsed = started.elapsed();
         if !status_line.contains(" 200 ") {
             bail!(
@@ -300,6 +280,50 @@ pub async fn keep_alive(
         on_response(elapsed, &response)?;
     }
     Ok(())
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one request at a time.
+pub struct KeepAlive {
+    stream: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    /// Connects (no Nagle delay).
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<KeepAlive> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// Sends a request (head with its blank line, then body) and reads the response: its status
+    /// line and its body (`Content-Length` framed).
+    pub async fn exchange(&mut self, head: &str, body: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
+        self.stream.get_mut().write_all(head.as_bytes()).await?;
+        self.stream.get_mut().write_all(body).await?;
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).await?;
+        if status_line.is_empty() {
+            bail!("the server closed the connection");
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, v)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut response = vec![0u8; length];
+        self.stream.read_exact(&mut response).await?;
+        Ok((status_line, response))
+    }
 }
 
 /// Polls `path` until it answers 200 (at most 30 s).
