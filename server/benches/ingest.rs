@@ -201,20 +201,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let addr = server.addr;
-    common::admin(
-        addr,
-        common::ADMIN_KEY,
-        "POST",
-        "/api/v1/environments/development/experiments",
-        &json!({"key": "bench", "status": "running", "primary_metric": "purchase"}),
-    )
-    .await?;
-    common::admin(addr, common::ADMIN_KEY, "POST", "/api/v1/environments/development/flags", &json!({
-        "key": "homepage", "type": "string",
-        "variants": [{"key": "control", "value": "a"}, {"key": "treatment", "value": "b"}],
-        "default_variant": "control",
-        "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
-    })).await?;
+    common::create_bench_experiment(addr).await?;
     let key = common::sdk_key(addr, common::ADMIN_KEY, "development").await?;
     let write_every = Duration::from_millis(common::env_or("INGEST_WRITE_MS", 200));
     let mut idle_writes = write_flags(

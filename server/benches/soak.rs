@@ -342,20 +342,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = server.addr;
     let pid = server.child.id();
     let env = "/api/v1/environments/development";
-    common::admin(
-        addr,
-        common::ADMIN_KEY,
-        "POST",
-        &format!("{env}/experiments"),
-        &json!({"key": "bench", "status": "running", "primary_metric": "purchase"}),
-    )
-    .await?;
-    common::admin(addr, common::ADMIN_KEY, "POST", &format!("{env}/flags"), &json!({
-        "key": "homepage", "type": "string",
-        "variants": [{"key": "control", "value": "a"}, {"key": "treatment", "value": "b"}],
-        "default_variant": "control",
-        "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
-    })).await?;
+    common::create_bench_experiment(addr).await?;
     common::admin(
         addr,
         common::ADMIN_KEY,

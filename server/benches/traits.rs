@@ -42,20 +42,7 @@ fn five_traits() -> Vec<serde_json::Value> {
 /// The ingest bench's experiment and flag, and optionally five traits; returns an SDK key.
 async fn configure(addr: SocketAddr, traits: bool) -> anyhow::Result<String> {
     let env = "/api/v1/environments/development";
-    common::admin(
-        addr,
-        common::ADMIN_KEY,
-        "POST",
-        &format!("{env}/experiments"),
-        &json!({"key": "bench", "status": "running", "primary_metric": "purchase"}),
-    )
-    .await?;
-    common::admin(addr, common::ADMIN_KEY, "POST", &format!("{env}/flags"), &json!({
-        "key": "homepage", "type": "string",
-        "variants": [{"key": "control", "value": "a"}, {"key": "treatment", "value": "b"}],
-        "default_variant": "control",
-        "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
-    })).await?;
+    common::create_bench_experiment(addr).await?;
     if traits {
         for t in five_traits() {
             common::admin(

@@ -443,7 +443,7 @@ impl Traffic {
 
 #[tokio::test]
 async fn redis_killed_and_restarted_mid_traffic() {
-    let mut redis = Redis::start().await;
+    let mut redis = Redis::start_durable().await;
     let servers = instances(2, &redis.url()).await;
     let (a, b) = (&servers[0], &servers[1]);
     let sdk = experiment_setup(&servers).await;

@@ -819,7 +819,7 @@ async fn the_change_feed_reports_every_kind_of_change() {
 
 #[tokio::test]
 async fn redis_going_away_is_unavailable_then_recovers_with_nothing_lost() {
-    let mut redis = Redis::start().await;
+    let mut redis = Redis::start_durable().await;
     let store = RedisStore::connect(&redis.url(), "tailor").await.unwrap();
     let mut feed = store.shared().unwrap().changes();
     assert_eq!(

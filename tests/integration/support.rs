@@ -766,6 +766,8 @@ pub struct Redis {
     bus_port: Option<u16>,
     /// Runs without the append-only file.
     volatile: bool,
+    /// `appendfsync always` instead of `everysec`.
+    fsync_always: bool,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -786,6 +788,18 @@ impl Redis {
         Redis::start_node(false).await
     }
 
+    /// Starts a Redis server that fsyncs its append-only file before every reply
+    /// (`appendfsync always`), for tests that `kill -9` it and expect every acknowledged write
+    /// back. With `everysec`, Redis may reply before it writes when an fsync is slow (a busy
+    /// disk), and a `kill -9` then loses up to two seconds of acknowledged writes.
+    pub async fn start_durable() -> Redis {
+        let mut redis = Redis::start_node(false).await;
+        redis.fsync_always = true;
+        redis.kill9();
+        redis.restart().await;
+        redis
+    }
+
     /// Starts a Redis server without the append-only file: a restart loses its data.
     pub async fn start_volatile() -> Redis {
         let mut redis = Redis::start_node(false).await;
@@ -804,6 +818,7 @@ impl Redis {
             port: 0,
             bus_port: None,
             volatile: false,
+            fsync_always: false,
             dir,
             child: None,
         };
@@ -831,7 +846,15 @@ impl Redis {
             .expect("redis log file");
         let mut cmd = Command::new(redis_tool("redis-server"));
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendfsync", "everysec"])
+            .args(["--save", ""])
+            .args([
+                "--appendfsync",
+                if self.fsync_always {
+                    "always"
+                } else {
+                    "everysec"
+                },
+            ])
             .args(["--appendonly", if self.volatile { "no" } else { "yes" }])
             .arg("--dir")
             .arg(self.dir.path())

@@ -715,6 +715,29 @@ pub fn fixture(flags: usize) -> Value {
     json!({"segments": segments, "flags": out, "experiments": experiments})
 }
 
+/// The bench experiment that [`write_exposure`] and [`write_conversion`] feed: experiment
+/// `bench` (running, primary metric `purchase`) on a 50/50 flag `homepage`, in `development`.
+#[allow(dead_code)]
+pub async fn create_bench_experiment(addr: SocketAddr) -> anyhow::Result<()> {
+    let env = "/api/v1/environments/development";
+    admin(
+        addr,
+        ADMIN_KEY,
+        "POST",
+        &format!("{env}/experiments"),
+        &json!({"key": "bench", "status": "running", "primary_metric": "purchase"}),
+    )
+    .await?;
+    admin(addr, ADMIN_KEY, "POST", &format!("{env}/flags"), &json!({
+        "key": "homepage", "type": "string",
+        "variants": [{"key": "control", "value": "a"}, {"key": "treatment", "value": "b"}],
+        "default_variant": "control",
+        "rules": [{"split": [{"variant": "control", "weight": 5000}, {"variant": "treatment", "weight": 5000}], "experiment": "bench"}]
+    }))
+    .await?;
+    Ok(())
+}
+
 /// Appends one exposure of the bench experiment (flag `homepage`, experiment `bench`) to a
 /// batch body, written straight into its bytes: a load generator sharing two cores with the
 /// server must cost far less per event than the server does.

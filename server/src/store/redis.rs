@@ -51,10 +51,13 @@
 //! failing the start; the server answers `/readyz` meanwhile (`crate::app`).
 //!
 //! # Durability
-//! Redis must run with the append-only file (`appendonly yes`): then an acknowledged change or
-//! event survives a Redis crash or `kill -9` (it was written to the AOF before the reply), and
-//! with the default `appendfsync everysec` at most the last second is lost if the whole machine
-//! loses power (`appendfsync always` loses nothing, at a throughput cost). Without the AOF, a
+//! Redis must run with the append-only file (`appendonly yes`). With `appendfsync always` an
+//! acknowledged change or event is on disk before the reply and survives anything. With the
+//! default `appendfsync everysec` it is normally written to the AOF before the reply (so a
+//! Redis crash or `kill -9` loses nothing) and on disk within a second, except that while an
+//! fsync is slow Redis postpones the write for up to two seconds and replies anyway: a crash or
+//! power loss then loses up to two seconds of acknowledged writes (the integration tests that
+//! `kill -9` Redis and expect everything back run it with `always`). Without the AOF, a
 //! Redis restart loses everything: the instances, which still serve the last config from
 //! memory, store their environments and keys again ([`crate::state`]'s sync), but the audit
 //! log and every event (so the results) are gone. With RDB snapshots only, a restart goes back
