@@ -103,6 +103,15 @@ pub enum ProfileError {
         #[source]
         source: reqwest::Error,
     },
+    /// The profile URL could not be formed from the server URL.
+    #[error("no profile URL from the server URL `{url}`")]
+    Url {
+        /// The server URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The server answered with an error.
     #[error("loading the profile of `{user}`: HTTP {status}: {message}")]
     Status {
@@ -326,10 +335,9 @@ async fn fetch(source: &Source, user_key: &str) -> Result<Profile, ProfileError>
     };
     let mut url =
         reqwest::Url::parse(&format!("{}/sdk/v1/profiles", source.base_url)).map_err(|e| {
-            ProfileError::Status {
-                user: user_key.to_string(),
-                status: 0,
-                message: format!("bad server URL: {e}"),
+            ProfileError::Url {
+                url: source.base_url.clone(),
+                source: Box::new(e),
             }
         })?;
     if let Ok(mut segments) = url.path_segments_mut() {

@@ -37,9 +37,9 @@ pub fn names_mark(names: &[String]) -> String {
 }
 
 /// Encodes a user's events as a profile record (empty without events: the record is deleted).
-pub fn encode_record(events: &[TraitEvent<'_>]) -> Vec<u8> {
+pub fn encode_record(events: &[TraitEvent<'_>]) -> Result<Vec<u8>, postcard::Error> {
     if events.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut names: Vec<String> = Vec::new();
     let mut encoded = Vec::with_capacity(events.len());
@@ -53,21 +53,13 @@ pub fn encode_record(events: &[TraitEvent<'_>]) -> Vec<u8> {
         };
         encoded.push((index as u32, e.timestamp, e.micros));
     }
-    let mut bytes = vec![RECORD_FORMAT];
-    match postcard::to_extend(
+    postcard::to_extend(
         &Record {
             names,
             events: encoded,
         },
-        bytes,
-    ) {
-        Ok(b) => {
-            bytes = b;
-            bytes
-        }
-        // Serializing plain integers and strings into a growing vector does not fail.
-        Err(_) => Vec::new(),
-    }
+        vec![RECORD_FORMAT],
+    )
 }
 
 /// Decodes a profile record into `(name, timestamp, micros)` events.
@@ -383,10 +375,12 @@ pub async fn segment_sizes(
     }
     let mut segments = Vec::new();
     for s in &snapshot.document().segments {
-        let list_size = match s.list {
-            true => Some(state.store.list_size(environment, &s.key).await?),
-            false => None,
-        };
+        // The uploaded sets hold each key once: their sizes are the lists' sizes.
+        let list_size = lists
+            .iter()
+            .position(|l| *l == s.key)
+            .and_then(|i| list_members.get(i))
+            .map(|members| members.len() as u64);
         let size = sized
             .iter()
             .position(|k| *k == s.key)

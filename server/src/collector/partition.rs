@@ -179,18 +179,27 @@ impl Part {
         let chunks: Vec<&[String]> = keys.chunks(500).collect();
         let last = chunks.len().saturating_sub(1);
         for (i, chunk) in chunks.iter().enumerate() {
-            let records: Vec<(String, Vec<u8>)> = self
+            let encoded: Result<Vec<(String, Vec<u8>)>, postcard::Error> = self
                 .with_attribution(|a| {
                     chunk
                         .iter()
                         .map(|key| {
-                            let record =
-                                crate::profiles::encode_record(&a.user_events(key, &names));
-                            (key.clone(), record)
+                            crate::profiles::encode_record(&a.user_events(key, &names))
+                                .map(|record| (key.clone(), record))
                         })
                         .collect()
                 })
-                .unwrap_or_default();
+                .unwrap_or(Ok(Vec::new()));
+            let records = match encoded {
+                Ok(records) => records,
+                Err(e) => {
+                    result = Err(StoreError::Backend {
+                        message: "encoding profile records".into(),
+                        source: Box::new(e),
+                    });
+                    break;
+                }
+            };
             let complete = (all && i == last).then_some(mark.as_str());
             result = shared
                 .put_profile_records(environment, self.index, &lease, &records, complete)

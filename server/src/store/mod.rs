@@ -596,9 +596,6 @@ pub trait Store: Send + Sync + 'static {
         segment: &str,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// How many keys a list segment's uploaded list holds.
-    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError>;
-
     /// Checks the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -743,10 +743,6 @@ impl Store for RedisStore {
         self.all_list_members(environment, segment).await
     }
 
-    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError> {
-        self.list_size_of(environment, segment).await
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.ping_redis().await.map_err(self.err("PING"))
     }

@@ -762,21 +762,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_size(&self, environment: &str, segment: &str) -> Result<u64, StoreError> {
-        let environment = environment.to_string();
-        let segment = segment.to_string();
-        self.with(move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*) FROM list_members WHERE environment = ?1 AND segment = ?2",
-                params![environment, segment],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(backend("counting a list segment's members"))
-        })
-        .await
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))

@@ -42,20 +42,22 @@ impl RedisStore {
             &format!("upload:{:016x}", rand::random::<u64>()),
         );
         let mut conn = self.conn();
-        for chunk in members.chunks(UPLOAD_CHUNK) {
+        for (i, chunk) in members.chunks(UPLOAD_CHUNK).enumerate() {
             let () = cmd("SADD")
                 .arg(&upload)
                 .arg(chunk)
                 .query_async(&mut conn)
                 .await
                 .map_err(self.err("uploading a list segment's members"))?;
-            // An abandoned upload (the server died) expires by itself.
-            let () = cmd("EXPIRE")
-                .arg(&upload)
-                .arg(3_600)
-                .query_async(&mut conn)
-                .await
-                .map_err(self.err("uploading a list segment's members"))?;
+            if i == 0 {
+                // An abandoned upload (the server died) expires by itself.
+                let () = cmd("EXPIRE")
+                    .arg(&upload)
+                    .arg(3_600)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(self.err("uploading a list segment's members"))?;
+            }
         }
         if members.is_empty() {
             let () = cmd("DEL")
@@ -127,11 +129,7 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn list_size_of(
-        &self,
-        environment: &str,
-        segment: &str,
-    ) -> Result<u64, StoreError> {
+    async fn list_size_of(&self, environment: &str, segment: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         cmd("SCARD")
             .arg(self.list_key(environment, segment, "members"))
