@@ -1,14 +1,16 @@
 //! What one user costs in the collector's memory after 1, 100 and 10,000 events: live heap
 //! bytes (counted by a wrapping global allocator) of an attribution holding users who were
-//! exposed once and then sent conversions (`k − 1` of them), or repeated the same exposure.
+//! exposed once and then sent conversions (`k − 1` of them) at a steady pace, or all within 15
+//! minutes (a burst), or repeated the same exposure.
 //!
 //! ```text
 //! cargo bench -p tailor-server --bench user_memory
 //! ```
 //!
-//! Conversions are what a user's state grows with: each one is kept (24 bytes) because a late
-//! exposure or a changed attribution window needs them to recompute the user exactly. Repeated
-//! exposures fold into one record per experiment and cost nothing more.
+//! Conversions older than the user's settle point (their latest event minus 15 minutes,
+//! `tailor_server::attribution`) are folded into sums per experiment and per name and day, so a
+//! steady user's memory stops growing; a burst is held one by one until the user's next event
+//! 15 minutes later. Repeated exposures fold into one record per experiment.
 
 // Implementing `GlobalAlloc` is `unsafe` by definition; the workspace denies unsafe code, so this
 // measuring binary (not the server) opts out, as `shared/tests/allocations.rs` does.
@@ -76,18 +78,21 @@ fn conversion(id: String, user: &str, ts: i64) -> Event {
     })
 }
 
-/// Live bytes per user once `users` users have each sent `per_user` events.
-fn bytes_per_user(users: usize, per_user: usize, conversions: bool) -> f64 {
+/// Live bytes per user once `users` users have each sent `per_user` events, `every_ms` apart
+/// (from 2026-12-07 00:00 UTC).
+fn bytes_per_user(users: usize, per_user: usize, conversions: bool, every_ms: i64) -> f64 {
+    let start = 1_796_601_600_000;
     let before = LIVE.load(Ordering::Relaxed);
     let mut attribution = Attribution::default();
     for u in 0..users {
         let user = format!("user-{u:08}");
-        attribution.apply(&exposure(format!("x{u}"), &user, 1_000));
+        attribution.apply(&exposure(format!("x{u}"), &user, start));
         for e in 1..per_user {
+            let ts = start + e as i64 * every_ms;
             let event = if conversions {
-                conversion(format!("c{u}-{e}"), &user, 2_000 + e as i64)
+                conversion(format!("c{u}-{e}"), &user, ts)
             } else {
-                exposure(format!("x{u}-{e}"), &user, 2_000 + e as i64)
+                exposure(format!("x{u}-{e}"), &user, ts)
             };
             attribution.apply(&event);
         }
@@ -99,11 +104,15 @@ fn bytes_per_user(users: usize, per_user: usize, conversions: bool) -> f64 {
 }
 
 fn main() {
-    println!("| events per user | users | bytes per user: exposure + conversions | bytes per user: repeated exposures |");
-    println!("|---:|---:|---:|---:|");
+    println!("| events per user | users | conversions every 5 s | every minute | all within 15 min | the same exposure repeated (every 5 s) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for (per_user, users) in [(1, 200_000), (100, 20_000), (10_000, 200)] {
-        let converting = bytes_per_user(users, per_user, true);
-        let exposing = bytes_per_user(users, per_user, false);
-        println!("| {per_user} | {users} | {converting:.0} | {exposing:.0} |");
+        let steady = bytes_per_user(users, per_user, true, 5_000);
+        let minute = bytes_per_user(users, per_user, true, 60_000);
+        let burst = bytes_per_user(users, per_user, true, 15 * 60_000 / per_user as i64);
+        let exposing = bytes_per_user(users, per_user, false, 5_000);
+        println!(
+            "| {per_user} | {users} | {steady:.0} | {minute:.0} | {burst:.0} | {exposing:.0} |"
+        );
     }
 }

@@ -69,6 +69,8 @@ pub struct ExperimentTotals {
     pub cells: Vec<CellTotals>,
     /// Users exposed to more than one variant (each counted in their first).
     pub multi_variant_users: u64,
+    /// Exposures that counted from their user's settle point (`crate::attribution`, "Settling").
+    pub late_exposures: u64,
 }
 
 /// The analysis cell: variant, segment (or rule label), rule index, personalized. Ordered by
@@ -126,6 +128,9 @@ pub struct ExperimentAggregates {
     pub cells: Vec<CellSums>,
     /// Users exposed to more than one variant.
     pub multi_variant_users: u64,
+    /// Exposures that counted from their user's settle point (`crate::attribution`, "Settling").
+    #[serde(default)]
+    pub late_exposures: u64,
     /// Per variant, hourly changes in hour order (hours with no change left out).
     pub timeline: BTreeMap<String, Vec<HourSums>>,
 }
@@ -152,6 +157,7 @@ impl ExperimentAggregates {
         }
         self.cells = cells.into_values().collect();
         self.multi_variant_users += other.multi_variant_users;
+        self.late_exposures += other.late_exposures;
         for (variant, hours) in &other.timeline {
             let mine = self.timeline.entry(variant.clone()).or_default();
             let mut by_hour: BTreeMap<i64, HourSums> = std::mem::take(mine)
@@ -203,6 +209,7 @@ impl ExperimentAggregates {
                 })
                 .collect(),
             multi_variant_users: self.multi_variant_users,
+            late_exposures: self.late_exposures,
         }
     }
 
@@ -288,11 +295,13 @@ mod tests {
         let a = ExperimentAggregates {
             cells: vec![cell("a", 3, 1, 5_000_000), cell("b", 2, 0, 0)],
             multi_variant_users: 1,
+            late_exposures: 2,
             timeline: [("a".to_string(), hours(&[(10, 3, 1)]))].into(),
         };
         let b = ExperimentAggregates {
             cells: vec![cell("a", 1, 1, 2_500_000), cell("c", 4, 2, 1)],
             multi_variant_users: 2,
+            late_exposures: 0,
             timeline: [("a".to_string(), hours(&[(9, 1, 0), (10, 0, 1)]))].into(),
         };
         let mut ab = ExperimentAggregates::default();
@@ -309,6 +318,7 @@ mod tests {
         assert_eq!(totals.cells[0].metrics["purchase"].converted, 2);
         assert_eq!(totals.cells[0].metrics["purchase"].sum, 7.5);
         assert_eq!(totals.multi_variant_users, 3);
+        assert_eq!(totals.late_exposures, 2);
         let series = ab.timeline("purchase");
         assert_eq!(series[0].points.len(), 2);
         assert_eq!(series[0].points[1].users, 4);

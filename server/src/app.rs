@@ -107,8 +107,9 @@ impl Application {
             .port();
         let state = web::Data::new(state);
         let shared_state = state.clone().into_inner();
-        // Follow changes made through other instances (shared stores only).
-        crate::state::spawn_sync(state.clone().into_inner());
+        // Follow changes made through other instances (shared stores only), caught up before
+        // serving.
+        crate::state::start_sync(state.clone().into_inner()).await;
         // Replay the stored events into attribution while configs are already being served.
         crate::state::spawn_loading(state.clone().into_inner());
         let keepalive = web::Data::new(KeepAlive(Duration::from_secs(

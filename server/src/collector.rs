@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tailor_core::partition::DEFAULT_PARTITIONS;
+use tailor_core::traits::{EventRun, OwnedRun};
 use tailor_core::ConfigDocument;
 
 use crate::aggregates::{
@@ -90,8 +91,9 @@ pub(crate) struct Env {
     trait_names: Mutex<Arc<Vec<String>>>,
 }
 
-/// A user's events that traits read, `(name, timestamp, micros)`, copied out of the collector.
-pub type OwnedEvents = Vec<(String, i64, i64)>;
+/// A user's events that traits read, copied out of the collector (settled ones as one run per
+/// name and day, `crate::attribution`).
+pub type OwnedEvents = Vec<OwnedRun>;
 
 /// A user's events that traits read, as this instance can see them.
 #[derive(Debug)]
@@ -493,7 +495,7 @@ impl Collector {
         let events = part.with_attribution(|a| {
             a.user_events(user_key, &names)
                 .into_iter()
-                .map(|e| (e.name.to_string(), e.timestamp, e.micros))
+                .map(OwnedRun::from)
                 .collect()
         });
         match events {
@@ -510,7 +512,7 @@ impl Collector {
         &self,
         environment: &str,
         names: &[String],
-        mut f: impl FnMut(&str, &[tailor_core::traits::TraitEvent<'_>]),
+        mut f: impl FnMut(&str, &[EventRun<'_>]),
     ) -> Vec<u32> {
         let Some(env) = self.env(environment) else {
             return Vec::new();
@@ -524,10 +526,7 @@ impl Collector {
                 let mut users: Vec<(String, OwnedEvents)> = Vec::new();
                 a.for_each_user(names, |key, events| {
                     if !events.is_empty() {
-                        let events = events
-                            .iter()
-                            .map(|e| (e.name.to_string(), e.timestamp, e.micros))
-                            .collect();
+                        let events = events.iter().copied().map(OwnedRun::from).collect();
                         users.push((key.to_string(), events));
                     }
                 });
@@ -538,16 +537,7 @@ impl Collector {
             };
             counted.push(part.index);
             for (key, events) in &users {
-                let events: Vec<tailor_core::traits::TraitEvent<'_>> = events
-                    .iter()
-                    .map(
-                        |(name, timestamp, micros)| tailor_core::traits::TraitEvent {
-                            name,
-                            timestamp: *timestamp,
-                            micros: *micros,
-                        },
-                    )
-                    .collect();
+                let events: Vec<EventRun<'_>> = events.iter().map(OwnedRun::run).collect();
                 f(key, &events);
             }
         }

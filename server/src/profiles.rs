@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tailor_core::partition::partition;
 use tailor_core::profile::format_millis;
-use tailor_core::traits::{self, TraitEvent, TraitValue};
+use tailor_core::traits::{self, EventRun, OwnedRun, TraitValue};
 use tailor_core::{assign_with_profile, OpenFeatureReason, Profile, Snapshot, User};
 
 use crate::collector::{OwnedEvents, UserEvents};
@@ -21,11 +21,22 @@ use crate::state::AppState;
 use crate::store::unix_now_ms;
 
 /// Version byte of [`encode_record`]'s format.
-const RECORD_FORMAT: u8 = 1;
+const RECORD_FORMAT: u8 = 2;
+/// The format before settling (single events only), still read.
+const RECORD_FORMAT_1: u8 = 1;
 
-/// A profile record: the user's events that traits read, names interned.
+/// A profile record: the user's events that traits read, as runs (settled events one run per
+/// name and day, `crate::attribution`), names interned.
 #[derive(Serialize, Deserialize)]
 struct Record {
+    names: Vec<String>,
+    /// `(name index, first ms, last ms, count, value micros)`.
+    runs: Vec<(u32, i64, i64, u64, i64)>,
+}
+
+/// Format 1: single events.
+#[derive(Deserialize)]
+struct RecordV1 {
     names: Vec<String>,
     /// `(name index, timestamp ms, value micros)`.
     events: Vec<(u32, i64, i64)>,
@@ -37,12 +48,12 @@ pub fn names_mark(names: &[String]) -> String {
 }
 
 /// Encodes a user's events as a profile record (empty without events: the record is deleted).
-pub fn encode_record(events: &[TraitEvent<'_>]) -> Result<Vec<u8>, postcard::Error> {
+pub fn encode_record(events: &[EventRun<'_>]) -> Result<Vec<u8>, postcard::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let mut names: Vec<String> = Vec::new();
-    let mut encoded = Vec::with_capacity(events.len());
+    let mut runs = Vec::with_capacity(events.len());
     for e in events {
         let index = match names.iter().position(|n| n == e.name) {
             Some(i) => i,
@@ -51,18 +62,12 @@ pub fn encode_record(events: &[TraitEvent<'_>]) -> Result<Vec<u8>, postcard::Err
                 names.len() - 1
             }
         };
-        encoded.push((index as u32, e.timestamp, e.micros));
+        runs.push((index as u32, e.first, e.last, e.count, e.micros));
     }
-    postcard::to_extend(
-        &Record {
-            names,
-            events: encoded,
-        },
-        vec![RECORD_FORMAT],
-    )
+    postcard::to_extend(&Record { names, runs }, vec![RECORD_FORMAT])
 }
 
-/// Decodes a profile record into `(name, timestamp, micros)` events.
+/// Decodes a profile record into the user's runs of events.
 pub fn decode_record(bytes: &[u8]) -> Result<OwnedEvents, ApiError> {
     let corrupt = |why: String| {
         ApiError::Store(crate::store::StoreError::Corrupt(format!(
@@ -72,19 +77,36 @@ pub fn decode_record(bytes: &[u8]) -> Result<OwnedEvents, ApiError> {
     let Some((&format, rest)) = bytes.split_first() else {
         return Ok(Vec::new());
     };
-    if format != RECORD_FORMAT {
-        return Err(corrupt(format!("unknown format {format}")));
-    }
-    let record: Record = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+    let record: Record = match format {
+        RECORD_FORMAT => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?,
+        RECORD_FORMAT_1 => {
+            let v1: RecordV1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            Record {
+                names: v1.names,
+                runs: v1
+                    .events
+                    .into_iter()
+                    .map(|(i, ts, micros)| (i, ts, ts, 1, micros))
+                    .collect(),
+            }
+        }
+        _ => return Err(corrupt(format!("unknown format {format}"))),
+    };
     record
-        .events
+        .runs
         .into_iter()
-        .map(|(i, ts, micros)| {
+        .map(|(i, first, last, count, micros)| {
             let name = record
                 .names
                 .get(i as usize)
                 .ok_or_else(|| corrupt(format!("name index {i} out of range")))?;
-            Ok((name.clone(), ts, micros))
+            Ok(OwnedRun {
+                name: name.clone(),
+                first,
+                last,
+                count,
+                micros,
+            })
         })
         .collect()
 }
@@ -139,15 +161,7 @@ pub async fn profile(
         user_events(state, environment, user_key).await?
     };
     let now = unix_now_ms();
-    let computed = traits::compute(
-        definitions,
-        events.iter().map(|(name, timestamp, micros)| TraitEvent {
-            name,
-            timestamp: *timestamp,
-            micros: *micros,
-        }),
-        now,
-    );
+    let computed = traits::compute(definitions, events.iter().map(OwnedRun::run), now);
     let lists = list_segments(snapshot);
     let holding = state
         .store
@@ -305,7 +319,7 @@ pub async fn segment_sizes(
         .collect();
     let mut counts = vec![0u64; sized.len()];
     let mut seen: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
-    let count_user = |key: &str, events: &[TraitEvent<'_>], counts: &mut [u64]| {
+    let count_user = |key: &str, events: &[EventRun<'_>], counts: &mut [u64]| {
         let computed = traits::compute(definitions, events.iter().copied(), now);
         let member_of = lists
             .iter()
@@ -343,14 +357,10 @@ pub async fn segment_sizes(
                 let (next, page) = shared.profile_records_page(environment, p, &cursor).await?;
                 for (key, bytes) in page {
                     let events = decode_record(&bytes)?;
-                    let events: Vec<TraitEvent<'_>> = events
+                    let events: Vec<EventRun<'_>> = events
                         .iter()
-                        .filter(|(name, _, _)| names.binary_search(name).is_ok())
-                        .map(|(name, timestamp, micros)| TraitEvent {
-                            name,
-                            timestamp: *timestamp,
-                            micros: *micros,
-                        })
+                        .filter(|r| names.binary_search(&r.name).is_ok())
+                        .map(OwnedRun::run)
                         .collect();
                     if !events.is_empty() && partition(&key, partitions) == p {
                         count_user(&key, &events, &mut counts);

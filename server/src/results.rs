@@ -103,6 +103,7 @@ pub fn report(
     let empty = ExperimentTotals {
         cells: Vec::new(),
         multi_variant_users: 0,
+        late_exposures: 0,
     };
     let totals = totals.unwrap_or(&empty);
     let cells = &totals.cells;
@@ -147,6 +148,7 @@ pub fn report(
         &segments,
         &tracked_labels,
         totals.multi_variant_users,
+        totals.late_exposures,
     );
     Ok(ExperimentReport {
         environment: environment.to_string(),
@@ -163,6 +165,7 @@ pub fn report(
         personalization,
         data_quality: DataQuality {
             multi_variant_users: totals.multi_variant_users,
+            late_exposures: totals.late_exposures,
             warnings,
         },
         timeline: Vec::new(),
@@ -191,6 +194,7 @@ mod tests {
                 in_rule("b", 1, rule_1.1),
             ],
             multi_variant_users: 0,
+            late_exposures: 0,
         };
         report(
             "dev",

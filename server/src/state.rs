@@ -30,7 +30,7 @@ use crate::rate_limit::EventRateLimits;
 use crate::store::{ApiKey, AuditEntry, KeyKind, Store, StoreError};
 
 mod sync;
-pub use sync::spawn_sync;
+pub use sync::start_sync;
 
 /// How many revisions an SSE subscriber may fall behind before it skips to the newest. Each
 /// event is a whole config, so skipping intermediate ones loses nothing and bounds memory.
@@ -417,6 +417,8 @@ impl AppState {
         let mut document = current.snapshot.document().clone();
         let change = mutate(&mut document)?;
         tailor_core::key_rule::check_new_keys(current.snapshot.document(), &document)
+            .map_err(ApiError::InvalidConfig)?;
+        tailor_core::changes::check_change(current.snapshot.document(), &document)
             .map_err(ApiError::InvalidConfig)?;
         document.environment = environment.to_string();
         document.revision = current.revision + 1;

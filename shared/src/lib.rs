@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bucketing;
+pub mod changes;
 pub mod compile;
 pub mod context;
 pub mod error;

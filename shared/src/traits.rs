@@ -4,8 +4,12 @@
 //! one of its `events`. With `now` and an event time `ts`, both Unix milliseconds:
 //!
 //! - an event is **counted** when `ts <= now` (events later than `now` are not counted yet);
-//! - with `window_days: N` it must also be in the window: `now - N·86,400,000 < ts`, so an event
-//!   exactly `N` days old has just left it; without a window every counted event is in;
+//! - with `window_days: N` it must also be in the window, which is whole UTC days: the `N` days
+//!   ending with today, `day(now) - N < day(ts)` where `day(ms) = floor(ms / 86,400,000)`. So
+//!   `window_days: 1` is today so far, and an event moves out of a 30-day window at the midnight
+//!   (UTC) that starts its 31st day; without a window every counted event is in. Whole days are
+//!   what the collector can keep for every user at a fixed cost (it folds settled events into one
+//!   run per name and day, `server::attribution`), and they give every instance the same answer;
 //! - `count`: the number of events in (each event id once: the store drops repeated ids);
 //! - `sum`: the sum of their values, each rounded to micro-units (10⁻⁶) as the results are, an
 //!   event without a value adding 0;
@@ -39,15 +43,75 @@ pub enum TraitValue {
     Datetime(i64),
 }
 
-/// One of the user's events as traits read it.
+/// Some of a user's events with one name on one UTC day, as traits read them: a single event
+/// ([`EventRun::one`]), or several folded together (the collector folds a user's settled events
+/// into one run per name and day). Every aggregate is exact over runs: they keep the count, the
+/// sum, and the first and last time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TraitEvent<'a> {
+pub struct EventRun<'a> {
     /// The event name.
     pub name: &'a str,
-    /// When, Unix milliseconds.
-    pub timestamp: i64,
-    /// The value in micro-units (0 without a value).
+    /// The earliest event's time, Unix milliseconds.
+    pub first: i64,
+    /// The latest event's time, on the same UTC day as `first`.
+    pub last: i64,
+    /// How many events.
+    pub count: u64,
+    /// Their values' sum in micro-units (an event without a value adds 0).
     pub micros: i64,
+}
+
+impl<'a> EventRun<'a> {
+    /// A single event.
+    pub fn one(name: &'a str, timestamp: i64, micros: i64) -> EventRun<'a> {
+        EventRun {
+            name,
+            first: timestamp,
+            last: timestamp,
+            count: 1,
+            micros,
+        }
+    }
+}
+
+/// An [`EventRun`] that owns its name (copied out of the collector, or decoded from a record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedRun {
+    /// The event name.
+    pub name: String,
+    /// As [`EventRun::first`].
+    pub first: i64,
+    /// As [`EventRun::last`].
+    pub last: i64,
+    /// As [`EventRun::count`].
+    pub count: u64,
+    /// As [`EventRun::micros`].
+    pub micros: i64,
+}
+
+impl OwnedRun {
+    /// The run, borrowing the name.
+    pub fn run(&self) -> EventRun<'_> {
+        EventRun {
+            name: &self.name,
+            first: self.first,
+            last: self.last,
+            count: self.count,
+            micros: self.micros,
+        }
+    }
+}
+
+impl From<EventRun<'_>> for OwnedRun {
+    fn from(r: EventRun<'_>) -> OwnedRun {
+        OwnedRun {
+            name: r.name.to_string(),
+            first: r.first,
+            last: r.last,
+            count: r.count,
+            micros: r.micros,
+        }
+    }
 }
 
 /// A value in micro-units, rounded as the collector rounds it.
@@ -60,10 +124,11 @@ pub fn day_of(ms: i64) -> i64 {
     ms.div_euclid(DAY_MS)
 }
 
-/// Whether `ts` is counted at `now` for a trait with this window (module docs).
+/// Whether an event at `ts` (not after `now`) is in a window of `window_days` at `now`: on one of
+/// the window's whole UTC days (module docs).
 #[inline]
 pub fn in_window(ts: i64, now: i64, window_days: Option<u32>) -> bool {
-    ts <= now && window_days.is_none_or(|days| now.saturating_sub(i64::from(days) * DAY_MS) < ts)
+    window_days.is_none_or(|days| day_of(now) - i64::from(days) < day_of(ts))
 }
 
 /// Running state of one trait over a pass of events.
@@ -88,33 +153,33 @@ pub struct Computed {
     pub last_event: Option<i64>,
 }
 
-/// Every definition's value for one user's events at `now`, in definition order. The events may
-/// come in any order.
+/// Every definition's value for one user's events at `now`, in definition order. The runs may
+/// come in any order; a run counts when its last event is at or before `now` (the collector only
+/// folds events older than `now`, so a folded run never straddles it).
 pub fn compute<'a>(
     definitions: &[TraitDefinition],
-    events: impl IntoIterator<Item = TraitEvent<'a>>,
+    runs: impl IntoIterator<Item = EventRun<'a>>,
     now: i64,
 ) -> Vec<Computed> {
     let mut acc = vec![Accumulator::default(); definitions.len()];
-    for event in events {
-        if event.timestamp > now {
+    for run in runs {
+        if run.last > now {
             continue;
         }
         for (def, a) in definitions.iter().zip(acc.iter_mut()) {
-            if !def.events.iter().any(|e| e == event.name) {
+            if !def.events.iter().any(|e| e == run.name) {
                 continue;
             }
-            let ts = event.timestamp;
-            a.last_any = Some(a.last_any.map_or(ts, |l| l.max(ts)));
-            if !in_window(ts, now, def.window_days) {
+            a.last_any = Some(a.last_any.map_or(run.last, |l| l.max(run.last)));
+            if !in_window(run.first, now, def.window_days) {
                 continue;
             }
-            a.count += 1;
-            a.micros += i128::from(event.micros);
-            a.first = Some(a.first.map_or(ts, |f| f.min(ts)));
-            a.last = Some(a.last.map_or(ts, |l| l.max(ts)));
+            a.count += run.count;
+            a.micros += i128::from(run.micros);
+            a.first = Some(a.first.map_or(run.first, |f| f.min(run.first)));
+            a.last = Some(a.last.map_or(run.last, |l| l.max(run.last)));
             if def.aggregate == Aggregate::DistinctDays {
-                a.days.push(day_of(ts));
+                a.days.push(day_of(run.first));
             }
         }
     }
@@ -170,25 +235,33 @@ mod tests {
         }
     }
 
-    fn ev(timestamp: i64, value: f64) -> TraitEvent<'static> {
-        TraitEvent {
-            name: "purchase",
-            timestamp,
-            micros: micros_of(Some(value)),
-        }
+    fn ev(timestamp: i64, value: f64) -> EventRun<'static> {
+        EventRun::one("purchase", timestamp, micros_of(Some(value)))
     }
 
     #[test]
-    fn window_edges_are_half_open() {
-        let now = 100 * DAY_MS;
+    fn windows_are_whole_utc_days() {
+        // Noon on day 100: a 30-day window is days 71..=100.
+        let now = 100 * DAY_MS + DAY_MS / 2;
         let d = [def(Aggregate::Count, Some(30))];
-        let exactly_30_days = now - 30 * DAY_MS;
+        let last_ms_of_day_70 = 71 * DAY_MS - 1;
         assert_eq!(
-            compute(&d, [ev(exactly_30_days, 1.0)], now)[0].value,
+            compute(&d, [ev(last_ms_of_day_70, 1.0)], now)[0].value,
             Some(TraitValue::Number(0.0))
         );
         assert_eq!(
-            compute(&d, [ev(exactly_30_days + 1, 1.0)], now)[0].value,
+            compute(&d, [ev(last_ms_of_day_70 + 1, 1.0)], now)[0].value,
+            Some(TraitValue::Number(1.0))
+        );
+        // `window_days: 1` is today so far.
+        let today = [def(Aggregate::Count, Some(1))];
+        assert_eq!(
+            compute(
+                &today,
+                [ev(100 * DAY_MS - 1, 1.0), ev(100 * DAY_MS, 1.0)],
+                now
+            )[0]
+            .value,
             Some(TraitValue::Number(1.0))
         );
         assert_eq!(

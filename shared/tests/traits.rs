@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use tailor_core::model::{Aggregate, TraitDefinition};
-use tailor_core::traits::{compute, micros_of, TraitEvent, TraitValue, DAY_MS};
+use tailor_core::traits::{compute, micros_of, EventRun, TraitValue, DAY_MS};
 use tailor_core::{assign, assign_with_profile, compile, ConfigDocument, Profile, User};
 
 const AGGREGATES: [Aggregate; 7] = [
@@ -34,8 +34,12 @@ fn reference(
         .iter()
         .filter(|(name, _, _)| def.events.contains(name))
         .filter(|(_, ts, _)| *ts <= now)
+        // Whole UTC days: the N days ending with today.
         .filter(|(_, ts, _)| match def.window_days {
-            Some(n) => now - i64::from(n) * 86_400_000 < *ts,
+            Some(n) => {
+                let day = |ms: i64| (ms as f64 / 86_400_000.0).floor() as i64;
+                day(*ts) > day(now) - i64::from(n)
+            }
             None => true,
         })
         .collect();
@@ -65,15 +69,34 @@ fn reference(
     }
 }
 
-fn trait_events(events: &[(String, i64, Option<f64>)]) -> Vec<TraitEvent<'_>> {
+fn trait_events(events: &[(String, i64, Option<f64>)]) -> Vec<EventRun<'_>> {
     events
         .iter()
-        .map(|(name, timestamp, value)| TraitEvent {
-            name,
-            timestamp: *timestamp,
-            micros: micros_of(*value),
-        })
+        .map(|(name, timestamp, value)| EventRun::one(name, *timestamp, micros_of(*value)))
         .collect()
+}
+
+/// The events before `cut` folded into one run per name and UTC day (as the collector folds
+/// settled events), the others single.
+fn folded(events: &[(String, i64, Option<f64>)], cut: i64) -> Vec<EventRun<'_>> {
+    let mut runs: Vec<EventRun<'_>> = Vec::new();
+    for (name, ts, value) in events {
+        let micros = micros_of(*value);
+        let day = ts.div_euclid(DAY_MS);
+        let run = runs.iter_mut().find(|r| {
+            *ts < cut && r.first < cut && r.name == name && r.first.div_euclid(DAY_MS) == day
+        });
+        match run {
+            Some(r) => {
+                r.first = r.first.min(*ts);
+                r.last = r.last.max(*ts);
+                r.count += 1;
+                r.micros += micros;
+            }
+            None => runs.push(EventRun::one(name, *ts, micros)),
+        }
+    }
+    runs
 }
 
 const NOW: i64 = 1_765_000_000_000;
@@ -84,8 +107,11 @@ fn arb_event() -> impl Strategy<Value = (String, i64, Option<f64>)> {
         prop_oneof![
             // Anywhere in the last 100 days and a little after now.
             (-100 * DAY_MS..DAY_MS / 10).prop_map(|d| NOW + d),
-            // Exactly on window edges (30 and 7 days), and one millisecond either side.
-            (0usize..6).prop_map(|i| NOW - [30, 7][i % 2] * DAY_MS + [-1, 0, 1][i / 2]),
+            // Exactly on window edges (the midnights starting the 30th and 7th day back), and
+            // one millisecond either side.
+            (0usize..6).prop_map(|i| {
+                (NOW.div_euclid(DAY_MS) - [29, 6][i % 2]) * DAY_MS + [-1, 0, 1][i / 2]
+            }),
             Just(NOW),
         ],
         prop_oneof![
@@ -135,6 +161,23 @@ proptest! {
         let mut reversed = events.clone();
         reversed.reverse();
         prop_assert_eq!(compute(&definitions, trait_events(&reversed), now), computed);
+    }
+
+    /// Folding the events before a cut (at or before `now`) into one run per name and day, as
+    /// the collector folds settled events, changes no value.
+    #[test]
+    fn folded_runs_give_the_same_values(
+        events in prop::collection::vec(arb_event(), 0..40),
+        definitions in prop::collection::vec(arb_definition(), 1..6),
+        now_offset in prop_oneof![Just(0i64), -DAY_MS..DAY_MS],
+        cut_back in 0..40 * DAY_MS,
+    ) {
+        let now = NOW + now_offset;
+        let cut = now - cut_back;
+        prop_assert_eq!(
+            compute(&definitions, folded(&events, cut), now),
+            compute(&definitions, trait_events(&events), now)
+        );
     }
 
     /// The SDK's update for an event happening now equals recomputing with it.

@@ -1,21 +1,26 @@
-//! Checkpoints of an attribution: every user's folded exposures and conversions, the interned
-//! names and the counters, in a compact binary form (postcard), so a restart or a new owner
-//! loads a partition from its checkpoint plus the events after it instead of its whole history.
+//! Checkpoints of an attribution: every user's settle point, first exposures, recent and settled
+//! conversions (`super`, "Settling"), the interned names and the counters, in a compact binary
+//! form (postcard), so a restart or a new owner loads a partition from its checkpoint plus the
+//! events after it instead of its whole history.
 //!
-//! Aggregates are not stored: loading recomputes each user's contributions under the
-//! experiments' windows *at load time*, the same code a live event runs, so a checkpoint taken
-//! before a window change still loads to the right numbers.
+//! Aggregates are not stored: loading recomputes each user's contributions with the same code a
+//! live event runs (settled sums as credited, recent conversions under the windows at load time).
 //!
-//! Format: a postcard varint [`FORMAT`], then the body. A checkpoint of another format is
+//! Format: a postcard varint [`FORMAT`], then the body. Format 1 (every conversion kept, before
+//! settling) still loads: its users are settled as they load. A checkpoint of any other format is
 //! refused with [`CheckpointError::Format`] rather than misread.
 
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{recompute, Attribution, ConversionRec, ExposureRec, Names, UserState, Users};
+use super::{
+    recompute, Attribution, ConversionRec, DayRec, ExposureRec, Names, SettledRec, UserState, Users,
+};
 
 /// The checkpoint format written by this build.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+/// The format before settling, which this build still reads.
+const FORMAT_1: u32 = 1;
 
 /// A checkpoint that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,7 @@ struct Body<'a> {
     rule_labels: &'a [u32],
     events: u64,
     conversions_over_metric_limit: u64,
+    late_exposures: Vec<(u32, u64)>,
     users: UsersOut<'a>,
 }
 
@@ -51,15 +57,29 @@ impl Serialize for UsersOut<'_> {
         let count = self.0.shards.iter().map(|t| t.len()).sum();
         let mut seq = serializer.serialize_seq(Some(count))?;
         for entry in self.0.shards.iter().flat_map(|t| t.iter()) {
+            let user = &entry.state;
             seq.serialize_element(&(
                 &*entry.key,
-                &entry.state.exposures,
-                &entry.state.conversions,
+                user.settle_point,
+                &user.exposures,
+                &user.recent,
+                &user.days,
+                &user.settled,
             ))?;
         }
         seq.end()
     }
 }
+
+/// A user as format 2 stores them.
+type UserIn = (
+    Box<str>,
+    i64,
+    Vec<ExposureRec>,
+    Vec<ConversionRec>,
+    Vec<DayRec>,
+    Vec<SettledRec>,
+);
 
 #[derive(Deserialize)]
 struct BodyIn {
@@ -68,7 +88,50 @@ struct BodyIn {
     rule_labels: Vec<u32>,
     events: u64,
     conversions_over_metric_limit: u64,
+    late_exposures: Vec<(u32, u64)>,
+    users: Vec<UserIn>,
+}
+
+/// Format 1: every conversion of every user.
+#[derive(Deserialize)]
+struct BodyInV1 {
+    names: Vec<Box<str>>,
+    metrics: Vec<u32>,
+    rule_labels: Vec<u32>,
+    events: u64,
+    conversions_over_metric_limit: u64,
     users: Vec<(Box<str>, Vec<ExposureRec>, Vec<ConversionRec>)>,
+}
+
+impl From<BodyInV1> for BodyIn {
+    /// Settles each user as the events would have: the settle point trails their latest
+    /// conversion or exposure by `SETTLE_MS`.
+    fn from(v1: BodyInV1) -> BodyIn {
+        let users = v1
+            .users
+            .into_iter()
+            .map(|(key, exposures, mut conversions)| {
+                conversions.sort_by_key(|c| c.timestamp);
+                (
+                    key,
+                    i64::MIN,
+                    exposures,
+                    conversions,
+                    Vec::new(),
+                    Vec::new(),
+                )
+            })
+            .collect();
+        BodyIn {
+            names: v1.names,
+            metrics: v1.metrics,
+            rule_labels: v1.rule_labels,
+            events: v1.events,
+            conversions_over_metric_limit: v1.conversions_over_metric_limit,
+            late_exposures: Vec::new(),
+            users,
+        }
+    }
 }
 
 impl Attribution {
@@ -76,12 +139,16 @@ impl Attribution {
     pub fn checkpoint(&self) -> Result<Vec<u8>, CheckpointError> {
         let mut metrics: Vec<u32> = self.metrics.iter().copied().collect();
         metrics.sort_unstable();
+        let mut late_exposures: Vec<(u32, u64)> =
+            self.late_exposures.iter().map(|(e, n)| (*e, *n)).collect();
+        late_exposures.sort_unstable();
         let body = Body {
             names: &self.names.names,
             metrics,
             rule_labels: &self.rule_labels,
             events: self.events,
             conversions_over_metric_limit: self.conversions_over_metric_limit,
+            late_exposures,
             users: UsersOut(&self.users),
         };
         let mut out = postcard::to_stdvec(&FORMAT).map_err(CheckpointError::Encode)?;
@@ -97,10 +164,13 @@ impl Attribution {
     ) -> Result<Attribution, CheckpointError> {
         let (found, body) =
             postcard::take_from_bytes::<u32>(bytes).map_err(CheckpointError::Decode)?;
-        if found != FORMAT {
-            return Err(CheckpointError::Format { found });
-        }
-        let body: BodyIn = postcard::from_bytes(body).map_err(CheckpointError::Decode)?;
+        let body: BodyIn = match found {
+            FORMAT => postcard::from_bytes(body).map_err(CheckpointError::Decode)?,
+            FORMAT_1 => postcard::from_bytes::<BodyInV1>(body)
+                .map_err(CheckpointError::Decode)?
+                .into(),
+            _ => return Err(CheckpointError::Format { found }),
+        };
         let mut attribution = Attribution {
             names: Names {
                 ids: body
@@ -115,18 +185,32 @@ impl Attribution {
             rule_labels: body.rule_labels,
             events: body.events,
             conversions_over_metric_limit: body.conversions_over_metric_limit,
+            late_exposures: body.late_exposures.into_iter().collect(),
             ..Attribution::default()
         };
         for (experiment, hours) in windows {
             attribution.change_window(experiment, *hours);
         }
-        for (key, exposures, conversions) in body.users {
+        for (key, settle_point, exposures, recent, days, settled) in body.users {
             let user = attribution.users.get_or_insert(&key);
             *user = UserState {
+                settle_point,
                 exposures,
-                conversions,
+                recent,
+                days,
+                settled,
                 contributions: Vec::new(),
             };
+            // Format 1's users settle here (a no-op for format 2's).
+            let latest = user
+                .recent
+                .iter()
+                .map(|c| c.timestamp)
+                .chain(user.exposures.iter().map(|e| e.timestamp))
+                .max();
+            if let Some(latest) = latest {
+                user.advance(latest, attribution.settle_ms, &attribution.windows);
+            }
             let experiments: Vec<u32> = user.exposures.iter().map(|e| e.experiment).collect();
             for experiment in experiments {
                 recompute(
@@ -165,6 +249,16 @@ mod tests {
                     personalized: u % 4 != 0,
                     revision: 1,
                     spec_version: 1,
+                }));
+            }
+            if u % 3 == 0 {
+                // Hours after the rest: it settles the user's earlier conversions.
+                events.push(Event::Conversion(Conversion {
+                    id: format!("d{u}"),
+                    timestamp: u * 1_000 + 5 * 3_600_000,
+                    user_key: user_key.clone(),
+                    event: "view".into(),
+                    value: None,
                 }));
             }
             events.push(Event::Conversion(Conversion {
@@ -209,24 +303,71 @@ mod tests {
         assert_eq!(loaded.events_applied(), events.len() as u64);
     }
 
-    /// Windows are those at load time, not at checkpoint time.
+    /// Format 1 (every conversion, written before settling) loads to the numbers of applying
+    /// the same events now: its users settle as they load.
     #[test]
-    fn a_checkpoint_loads_under_the_current_windows() {
+    fn a_format_1_checkpoint_loads_settled() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            names: &'a [Box<str>],
+            metrics: Vec<u32>,
+            rule_labels: &'a [u32],
+            events: u64,
+            conversions_over_metric_limit: u64,
+            users: Vec<(&'a str, &'a [ExposureRec], &'a [ConversionRec])>,
+        }
         let events = events();
-        let mut unlimited = Attribution::default();
-        for event in &events {
-            unlimited.apply(event);
+        let windows = vec![("x".to_string(), Some(2)), ("y".to_string(), None)];
+        let mut kept = Attribution {
+            settle_ms: i64::MAX,
+            ..Attribution::default()
+        };
+        let mut settled = Attribution::default();
+        for a in [&mut kept, &mut settled] {
+            for (e, h) in &windows {
+                a.set_window(e, *h);
+            }
+            for event in &events {
+                a.apply(event);
+            }
         }
-        let windows = vec![("x".to_string(), Some(1))];
-        let mut windowed = Attribution::default();
-        windowed.set_window("x", Some(1));
-        for event in &events {
-            windowed.apply(event);
+        let mut metrics: Vec<u32> = kept.metrics.iter().copied().collect();
+        metrics.sort_unstable();
+        let v1 = V1 {
+            names: &kept.names.names,
+            metrics,
+            rule_labels: &kept.rule_labels,
+            events: kept.events,
+            conversions_over_metric_limit: 0,
+            users: kept
+                .users
+                .shards
+                .iter()
+                .flat_map(|t| t.iter())
+                .map(|u| (&*u.key, &u.state.exposures[..], &u.state.recent[..]))
+                .collect(),
+        };
+        let mut bytes = postcard::to_stdvec(&FORMAT_1).unwrap();
+        bytes.extend(postcard::to_stdvec(&v1).unwrap());
+        let loaded = Attribution::from_checkpoint(&bytes, &windows).unwrap();
+        assert_eq!(loaded.aggregates(), settled.aggregates());
+        assert_eq!(loaded.aggregates(), kept.aggregates());
+        let names = ["buy".to_string(), "view".to_string()];
+        let settled_days: usize = loaded
+            .users
+            .shards
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|u| u.state.days.len())
+            .sum();
+        assert!(settled_days > 0, "some conversions settled");
+        for u in 0..500 {
+            let key = format!("u{u}");
+            let count = |a: &Attribution| -> u64 {
+                a.user_events(&key, &names).iter().map(|r| r.count).sum()
+            };
+            assert_eq!(count(&loaded), count(&kept));
         }
-        let loaded =
-            Attribution::from_checkpoint(&unlimited.checkpoint().unwrap(), &windows).unwrap();
-        assert_eq!(loaded.aggregates(), windowed.aggregates());
-        assert_ne!(loaded.aggregates(), unlimited.aggregates());
     }
 
     #[test]

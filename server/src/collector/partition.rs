@@ -277,6 +277,9 @@ impl Part {
         let mut tail = self.tail.lock().await;
         self.replayed.store(0, Ordering::Relaxed);
         self.loading.store(true, Ordering::Release);
+        // Nothing reads a loading partition's state (results, profiles and segment sizes wait
+        // for the load), so a rebuild drops the old state first instead of holding two.
+        drop(lock(&self.attribution).take());
         let result = self
             .load(store, environment, windows, start, &mut tail)
             .await;

@@ -172,6 +172,7 @@ flags:
         let totals = ExperimentTotals {
             cells,
             multi_variant_users: 0,
+            late_exposures: 0,
         };
         let report = report(
             "dev",

@@ -57,7 +57,10 @@ pub struct LiftReport {
 pub struct DataQuality {
     /// Users exposed to more than one variant (counted in their first).
     pub multi_variant_users: u64,
-    /// Human-readable warnings (SRM, multiple exposures).
+    /// Exposures that arrived more than 15 minutes behind their user's later events and count
+    /// from the user's settle point (README, "Memory bounded by users").
+    pub late_exposures: u64,
+    /// Human-readable warnings (SRM, multiple exposures, late exposures).
     pub warnings: Vec<String>,
 }
 

@@ -13,6 +13,7 @@ pub(super) fn warnings(
     segments: &[ScopeReport],
     tracked_labels: &BTreeSet<&str>,
     multi_variant_users: u64,
+    late_exposures: u64,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for scope in std::iter::once(overall).chain(segments) {
@@ -21,6 +22,7 @@ pub(super) fn warnings(
         warnings.extend(srm_warning(scope));
     }
     warnings.extend(multi_variant_warning(multi_variant_users));
+    warnings.extend(late_exposures_warning(late_exposures));
     warnings
 }
 
@@ -69,6 +71,15 @@ fn multi_variant_warning(users: u64) -> Option<String> {
     })
 }
 
+/// Exposures that counted from their user's settle point (`crate::attribution`, "Settling").
+fn late_exposures_warning(exposures: u64) -> Option<String> {
+    (exposures > 0).then(|| {
+        format!(
+            "{exposures} exposures arrived more than 15 minutes behind the same user's later events; each counts from 15 minutes before that user's latest event, so conversions between its own time and then are not attributed to it"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +118,14 @@ mod tests {
     fn a_clean_report_has_no_warnings() {
         let tracked = BTreeSet::from(["s"]);
         let segments = [scope("s", 10, Some(0.5), &[])];
-        assert!(warnings(&scope(OVERALL, 10, Some(0.5), &[]), &segments, &tracked, 0).is_empty());
+        assert!(warnings(
+            &scope(OVERALL, 10, Some(0.5), &[]),
+            &segments,
+            &tracked,
+            0,
+            0
+        )
+        .is_empty());
     }
 
     #[test]
@@ -119,7 +137,7 @@ mod tests {
             scope("gone", 0, None, &[]),
         ];
         assert_eq!(
-            warnings(&scope(OVERALL, 14, None, &["c", "d"]), &segments, &tracked, 3),
+            warnings(&scope(OVERALL, 14, None, &["c", "d"]), &segments, &tracked, 3, 0),
             [
                 "overall has users in c, d although its rules never serve them: check for stale caches or manual exposure logging",
                 "s has users in c although its rules never serve it: check for stale caches or manual exposure logging",

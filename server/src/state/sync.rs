@@ -1,6 +1,9 @@
 //! Keeping this instance in step with the other instances that share its store.
 //!
-//! [`spawn_sync`] (a no-op for the embedded store) starts two kinds of background task:
+//! [`start_sync`] (a no-op for the embedded store) starts two kinds of background task, and
+//! returns once this instance has caught up with the store after subscribing (or after
+//! [`FIRST_SYNC`], if the store does not answer), so an instance never starts serving without
+//! what other instances created while it was loading:
 //! - `run_changes` reads the store's [`ChangeFeed`]. A new revision of an environment is read
 //!   from the store, compiled and published here, so SDKs streaming from this instance get a
 //!   change made through any other within milliseconds. Key changes reload the keys (merged:
@@ -27,17 +30,33 @@ use crate::store::{ChangeFeed, StoreChange, StoreError, StoredEnvironment};
 
 /// Wait before retrying a failed catch-up.
 const RETRY: Duration = Duration::from_secs(1);
+/// Longest wait at start for the first catch-up; past it the instance serves and catches up in
+/// the background.
+pub const FIRST_SYNC: Duration = Duration::from_secs(10);
 
-/// Starts following the other instances' changes, if the store is shared.
-pub fn spawn_sync(state: Arc<AppState>) {
+/// Starts following the other instances' changes, if the store is shared, and waits (at most
+/// [`FIRST_SYNC`]) until the first re-read after subscribing is done. Instances starting
+/// together would otherwise miss what another created between their load and their
+/// subscription (an environment, say) until the next change.
+pub async fn start_sync(state: Arc<AppState>) {
     let Some(shared) = state.store.shared() else {
         return;
     };
     let feed = shared.changes();
-    tokio::spawn(run_changes(state, feed));
+    let (caught_up, first) = tokio::sync::oneshot::channel();
+    tokio::spawn(run_changes(state, feed, Some(caught_up)));
+    if tokio::time::timeout(FIRST_SYNC, first).await.is_err() {
+        tracing::warn!(
+            "not caught up with the shared store after {FIRST_SYNC:?}; serving, and catching up in the background"
+        );
+    }
 }
 
-async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
+async fn run_changes(
+    state: Arc<AppState>,
+    mut feed: ChangeFeed,
+    mut caught_up: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     // Set when applying a change failed (the store failing right after a reconnect, say):
     // everything is re-read once it answers again.
     let mut behind = false;
@@ -72,7 +91,16 @@ async fn run_changes(state: Arc<AppState>, mut feed: ChangeFeed) {
                 state.collector.wake(&environment, partition);
                 Ok(())
             }
-            StoreChange::Resync => resync(&state).await,
+            StoreChange::Resync => {
+                let result = resync(&state).await;
+                if result.is_ok() {
+                    if let Some(caught_up) = caught_up.take() {
+                        // The receiver may have stopped waiting: nothing to tell.
+                        let _ = caught_up.send(());
+                    }
+                }
+                result
+            }
         };
         match result {
             Ok(()) if behind => {

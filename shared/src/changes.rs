@@ -1,0 +1,106 @@
+//! Rules about *changing* a config, as opposed to what one config may contain: checked by
+//! comparing the document before and after a change, on the one write path.
+//!
+//! - **An experiment's attribution window is fixed once it has started.** While an experiment is
+//!   `running` or `stopped`, its `attribution_window_hours` cannot change. The collector folds
+//!   each user's conversions older than 15 minutes into running sums, attributed under the
+//!   window in force (server `attribution`, "Settling"), so a new window could not be applied to
+//!   them. A draft's window may change freely (drafts record no exposures). To analyse with
+//!   another window, create a new experiment.
+//! - **A started experiment does not go back to `draft`** (it may stop and run again), so that
+//!   the rule above cannot be stepped around by two writes.
+
+use crate::error::Problems;
+use crate::model::{ConfigDocument, ExperimentStatus};
+use crate::ConfigError;
+
+/// Checks the change from `before` to `after` against the rules above; every problem names its
+/// path in `after`.
+pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(), ConfigError> {
+    let mut problems = Problems::default();
+    for (i, experiment) in after.experiments.iter().enumerate() {
+        let Some(old) = before.experiments.iter().find(|e| e.key == experiment.key) else {
+            continue;
+        };
+        if old.status != ExperimentStatus::Draft && experiment.status == ExperimentStatus::Draft {
+            problems.push(
+                format!("experiments[{i}].status"),
+                format!(
+                    "experiment `{}` has started and cannot go back to draft; it can be stopped \
+                     (`stopped`) and run again",
+                    experiment.key
+                ),
+            );
+        }
+        if old.status != ExperimentStatus::Draft
+            && old.attribution_window_hours != experiment.attribution_window_hours
+        {
+            let hours = |h: Option<u32>| {
+                h.map_or_else(|| "unlimited".to_string(), |h| format!("{h} hours"))
+            };
+            problems.push(
+                format!("experiments[{i}].attribution_window_hours"),
+                format!(
+                    "the attribution window of experiment `{}` cannot change once it has started \
+                     (it is {}, the change asks for {}): conversions already folded into its sums \
+                     were attributed under it; create a new experiment to use another window",
+                    experiment.key,
+                    hours(old.attribution_window_hours),
+                    hours(experiment.attribution_window_hours)
+                ),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into_error())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn doc(status: &str, window: &str) -> ConfigDocument {
+        ConfigDocument::from_yaml(&format!(
+            "experiments:\n  - {{key: exp, status: {status}{window}}}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_started_experiment_keeps_its_window() {
+        let running = doc("running", ", attribution_window_hours: 24");
+        let wider = doc("running", ", attribution_window_hours: 48");
+        let err = check_change(&running, &wider).unwrap_err().to_string();
+        assert!(
+            err.contains("experiments[0].attribution_window_hours"),
+            "{err}"
+        );
+        assert!(
+            err.contains("24 hours") && err.contains("48 hours"),
+            "{err}"
+        );
+        assert!(
+            check_change(&running, &doc("stopped", "")).is_err(),
+            "removing it"
+        );
+        assert!(check_change(
+            &doc("stopped", ""),
+            &doc("running", ", attribution_window_hours: 1")
+        )
+        .is_err());
+        // Unchanged, a draft, a new experiment and a removed one are fine.
+        assert!(check_change(&running, &doc("stopped", ", attribution_window_hours: 24")).is_ok());
+        assert!(check_change(&doc("draft", ""), &wider).is_ok());
+        let back = check_change(&running, &doc("draft", ", attribution_window_hours: 24"));
+        assert!(back
+            .unwrap_err()
+            .to_string()
+            .contains("experiments[0].status"));
+        assert!(check_change(&ConfigDocument::default(), &wider).is_ok());
+        assert!(check_change(&wider, &ConfigDocument::default()).is_ok());
+    }
+}
