@@ -16,7 +16,8 @@
 //!
 //! Every 10 s it samples the server's RSS and open file descriptors. At the end it prints the
 //! samples, the RSS and fd slopes after warm-up (`SOAK_WARMUP_MINUTES`, default a fifth of the
-//! run) by least squares, each client's error count and latencies, and checks that the events
+//! run, or 20 minutes for runs of 40 minutes or more: conversions stay in memory one by one for
+//! 15 minutes before they settle into sums) by least squares, each client's error count and latencies, and checks that the events
 //! acknowledged equal the events stored. It fails (non-zero exit) on any failed write.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -334,7 +335,10 @@ async fn main() -> anyhow::Result<()> {
     let users: u64 = common::env_or("SOAK_USERS", 100_000);
     let streams: usize = common::env_or("SOAK_STREAMS", 1_000);
     let churn: f64 = common::env_or("SOAK_CHURN", 200.0);
-    let warmup: f64 = common::env_or("SOAK_WARMUP_MINUTES", minutes / 5.0);
+    // Memory grows until users' settle points trail their events by the full 15 minutes
+    // (`tailor_server::attribution::SETTLE_MS`): runs long enough wait 20 minutes for it.
+    let default_warmup = if minutes >= 40.0 { 20.0 } else { minutes / 5.0 };
+    let warmup: f64 = common::env_or("SOAK_WARMUP_MINUTES", default_warmup);
     let sample_every = Duration::from_secs(common::env_or("SOAK_SAMPLE_SECS", 10));
     let duration = Duration::from_secs_f64(minutes * 60.0);
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MICROS: f64 = 1_000_000.0;
 
 /// Per-metric totals of one cell, in the event's value units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MetricTotals {
     /// Users with at least one attributed conversion.
     pub converted: u64,
@@ -23,6 +23,17 @@ pub struct MetricTotals {
     pub sum: f64,
     /// Sum over users of the square of their attributed value.
     pub sum_sq: f64,
+    /// CUPED covariate (`crate::attribution`, "Covariates"), over every user of the cell:
+    /// users with a conversion in the lookback before their first exposure,
+    pub pre_converted: u64,
+    /// of them, users who also converted after it,
+    pub both_converted: u64,
+    /// the sum of their pre-exposure values,
+    pub pre_sum: f64,
+    /// of its squares,
+    pub pre_sum_sq: f64,
+    /// and of each user's pre-exposure value times their attributed value.
+    pub sum_products: f64,
 }
 
 /// One cell's totals.
@@ -96,6 +107,21 @@ pub struct MetricSums {
     pub sum: i128,
     /// Sum of their squares, in millionths squared.
     pub sum_sq: i128,
+    /// CUPED: users with a pre-exposure conversion (see [`MetricTotals`]).
+    #[serde(default)]
+    pub pre_converted: u64,
+    /// Users with both a pre-exposure and an attributed conversion.
+    #[serde(default)]
+    pub both_converted: u64,
+    /// Sum of pre-exposure values, millionths.
+    #[serde(default)]
+    pub pre_sum: i128,
+    /// Sum of their squares, millionths squared.
+    #[serde(default)]
+    pub pre_sum_sq: i128,
+    /// Sum of pre-exposure value × attributed value, millionths squared.
+    #[serde(default)]
+    pub sum_products: i128,
 }
 
 /// One cell's integer sums.
@@ -153,6 +179,11 @@ impl ExperimentAggregates {
                 sums.converted += m.converted;
                 sums.sum += m.sum;
                 sums.sum_sq += m.sum_sq;
+                sums.pre_converted += m.pre_converted;
+                sums.both_converted += m.both_converted;
+                sums.pre_sum += m.pre_sum;
+                sums.pre_sum_sq += m.pre_sum_sq;
+                sums.sum_products += m.sum_products;
             }
         }
         self.cells = cells.into_values().collect();
@@ -194,7 +225,7 @@ impl ExperimentAggregates {
                     metrics: c
                         .metrics
                         .iter()
-                        .filter(|(_, m)| m.converted > 0)
+                        .filter(|(_, m)| m.converted > 0 || m.pre_converted > 0)
                         .map(|(name, m)| {
                             (
                                 name.clone(),
@@ -202,6 +233,11 @@ impl ExperimentAggregates {
                                     converted: m.converted,
                                     sum: m.sum as f64 / MICROS,
                                     sum_sq: m.sum_sq as f64 / (MICROS * MICROS),
+                                    pre_converted: m.pre_converted,
+                                    both_converted: m.both_converted,
+                                    pre_sum: m.pre_sum as f64 / MICROS,
+                                    pre_sum_sq: m.pre_sum_sq as f64 / (MICROS * MICROS),
+                                    sum_products: m.sum_products as f64 / (MICROS * MICROS),
                                 },
                             )
                         })
@@ -274,6 +310,7 @@ mod tests {
                     converted,
                     sum,
                     sum_sq: sum * 2,
+                    ..MetricSums::default()
                 },
             )]
             .into(),

@@ -49,6 +49,17 @@
 //! to change anyway (a config written by an older build), the change applies to the
 //! conversions not yet settled.
 //!
+//! Covariates (CUPED, `crate::stats`): for each experiment a user is exposed to, and each
+//! metric, the user's conversions in the experiment's *lookback* before their first exposure
+//! `F`: those with `ts < F` on the UTC day of `F` or one of the `L` whole days before it
+//! (`cuped_lookback_days`, default 14). They are taken when the first exposure is applied (or
+//! moves earlier), from the user's day runs and recent conversions: exact, because a first
+//! exposure is never before the settle point and every settled conversion is, so a day run in
+//! the lookback holds only conversions before `F`. A conversion arriving later with a
+//! timestamp in the lookback is added then. The lookback, like the window, is fixed once the
+//! experiment has started. Per cell and metric the aggregates keep the covariate's sums: users
+//! with a pre-exposure conversion, users with both, `Σx`, `Σx²` and `Σxy` of the values.
+//!
 //! How it stays incremental: each stored event updates only its user. The user's contribution to
 //! each affected experiment is recomputed from that user's own events and the difference is
 //! applied to the experiment's aggregates, so reading results never rescans events and events may
@@ -65,6 +76,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use tailor_core::bucketing::murmur3_x86_32;
 use tailor_core::events::Event;
+use tailor_core::model::DEFAULT_CUPED_LOOKBACK_DAYS as DEFAULT_LOOKBACK_DAYS;
 use tailor_core::traits::{day_of, EventRun};
 
 /// Most distinct conversion event names (metrics) an environment's attribution tracks; the
@@ -141,6 +153,16 @@ struct DayRec {
     last: i64,
 }
 
+/// A user's conversions of one metric in the CUPED lookback before their first exposure to one
+/// experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct CovariateRec {
+    experiment: u32,
+    metric: u32,
+    count: u32,
+    micros: i64,
+}
+
 /// A user's settled conversions of one metric attributed to one experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct SettledRec {
@@ -167,6 +189,22 @@ fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(3_600_000)
 }
 
+/// One user's share of one experiment's aggregates for one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MetricShare {
+    metric: u32,
+    /// Attributed conversions.
+    count: u32,
+    /// Sum of their values, micros.
+    sum: i128,
+    /// Hour of the first (meaningless when `count` is 0).
+    first_hour: i64,
+    /// The CUPED covariate: conversions of the metric in the lookback before the first exposure
+    /// (module docs, "Covariates"), and the sum of their values in micros.
+    pre_count: u32,
+    pre_sum: i64,
+}
+
 /// One user's share of one experiment's aggregates.
 #[derive(Debug, Clone, PartialEq)]
 struct Contribution {
@@ -174,8 +212,8 @@ struct Contribution {
     multi_variant: bool,
     /// Hour of the first exposure.
     exposed_hour: i64,
-    /// `(metric, attributed conversions, sum of their values in micros, hour of the first)`.
-    metrics: Vec<(u32, u32, i128, i64)>,
+    /// Per metric with an attributed conversion or a covariate, by metric id.
+    metrics: Vec<MetricShare>,
 }
 
 #[derive(Debug)]
@@ -191,6 +229,8 @@ struct UserState {
     days: Vec<DayRec>,
     /// Settled conversions per experiment and metric, as attributed.
     settled: Vec<SettledRec>,
+    /// CUPED covariates per experiment and metric (module docs, "Covariates").
+    covariates: Vec<CovariateRec>,
     contributions: Vec<(u32, Contribution)>,
 }
 
@@ -202,6 +242,7 @@ impl Default for UserState {
             recent: Vec::new(),
             days: Vec::new(),
             settled: Vec::new(),
+            covariates: Vec::new(),
             contributions: Vec::new(),
         }
     }
@@ -287,6 +328,41 @@ impl UserState {
         }
     }
 
+    /// Recomputes the covariates of `experiment` for a first exposure at `first` (module docs,
+    /// "Covariates"): exact, because every settled conversion is before the settle point, which
+    /// a first exposure never precedes.
+    fn compute_covariates(&mut self, experiment: u32, first: i64, lookback_days: i64) {
+        self.covariates.retain(|c| c.experiment != experiment);
+        let days = self
+            .days
+            .iter()
+            .filter(|d| in_lookback(d.first, first, lookback_days))
+            .map(|d| (d.metric, d.count, d.micros));
+        let recent = self
+            .recent
+            .iter()
+            .filter(|c| in_lookback(c.timestamp, first, lookback_days))
+            .map(|c| (c.metric, 1, c.micros));
+        let found: Vec<(u32, u32, i64)> = days.chain(recent).collect();
+        for (metric, count, micros) in found {
+            add_covariate(&mut self.covariates, experiment, metric, count, micros);
+        }
+    }
+
+    /// Adds a newly arrived conversion to the covariates of every experiment whose lookback
+    /// holds it (a conversion arriving after the exposure it precedes).
+    fn note_covariate(&mut self, c: ConversionRec, lookbacks: &FxHashMap<u32, i64>) {
+        for e in &self.exposures {
+            if in_lookback(
+                c.timestamp,
+                e.timestamp,
+                lookback_of(lookbacks, e.experiment),
+            ) {
+                add_covariate(&mut self.covariates, e.experiment, c.metric, 1, c.micros);
+            }
+        }
+    }
+
     /// Inserts a conversion into `recent`, keeping timestamp order. Grows by a quarter, not
     /// double: this vector is most of an active user's memory.
     fn insert_recent(&mut self, rec: ConversionRec) {
@@ -301,6 +377,47 @@ impl UserState {
     }
 }
 
+/// Whether a conversion at `ts` is in the CUPED lookback of a first exposure at `first`: before
+/// it, on its UTC day or one of the `days` whole days before (module docs, "Covariates").
+fn in_lookback(ts: i64, first: i64, days: i64) -> bool {
+    ts < first && day_of(ts) >= day_of(first) - days
+}
+
+/// The lookback of an experiment, days ([`DEFAULT_LOOKBACK_DAYS`] unless configured).
+fn lookback_of(lookbacks: &FxHashMap<u32, i64>, experiment: u32) -> i64 {
+    lookbacks
+        .get(&experiment)
+        .copied()
+        .unwrap_or(i64::from(DEFAULT_LOOKBACK_DAYS))
+}
+
+fn add_covariate(
+    covariates: &mut Vec<CovariateRec>,
+    experiment: u32,
+    metric: u32,
+    count: u32,
+    micros: i64,
+) {
+    match covariates
+        .iter_mut()
+        .find(|c| c.experiment == experiment && c.metric == metric)
+    {
+        Some(c) => {
+            c.count = c.count.saturating_add(count);
+            c.micros = c.micros.saturating_add(micros);
+        }
+        None => {
+            covariates.reserve_exact(1);
+            covariates.push(CovariateRec {
+                experiment,
+                metric,
+                count,
+                micros,
+            });
+        }
+    }
+}
+
 /// Whether a conversion at `ts` counts for a first exposure at `first` with this window
 /// (half-open: `[first, first + window)`).
 fn counts_for(ts: i64, first: i64, window: Option<i64>) -> bool {
@@ -312,6 +429,12 @@ struct MetricSums {
     converted: u64,
     sum: i128,
     sum_sq: i128,
+    /// CUPED: users with a covariate, with both, and the covariate's sums (micros).
+    pre_converted: u64,
+    both_converted: u64,
+    pre_sum: i128,
+    pre_sum_sq: i128,
+    sum_products: i128,
 }
 
 #[derive(Debug, Default)]
@@ -335,6 +458,32 @@ struct ExperimentAggregate {
     timeline: FxHashMap<u32, BTreeMap<i64, HourDeltas>>,
 }
 
+/// What attribution reads of one experiment's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentTerms {
+    /// The experiment key.
+    pub experiment: String,
+    /// `attribution_window_hours` (`None`: unlimited).
+    pub window_hours: Option<u32>,
+    /// The CUPED lookback, days (the default applied).
+    pub lookback_days: u32,
+}
+
+impl ExperimentTerms {
+    /// The terms of every experiment of a config.
+    pub fn of(document: &tailor_core::ConfigDocument) -> Vec<ExperimentTerms> {
+        document
+            .experiments
+            .iter()
+            .map(|e| ExperimentTerms {
+                experiment: e.key.clone(),
+                window_hours: e.attribution_window_hours,
+                lookback_days: e.lookback_days(),
+            })
+            .collect()
+    }
+}
+
 /// All attribution state of one environment.
 #[derive(Debug)]
 pub struct Attribution {
@@ -343,6 +492,8 @@ pub struct Attribution {
     experiments: FxHashMap<u32, ExperimentAggregate>,
     /// Attribution window per experiment, milliseconds.
     windows: FxHashMap<u32, i64>,
+    /// CUPED lookback per experiment, days (absent: [`DEFAULT_LOOKBACK_DAYS`]).
+    lookbacks: FxHashMap<u32, i64>,
     /// Interned `rule <n>` labels by rule index, so exposures do not format one each.
     rule_labels: Vec<u32>,
     events: u64,
@@ -364,6 +515,7 @@ impl Default for Attribution {
             users: Users::default(),
             experiments: FxHashMap::default(),
             windows: FxHashMap::default(),
+            lookbacks: FxHashMap::default(),
             rule_labels: Vec::new(),
             events: 0,
             metrics: rustc_hash::FxHashSet::default(),
@@ -513,6 +665,15 @@ impl Attribution {
         self.users.shards.iter().map(|s| s.len() as u64).sum()
     }
 
+    /// Sets every experiment's window (recomputing its users if it changed, as
+    /// [`Attribution::set_window`]) and lookback.
+    pub fn set_terms(&mut self, terms: &[ExperimentTerms]) {
+        for t in terms {
+            self.set_window(&t.experiment, t.window_hours);
+            self.set_lookback(&t.experiment, t.lookback_days);
+        }
+    }
+
     /// Sets an experiment's attribution window (`None`: unlimited) and recomputes its users when
     /// the window changes, so aggregates always reflect the current window. That is a pass over
     /// every user: the collector instead calls [`Attribution::change_window`] and then
@@ -524,6 +685,14 @@ impl Attribution {
                 self.recompute_part(part, &experiments);
             }
         }
+    }
+
+    /// Sets an experiment's CUPED lookback in days (module docs, "Covariates"). It applies to
+    /// first exposures from then on: the write path refuses a change once the experiment has
+    /// started (`tailor_core::changes`), so no user needs recomputing.
+    pub fn set_lookback(&mut self, experiment: &str, days: u32) {
+        let id = self.names.id(experiment);
+        self.lookbacks.insert(id, i64::from(days));
     }
 
     /// How many parts a recompute pass is split into ([`Attribution::recompute_part`]): each
@@ -605,7 +774,13 @@ impl Attribution {
                     rec.timestamp = user.settle_point;
                     *self.late_exposures.entry(rec.experiment).or_default() += 1;
                 }
+                let before = first_of(&user.exposures, rec.experiment);
                 fold_exposure(&mut user.exposures, rec);
+                let after = first_of(&user.exposures, rec.experiment);
+                if let Some(first) = after.filter(|&f| Some(f) != before) {
+                    let days = lookback_of(&self.lookbacks, rec.experiment);
+                    user.compute_covariates(rec.experiment, first, days);
+                }
                 recompute(user, rec.experiment, &self.windows, &mut self.experiments);
             }
             Event::Conversion(c) => {
@@ -626,6 +801,7 @@ impl Attribution {
                     micros: c.value.map_or(0, |v| (v * MICROS).round() as i64),
                 };
                 let user = self.users.get_or_insert(&c.user_key);
+                user.note_covariate(rec, &self.lookbacks);
                 user.insert_recent(rec);
                 user.advance(c.timestamp, self.settle_ms, &self.windows);
                 let mut experiments: Vec<u32> =
@@ -709,7 +885,7 @@ impl Attribution {
                 metrics: cell
                     .metrics
                     .iter()
-                    .filter(|(_, m)| m.converted > 0)
+                    .filter(|(_, m)| m.converted > 0 || m.pre_converted > 0)
                     .map(|(id, m)| {
                         (
                             name(*id),
@@ -717,6 +893,11 @@ impl Attribution {
                                 converted: m.converted,
                                 sum: m.sum,
                                 sum_sq: m.sum_sq,
+                                pre_converted: m.pre_converted,
+                                both_converted: m.both_converted,
+                                pre_sum: m.pre_sum,
+                                pre_sum_sq: m.pre_sum_sq,
+                                sum_products: m.sum_products,
                             },
                         )
                     })
@@ -754,6 +935,14 @@ impl Attribution {
     }
 }
 
+/// The first exposure's time of `experiment`, if the user has one.
+fn first_of(exposures: &[ExposureRec], experiment: u32) -> Option<i64> {
+    exposures
+        .iter()
+        .find(|e| e.experiment == experiment)
+        .map(|e| e.timestamp)
+}
+
 /// Folds an exposure into the user's one record per experiment: the first exposure (earliest;
 /// of the same millisecond, the smaller tie) and whether two variants were seen. That is all a
 /// contribution needs of a user's exposures, so repeated exposures cost no memory, in any
@@ -784,27 +973,61 @@ fn fold_exposure(exposures: &mut Vec<ExposureRec>, rec: ExposureRec) {
 fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Option<Contribution> {
     let first = *user.exposures.iter().find(|e| e.experiment == experiment)?;
     let multi_variant = first.multi_variant;
-    let mut metrics: Vec<(u32, u32, i128, i64)> = user
+    let share = |metric: u32| MetricShare {
+        metric,
+        count: 0,
+        sum: 0,
+        first_hour: i64::MAX,
+        pre_count: 0,
+        pre_sum: 0,
+    };
+    let mut metrics: Vec<MetricShare> = user
         .settled
         .iter()
         .filter(|s| s.experiment == experiment)
-        .map(|s| (s.metric, s.count, i128::from(s.micros), s.first_hour))
+        .map(|s| MetricShare {
+            count: s.count,
+            sum: i128::from(s.micros),
+            first_hour: s.first_hour,
+            ..share(s.metric)
+        })
         .collect();
     for c in &user.recent {
         if !counts_for(c.timestamp, first.timestamp, window) {
             continue;
         }
         let hour = hour_of(c.timestamp);
-        match metrics.iter_mut().find(|(m, _, _, _)| *m == c.metric) {
+        match metrics.iter_mut().find(|m| m.metric == c.metric) {
             Some(entry) => {
-                entry.1 += 1;
-                entry.2 += i128::from(c.micros);
-                entry.3 = entry.3.min(hour);
+                entry.count += 1;
+                entry.sum += i128::from(c.micros);
+                entry.first_hour = entry.first_hour.min(hour);
             }
-            None => metrics.push((c.metric, 1, i128::from(c.micros), hour)),
+            None => metrics.push(MetricShare {
+                count: 1,
+                sum: i128::from(c.micros),
+                first_hour: hour,
+                ..share(c.metric)
+            }),
         }
     }
-    metrics.sort_unstable_by_key(|m| m.0);
+    for cov in user
+        .covariates
+        .iter()
+        .filter(|c| c.experiment == experiment)
+    {
+        let entry = match metrics.iter_mut().position(|m| m.metric == cov.metric) {
+            Some(i) => &mut metrics[i],
+            None => {
+                metrics.push(share(cov.metric));
+                let last = metrics.len() - 1;
+                &mut metrics[last]
+            }
+        };
+        entry.pre_count = cov.count;
+        entry.pre_sum = cov.micros;
+    }
+    metrics.sort_unstable_by_key(|m| m.metric);
     metrics.shrink_to_fit();
     Some(Contribution {
         cell: CellKey {
@@ -825,26 +1048,34 @@ fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
     if c.multi_variant {
         agg.multi_variant_users = agg.multi_variant_users.wrapping_add_signed(sign);
     }
-    for &(metric, count, sum, _) in &c.metrics {
-        if count == 0 {
-            continue;
+    let s = i128::from(sign);
+    for share in &c.metrics {
+        let m = cell.metrics.entry(share.metric).or_default();
+        if share.count > 0 {
+            m.converted = m.converted.wrapping_add_signed(sign);
+            m.sum += share.sum * s;
+            m.sum_sq += share.sum * share.sum * s;
         }
-        let m = cell.metrics.entry(metric).or_default();
-        m.converted = m.converted.wrapping_add_signed(sign);
-        m.sum += sum * i128::from(sign);
-        m.sum_sq += sum * sum * i128::from(sign);
+        if share.pre_count > 0 {
+            let x = i128::from(share.pre_sum);
+            m.pre_converted = m.pre_converted.wrapping_add_signed(sign);
+            m.pre_sum += x * s;
+            m.pre_sum_sq += x * x * s;
+            m.sum_products += share.sum * x * s;
+            if share.count > 0 {
+                m.both_converted = m.both_converted.wrapping_add_signed(sign);
+            }
+        }
     }
     let hours = agg.timeline.entry(c.cell.variant).or_default();
     hours.entry(c.exposed_hour).or_default().exposed += sign;
-    for &(metric, count, _, hour) in &c.metrics {
-        if count > 0 {
-            *hours
-                .entry(hour)
-                .or_default()
-                .converted
-                .entry(metric)
-                .or_default() += sign;
-        }
+    for share in c.metrics.iter().filter(|m| m.count > 0) {
+        *hours
+            .entry(share.first_hour)
+            .or_default()
+            .converted
+            .entry(share.metric)
+            .or_default() += sign;
     }
 }
 
@@ -929,11 +1160,17 @@ mod tests {
         a.apply(&exposure("e1", "u1", "personal", 200));
         let t = a.totals("exp").unwrap();
         assert_eq!(cell(&t, "personal").users, 1);
-        assert!(cell(&t, "personal").metrics.is_empty());
+        // Not attributed; it is the user's CUPED covariate (before the exposure, in the lookback).
+        let m = cell(&t, "personal").metrics["purchase"];
+        assert_eq!(
+            (m.converted, m.sum, m.pre_converted, m.pre_sum),
+            (0, 0.0, 1, 5.0)
+        );
         a.apply(&conversion("c2", "u1", 300, Some(7.5)));
         let t = a.totals("exp").unwrap();
         let m = cell(&t, "personal").metrics["purchase"];
         assert_eq!((m.converted, m.sum, m.sum_sq), (1, 7.5, 56.25));
+        assert_eq!((m.both_converted, m.sum_products), (1, 37.5));
     }
 
     #[test]
@@ -1302,6 +1539,7 @@ mod tests {
             let mut reference = keeping_everything();
             for a in [&mut settled, &mut reference] {
                 a.set_window("win", Some(2));
+                a.set_lookback("win", 1);
             }
             let (clamped, late) = clamp_late_exposures(&events);
             events.iter().for_each(|e| settled.apply(e));
@@ -1311,6 +1549,29 @@ mod tests {
             let late_got: u64 = got.experiments.values_mut().map(|x| std::mem::take(&mut x.late_exposures)).sum();
             proptest::prop_assert_eq!(late_got, late);
             proptest::prop_assert_eq!(got, expected);
+            // Covariates, from the plain definition over every conversion the reference kept.
+            for u in 0..4 {
+                let key = format!("u{u}");
+                let (Some(got), Some(all)) = (settled.users.get(&key), reference.users.get(&key))
+                else {
+                    continue;
+                };
+                let mut expected: Vec<CovariateRec> = Vec::new();
+                for e in &all.exposures {
+                    let days = lookback_of(&reference.lookbacks, e.experiment);
+                    for c in all.recent.iter().filter(|c| {
+                        c.timestamp < e.timestamp
+                            && day_of(c.timestamp) >= day_of(e.timestamp) - days
+                    }) {
+                        add_covariate(&mut expected, e.experiment, c.metric, 1, c.micros);
+                    }
+                }
+                let mut got = got.covariates.clone();
+                let key_of = |c: &CovariateRec| (c.experiment, c.metric);
+                got.sort_by_key(key_of);
+                expected.sort_by_key(key_of);
+                proptest::prop_assert_eq!(got, expected, "covariates of {}", key);
+            }
             let names = ["purchase".to_string(), "signup".to_string(), "view".to_string()];
             let now = 4 * 24 * 3_600_000;
             let defs: Vec<tailor_core::model::TraitDefinition> = [

@@ -32,14 +32,14 @@ use tailor_core::ConfigDocument;
 use crate::aggregates::{
     ExperimentAggregates, ExperimentTotals, PartitionAggregates, VariantSeries,
 };
-use crate::attribution::Attribution;
+use crate::attribution::{Attribution, ExperimentTerms};
 use crate::store::{EncodedEvent, EventCursor, Store, StoreError};
 pub use ownership::assignment;
 use partition::{Part, Start};
 use vocabulary::Vocabulary;
 
 /// Experiment key → attribution window in hours (`None`: unlimited).
-type Windows = Vec<(String, Option<u32>)>;
+type Windows = Vec<ExperimentTerms>;
 
 /// How the collector runs.
 #[derive(Debug, Clone)]
@@ -450,11 +450,7 @@ impl Collector {
                 part.set_trait_names(&current);
             }
         }
-        let windows: Windows = document
-            .experiments
-            .iter()
-            .map(|e| (e.key.clone(), e.attribution_window_hours))
-            .collect();
+        let windows: Windows = ExperimentTerms::of(document);
         // Under the windows lock, so that a partition finishing its load (which reads the
         // windows under it) cannot miss the change.
         let changed: Vec<(Arc<Part>, Vec<String>)> = {

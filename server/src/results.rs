@@ -47,6 +47,10 @@ pub struct ResultsQuery {
     pub sequential: bool,
     /// Significance level (default 0.05).
     pub alpha: Option<f64>,
+    /// CUPED: adjust every comparison with each user's value of the metric in the
+    /// experiment's lookback before their first exposure (`crate::stats` CUPED).
+    #[serde(default)]
+    pub cuped: bool,
 }
 
 /// Why results cannot be computed.
@@ -159,6 +163,7 @@ pub fn report(
         revision: snapshot.revision(),
         analyzed_at,
         alpha: analysis.config.alpha,
+        cuped_lookback_days: analysis.cuped.then(|| experiment.lookback_days()),
         metric: analysis.metric,
         overall,
         segments,

@@ -7,6 +7,8 @@
 //!   window in force (server `attribution`, "Settling"), so a new window could not be applied to
 //!   them. A draft's window may change freely (drafts record no exposures). To analyse with
 //!   another window, create a new experiment.
+//! - **So is its CUPED lookback** (`cuped_lookback_days`): each user's covariate is taken when
+//!   they are first exposed, under the lookback in force.
 //! - **A started experiment does not go back to `draft`** (it may stop and run again), so that
 //!   the rule above cannot be stepped around by two writes.
 
@@ -18,13 +20,13 @@ use crate::ConfigError;
 /// path in `after`.
 pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(), ConfigError> {
     let mut problems = Problems::default();
-    for (i, experiment) in after.experiments.iter().enumerate() {
+    for experiment in &after.experiments {
         let Some(old) = before.experiments.iter().find(|e| e.key == experiment.key) else {
             continue;
         };
         if old.status != ExperimentStatus::Draft && experiment.status == ExperimentStatus::Draft {
             problems.push(
-                format!("experiments[{i}].status"),
+                format!("experiments.{}.status", experiment.key),
                 format!(
                     "experiment `{}` has started and cannot go back to draft; it can be stopped \
                      (`stopped`) and run again",
@@ -39,7 +41,7 @@ pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(
                 h.map_or_else(|| "unlimited".to_string(), |h| format!("{h} hours"))
             };
             problems.push(
-                format!("experiments[{i}].attribution_window_hours"),
+                format!("experiments.{}.attribution_window_hours", experiment.key),
                 format!(
                     "the attribution window of experiment `{}` cannot change once it has started \
                      (it is {}, the change asks for {}): conversions already folded into its sums \
@@ -47,6 +49,21 @@ pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(
                     experiment.key,
                     hours(old.attribution_window_hours),
                     hours(experiment.attribution_window_hours)
+                ),
+            );
+        }
+        if old.status != ExperimentStatus::Draft
+            && old.lookback_days() != experiment.lookback_days()
+        {
+            problems.push(
+                format!("experiments.{}.cuped_lookback_days", experiment.key),
+                format!(
+                    "the CUPED lookback of experiment `{}` cannot change once it has started (it \
+                     is {} days, the change asks for {}): each user's covariate was taken under \
+                     it at their first exposure",
+                    experiment.key,
+                    old.lookback_days(),
+                    experiment.lookback_days()
                 ),
             );
         }
@@ -76,7 +93,7 @@ mod tests {
         let wider = doc("running", ", attribution_window_hours: 48");
         let err = check_change(&running, &wider).unwrap_err().to_string();
         assert!(
-            err.contains("experiments[0].attribution_window_hours"),
+            err.contains("experiments.exp.attribution_window_hours"),
             "{err}"
         );
         assert!(
@@ -95,11 +112,22 @@ mod tests {
         // Unchanged, a draft, a new experiment and a removed one are fine.
         assert!(check_change(&running, &doc("stopped", ", attribution_window_hours: 24")).is_ok());
         assert!(check_change(&doc("draft", ""), &wider).is_ok());
+        let lookback = check_change(
+            &running,
+            &doc(
+                "running",
+                ", attribution_window_hours: 24, cuped_lookback_days: 7",
+            ),
+        );
+        assert!(lookback
+            .unwrap_err()
+            .to_string()
+            .contains("cuped_lookback_days"));
         let back = check_change(&running, &doc("draft", ", attribution_window_hours: 24"));
         assert!(back
             .unwrap_err()
             .to_string()
-            .contains("experiments[0].status"));
+            .contains("experiments.exp.status"));
         assert!(check_change(&ConfigDocument::default(), &wider).is_ok());
         assert!(check_change(&wider, &ConfigDocument::default()).is_ok());
     }

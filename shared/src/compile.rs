@@ -154,6 +154,18 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
                 "must be at least 1 (omit it for no window)",
             );
         }
+        if let Some(days) = e.cuped_lookback_days {
+            if !(1..=crate::model::MAX_CUPED_LOOKBACK_DAYS).contains(&days) {
+                problems.push(
+                    format!("{path}.cuped_lookback_days"),
+                    format!(
+                        "must be 1 to {} days (omit it for {})",
+                        crate::model::MAX_CUPED_LOOKBACK_DAYS,
+                        crate::model::DEFAULT_CUPED_LOOKBACK_DAYS
+                    ),
+                );
+            }
+        }
     }
 
     if !problems.is_empty() {

@@ -474,9 +474,27 @@ pub struct Experiment {
     /// Conversions count only within this many hours after first exposure (none: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution_window_hours: Option<u32>,
+    /// CUPED: how many whole UTC days before the day of a user's first exposure their
+    /// pre-exposure value of each metric is taken from (none: [`DEFAULT_CUPED_LOOKBACK_DAYS`]);
+    /// 1 to [`MAX_CUPED_LOOKBACK_DAYS`], fixed once the experiment has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped_lookback_days: Option<u32>,
     /// Control variant for comparisons; defaults to the flag's default variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_variant: Option<String>,
+}
+
+/// The CUPED lookback of an experiment that sets none, days.
+pub const DEFAULT_CUPED_LOOKBACK_DAYS: u32 = 14;
+/// The longest CUPED lookback, days.
+pub const MAX_CUPED_LOOKBACK_DAYS: u32 = 365;
+
+impl Experiment {
+    /// The CUPED lookback in days, the default applied.
+    pub fn lookback_days(&self) -> u32 {
+        self.cuped_lookback_days
+            .unwrap_or(DEFAULT_CUPED_LOOKBACK_DAYS)
+    }
 }
 
 /// Experiment lifecycle.

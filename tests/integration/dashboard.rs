@@ -428,6 +428,29 @@ async fn the_results_page_shows_the_seeded_numbers_in_a_real_browser() {
         .await
         .contains("Traffic split as configured"));
 
+    // CUPED on: the comparisons are re-analysed with each user's purchases before their first
+    // exposure. These users made none, so θ is 0 and every number stays as it was.
+    assert!(browser.find_all("#cuped").await.is_empty());
+    browser.click("#cuped-on").await;
+    browser.wait_for_url("cuped=on").await;
+    let line = browser.text("#cuped").await;
+    assert!(
+        line.contains("in the 14 days before their first exposure")
+            && line.contains("beginner-onboarding: θ = 0.000"),
+        "{line}"
+    );
+    assert_eq!(
+        cell(
+            &browser,
+            overall,
+            &lift("beginner-onboarding"),
+            "td.lift .estimate"
+        )
+        .await,
+        "+73.3%"
+    );
+    browser.goto(&results_url(&server, EXPERIMENT)).await;
+
     // No request for anything but this server: no CDN, fonts or scripts from elsewhere.
     let page = browser.source().await;
     assert!(!page.contains("<script"), "the dashboard needs no script");

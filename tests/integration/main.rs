@@ -26,6 +26,8 @@
 //! - [`sdk`]: the SDK against a real server: live updates, bootstrap and disk cache, events
 //!   across a server restart (none lost, none twice), rejected keys, a misbehaving server,
 //!   and tailor-core's conformance suite through the SDK.
+//! - [`schema`]: every results report any test receives, validated against
+//!   `server/openapi.yaml`'s `ExperimentReport` (made strict: no undocumented field).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, CORS, unknown routes.
 //! - [`dashboard`]: the web dashboard in headless Chromium: sign-in, an experiment's numbers
 //!   as seeded, SRM and not-enough-data states, sorting, screenshots (laptop and phone width,
@@ -60,6 +62,7 @@ mod ofrep;
 mod openapi;
 mod ops;
 mod results;
+mod schema;
 mod sdk;
 mod support;
 mod traits;

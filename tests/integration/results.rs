@@ -825,3 +825,198 @@ async fn exposures_naming_what_the_config_does_not_define_are_rejected() {
         "{r}"
     );
 }
+
+/// CUPED end to end: users' purchases in the lookback before their first exposure are the
+/// covariate. The report's adjusted lifts equal the statistics engine fed with sums computed
+/// here from the events sent (the plain definition), the interval narrows, and a purchase
+/// outside the lookback or after the exposure is not part of the covariate.
+#[tokio::test]
+async fn cuped_adjusts_with_purchases_in_the_lookback_before_first_exposure() {
+    use tailor_server::stats::{self, AnalysisConfig, ArmStats, Covariate, ExperimentStats};
+
+    let server = Server::start().await;
+    let mut experiment = fixtures::experiment("hp");
+    experiment["cuped_lookback_days"] = json!(7);
+    server
+        .create("development", "experiments", &experiment)
+        .await;
+    let mut flag = fixtures::split_flag("homepage", 10_000);
+    flag["rules"][0]["experiment"] = json!("hp");
+    server.create("development", "flags", &flag).await;
+    let (_, sdk) = server.create_key("sdk", Some("development")).await;
+
+    let day = 86_400_000;
+    // Spenders before keep spending after: a covariate that predicts the outcome.
+    let mut events = Vec::new();
+    // Per arm: (users, Σx, Σx², Σxy, Σy, Σy²) for value; (users, with x, with both, with y).
+    let mut value = [[0.0f64; 6]; 2];
+    let mut conversion_sums = [[0u64; 4]; 2];
+    for u in 0..400u32 {
+        let user = format!("u{u}");
+        let arm = (u % 2) as usize;
+        let variant = ["control", "treatment"][arm];
+        let habit = f64::from(u % 7);
+        let pre = if u % 3 == 0 { 0.0 } else { habit * 5.0 + 1.0 };
+        let post = if u % 5 == 0 {
+            0.0
+        } else {
+            habit * 5.0 + 2.0 + arm as f64 * 3.0
+        };
+        if pre > 0.0 {
+            // Two days before the exposure: inside the 7-day lookback.
+            events.push(conversion(
+                &format!("p{u}"),
+                &user,
+                NOW - 2 * day,
+                Some(pre),
+            ));
+        }
+        // Twenty days before: outside the lookback, never part of the covariate.
+        events.push(conversion(
+            &format!("o{u}"),
+            &user,
+            NOW - 20 * day,
+            Some(1_000.0),
+        ));
+        events.push(exposure(&format!("e{u}"), &user, variant, NOW));
+        if post > 0.0 {
+            events.push(conversion(
+                &format!("q{u}"),
+                &user,
+                NOW + 60_000,
+                Some(post),
+            ));
+        }
+        let v = &mut value[arm];
+        v[0] += 1.0;
+        v[1] += pre;
+        v[2] += pre * pre;
+        v[3] += pre * post;
+        v[4] += post;
+        v[5] += post * post;
+        let c = &mut conversion_sums[arm];
+        c[0] += 1;
+        c[1] += u64::from(pre > 0.0);
+        c[2] += u64::from(pre > 0.0 && post > 0.0);
+        c[3] += u64::from(post > 0.0);
+    }
+    for chunk in events.chunks(500) {
+        let res = post_events(&server, &sdk, chunk.to_vec()).await;
+        res.assert_status(StatusCode::OK);
+    }
+
+    let plain = results(&server, "?kind=value").await;
+    let adjusted = results(&server, "?kind=value&cuped=true").await;
+    assert_eq!(adjusted["cuped_lookback_days"], 7, "{adjusted}");
+    assert_eq!(plain["cuped_lookback_days"], Value::Null);
+    let comparison = |r: &Value| arm(&r["overall"], "treatment")["result"]["comparison"].clone();
+    let (p, a) = (comparison(&plain), comparison(&adjusted));
+    assert_eq!(p["cuped"], Value::Null);
+
+    // The engine on the plain definition's sums.
+    let expected = stats::analyze(
+        &ExperimentStats {
+            arms: value
+                .iter()
+                .map(|v| ArmStats::continuous(v[0] as u64, v[4], v[5]))
+                .collect(),
+            weights: vec![1.0, 1.0],
+            control: 0,
+            covariates: Some(
+                value
+                    .iter()
+                    .map(|v| Covariate {
+                        sum: v[1],
+                        sum_squares: v[2],
+                        sum_products: v[3],
+                    })
+                    .collect(),
+            ),
+        },
+        &AnalysisConfig::default(),
+    )
+    .unwrap();
+    let want = expected.arms[1].comparison.unwrap();
+    let want_abs = want.absolute.value().unwrap();
+    let close = |got: &Value, want: f64| {
+        let got = got.as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    };
+    close(&a["absolute"]["estimate"], want_abs.estimate);
+    close(&a["absolute"]["std_error"], want_abs.std_error);
+    close(&a["cuped"]["theta"], want.cuped.unwrap().theta);
+    let reduction = a["cuped"]["variance_reduction"].as_f64().unwrap();
+    assert!(
+        reduction > 0.1,
+        "a predictive covariate removes variance: {reduction}"
+    );
+    assert!(
+        a["absolute"]["std_error"].as_f64().unwrap() < p["absolute"]["std_error"].as_f64().unwrap(),
+        "the adjusted interval is narrower: {a} vs {p}"
+    );
+
+    // Conversion: whether each user purchased before, and after.
+    let adjusted = results(&server, "?cuped=true").await;
+    let a = comparison(&adjusted);
+    let expected = stats::analyze(
+        &ExperimentStats {
+            arms: conversion_sums
+                .iter()
+                .map(|c| ArmStats::binomial(c[0], c[3]))
+                .collect(),
+            weights: vec![1.0, 1.0],
+            control: 0,
+            covariates: Some(
+                conversion_sums
+                    .iter()
+                    .map(|c| Covariate {
+                        sum: c[1] as f64,
+                        sum_squares: c[1] as f64,
+                        sum_products: c[2] as f64,
+                    })
+                    .collect(),
+            ),
+        },
+        &AnalysisConfig::default(),
+    )
+    .unwrap();
+    let want = expected.arms[1].comparison.unwrap();
+    close(
+        &a["relative"]["estimate"],
+        want.relative.value().unwrap().estimate,
+    );
+    close(&a["cuped"]["theta"], want.cuped.unwrap().theta);
+
+    // The lookback is fixed once the experiment runs.
+    let current = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp",
+    ))
+    .await;
+    let mut changed = current.body.clone();
+    changed["cuped_lookback_days"] = json!(30);
+    let res = send(
+        server
+            .admin(
+                Method::PUT,
+                "/api/v1/environments/development/experiments/hp",
+            )
+            .header("If-Match", current.etag())
+            .json(&changed),
+    )
+    .await;
+    res.assert_problem_at("experiments.hp.cuped_lookback_days");
+    // And out of range is refused with its path.
+    let mut bad = fixtures::experiment("hp2");
+    bad["cuped_lookback_days"] = json!(366);
+    let res = send(
+        server
+            .admin(Method::POST, "/api/v1/environments/development/experiments")
+            .json(&bad),
+    )
+    .await;
+    res.assert_problem_at("experiments.hp2.cuped_lookback_days");
+}

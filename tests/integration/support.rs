@@ -455,13 +455,25 @@ pub struct Resp {
     pub body: Value,
 }
 
-/// Sends a request and reads the whole response.
+/// Sends a request and reads the whole response. A results report (`200`, JSON) is checked
+/// against the API document on the way ([`crate::schema`]).
 pub async fn send(req: RequestBuilder) -> Resp {
-    let res = req.send().await.expect("sending a request");
+    let (client, request) = req.build_split();
+    let request = request.expect("building a request");
+    let results =
+        request.method() == Method::GET && crate::schema::is_results_path(request.url().path());
+    let res = client.execute(request).await.expect("sending a request");
     let status = res.status();
     let headers = res.headers().clone();
     let text = res.text().await.expect("reading a response body");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if results && status == StatusCode::OK && json {
+        crate::schema::check_results_report(&body);
+    }
     Resp {
         status,
         headers,

@@ -14,7 +14,8 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    recompute, Attribution, ConversionRec, DayRec, ExposureRec, Names, SettledRec, UserState, Users,
+    lookback_of, recompute, Attribution, ConversionRec, CovariateRec, DayRec, ExperimentTerms,
+    ExposureRec, Names, SettledRec, UserState, Users,
 };
 
 /// The checkpoint format written by this build.
@@ -65,6 +66,7 @@ impl Serialize for UsersOut<'_> {
                 &user.recent,
                 &user.days,
                 &user.settled,
+                &user.covariates,
             ))?;
         }
         seq.end()
@@ -79,6 +81,7 @@ type UserIn = (
     Vec<ConversionRec>,
     Vec<DayRec>,
     Vec<SettledRec>,
+    Vec<CovariateRec>,
 );
 
 #[derive(Deserialize)]
@@ -119,6 +122,7 @@ impl From<BodyInV1> for BodyIn {
                     conversions,
                     Vec::new(),
                     Vec::new(),
+                    Vec::new(),
                 )
             })
             .collect();
@@ -156,14 +160,16 @@ impl Attribution {
         Ok(out)
     }
 
-    /// Loads a checkpoint, with the experiments' current attribution windows (hours; `None`:
+    /// Loads a checkpoint with the experiments' current terms (attribution windows, `None`:
     /// unlimited), recomputing every user's contributions under them.
     pub fn from_checkpoint(
         bytes: &[u8],
-        windows: &[(String, Option<u32>)],
+        terms: &[ExperimentTerms],
     ) -> Result<Attribution, CheckpointError> {
         let (found, body) =
             postcard::take_from_bytes::<u32>(bytes).map_err(CheckpointError::Decode)?;
+        // Format 1 kept every conversion: its users' covariates are computed from them.
+        let from_v1 = found == FORMAT_1;
         let body: BodyIn = match found {
             FORMAT => postcard::from_bytes(body).map_err(CheckpointError::Decode)?,
             FORMAT_1 => postcard::from_bytes::<BodyInV1>(body)
@@ -188,10 +194,11 @@ impl Attribution {
             late_exposures: body.late_exposures.into_iter().collect(),
             ..Attribution::default()
         };
-        for (experiment, hours) in windows {
-            attribution.change_window(experiment, *hours);
+        for t in terms {
+            attribution.change_window(&t.experiment, t.window_hours);
+            attribution.set_lookback(&t.experiment, t.lookback_days);
         }
-        for (key, settle_point, exposures, recent, days, settled) in body.users {
+        for (key, settle_point, exposures, recent, days, settled, covariates) in body.users {
             let user = attribution.users.get_or_insert(&key);
             *user = UserState {
                 settle_point,
@@ -199,8 +206,20 @@ impl Attribution {
                 recent,
                 days,
                 settled,
+                covariates,
                 contributions: Vec::new(),
             };
+            if from_v1 {
+                let firsts: Vec<(u32, i64)> = user
+                    .exposures
+                    .iter()
+                    .map(|e| (e.experiment, e.timestamp))
+                    .collect();
+                for (experiment, first) in firsts {
+                    let days = lookback_of(&attribution.lookbacks, experiment);
+                    user.compute_covariates(experiment, first, days);
+                }
+            }
             // Format 1's users settle here (a no-op for format 2's).
             let latest = user
                 .recent
@@ -231,6 +250,16 @@ mod tests {
     use tailor_core::events::{Conversion, Event, Exposure};
 
     use super::*;
+
+    fn terms(list: &[(&str, Option<u32>)]) -> Vec<ExperimentTerms> {
+        list.iter()
+            .map(|(experiment, window_hours)| ExperimentTerms {
+                experiment: experiment.to_string(),
+                window_hours: *window_hours,
+                lookback_days: 14,
+            })
+            .collect()
+    }
 
     fn events() -> Vec<Event> {
         let mut events = Vec::new();
@@ -277,18 +306,14 @@ mod tests {
     #[test]
     fn a_checkpoint_plus_the_rest_equals_the_whole() {
         let events = events();
-        let windows = vec![("x".to_string(), Some(2)), ("y".to_string(), None)];
+        let windows = terms(&[("x", Some(2)), ("y", None)]);
         let mut whole = Attribution::default();
-        for (e, h) in &windows {
-            whole.set_window(e, *h);
-        }
+        whole.set_terms(&windows);
         for event in &events {
             whole.apply(event);
         }
         let mut first = Attribution::default();
-        for (e, h) in &windows {
-            first.set_window(e, *h);
-        }
+        first.set_terms(&windows);
         let (head, tail) = events.split_at(events.len() / 2);
         for event in head {
             first.apply(event);
@@ -317,16 +342,14 @@ mod tests {
             users: Vec<(&'a str, &'a [ExposureRec], &'a [ConversionRec])>,
         }
         let events = events();
-        let windows = vec![("x".to_string(), Some(2)), ("y".to_string(), None)];
+        let windows = terms(&[("x", Some(2)), ("y", None)]);
         let mut kept = Attribution {
             settle_ms: i64::MAX,
             ..Attribution::default()
         };
         let mut settled = Attribution::default();
         for a in [&mut kept, &mut settled] {
-            for (e, h) in &windows {
-                a.set_window(e, *h);
-            }
+            a.set_terms(&windows);
             for event in &events {
                 a.apply(event);
             }

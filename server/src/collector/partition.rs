@@ -303,9 +303,7 @@ impl Part {
             let mut slot = lock(&self.attribution);
             // Windows changed during the load: recompute under the current ones.
             let mut attribution = attribution;
-            for (experiment, hours) in current.iter() {
-                attribution.set_window(experiment, *hours);
-            }
+            attribution.set_terms(&current);
             *slot = Some(attribution);
         }
         tail.published = None;
@@ -352,9 +350,7 @@ impl Part {
             }
             None => {
                 let mut attribution = Attribution::default();
-                for (experiment, hours) in &current {
-                    attribution.set_window(experiment, *hours);
-                }
+                attribution.set_terms(&current);
                 (attribution, EventCursor::default())
             }
         };
@@ -596,10 +592,13 @@ impl Part {
     /// Applies a window change to the loaded attribution; true if users must be recomputed.
     pub(super) fn change_windows(&self, windows: &Windows) -> Vec<String> {
         self.with_attribution(|a| {
+            for t in windows {
+                a.set_lookback(&t.experiment, t.lookback_days);
+            }
             windows
                 .iter()
-                .filter(|(experiment, hours)| a.change_window(experiment, *hours))
-                .map(|(experiment, _)| experiment.clone())
+                .filter(|t| a.change_window(&t.experiment, t.window_hours))
+                .map(|t| t.experiment.clone())
                 .collect()
         })
         .unwrap_or_default()

@@ -27,6 +27,14 @@ pub(super) struct PageQuery {
     metric: Option<String>,
     kind: Option<String>,
     sort: Option<String>,
+    /// `on`: comparisons adjusted with CUPED.
+    cuped: Option<String>,
+}
+
+impl PageQuery {
+    fn cuped(&self) -> bool {
+        self.cuped.as_deref() == Some("on")
+    }
 }
 
 /// Row order of the tables.
@@ -73,7 +81,23 @@ struct Links<'a> {
 }
 
 impl Links<'_> {
+    /// This page with `metric`, `kind` or `sort` replaced (`Some("")` drops the sort).
     fn with(&self, metric: Option<&str>, kind: Option<&str>, sort: Option<&str>) -> String {
+        self.link(metric, kind, sort, self.query.cuped())
+    }
+
+    /// This page with CUPED switched `on` or off.
+    fn with_cuped(&self, on: bool) -> String {
+        self.link(None, None, None, on)
+    }
+
+    fn link(
+        &self,
+        metric: Option<&str>,
+        kind: Option<&str>,
+        sort: Option<&str>,
+        cuped: bool,
+    ) -> String {
         let mut parts = Vec::new();
         if let Some(m) = metric.or(self.query.metric.as_deref()) {
             parts.push(format!("metric={}", query_value(m)));
@@ -89,6 +113,9 @@ impl Links<'_> {
                     parts.push(format!("sort={}", query_value(s)));
                 }
             }
+        }
+        if cuped {
+            parts.push("cuped=on".to_string());
         }
         if parts.is_empty() {
             self.base.clone()
@@ -119,6 +146,7 @@ pub(super) async fn experiment(
         kind: query.kind.clone(),
         sequential: false,
         alpha: None,
+        cuped: query.cuped(),
     };
     let report = match experiment_report(&state, &env, &key, &results_query) {
         Ok(r) => Ok(r),
@@ -161,6 +189,9 @@ pub(super) async fn experiment(
                 @let value = query.kind.as_deref() == Some("value");
                 a.tab.current[!value] href=(links.with(None, Some("conversion"), None)) { "conversion rate" }
                 a.tab.current[value] href=(links.with(None, Some("value"), None)) { "value per user" }
+                span.muted.small { " Adjustment: " }
+                a.tab.current[!query.cuped()] href=(links.with_cuped(false)) { "none" }
+                a.tab.current[query.cuped()] #cuped-on href=(links.with_cuped(true)) { "CUPED" }
             }
         }
         @match &report {
@@ -205,6 +236,7 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
             h2 { "Overall" }
             (arms_table(&report.overall, value, sort, links, &colour, &report.metric))
             (srm_line(&report.overall))
+            (cuped_line(report))
             h3 { "Cumulative conversion rate (" (report.metric) ")" }
             div.chart-wrap #chart {
                 @if report.timeline.iter().any(|s| s.points.iter().any(|p| p.users > 0)) {
@@ -235,6 +267,28 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
                 h2 { "Personalization: tailored vs generic" }
                 p.muted { "Users who got a segment's tailored content against the users of the same segment held out to the generic default." }
                 (lift_table(&p.segments, &p.pooled, sort, links))
+            }
+        }
+    }
+}
+
+/// What CUPED did to each overall comparison, when it was asked for.
+fn cuped_line(report: &ExperimentReport) -> Markup {
+    let Some(days) = report.cuped_lookback_days else {
+        return html! {};
+    };
+    html! {
+        p.muted #cuped {
+            "CUPED: adjusted with each user's " (report.metric) " in the " (days)
+            " days before their first exposure."
+            @for a in &report.overall.arms {
+                @if let Some(c) = a.result.comparison.and_then(|c| c.cuped) {
+                    " " (a.variant) ": θ = " (format::number(c.theta, 3))
+                    @if let Some(r) = c.variance_reduction {
+                        ", variance removed " (format::number(r * 100.0, 1)) "%"
+                    }
+                    "."
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ pub(super) fn analysis() -> Analysis {
         metric: "purchase".into(),
         measure: Measure::Conversion,
         config: AnalysisConfig::default(),
+        cuped: false,
     }
 }
 
@@ -37,6 +38,7 @@ pub(super) fn cell(
                 converted,
                 sum: 2.0 * converted as f64,
                 sum_sq: 4.0 * converted as f64,
+                ..MetricTotals::default()
             },
         )]),
     }

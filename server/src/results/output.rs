@@ -85,6 +85,8 @@ pub struct ExperimentReport {
     pub analyzed_at: String,
     /// Significance level.
     pub alpha: f64,
+    /// The CUPED lookback the comparisons were adjusted with, days (`None`: not adjusted).
+    pub cuped_lookback_days: Option<u32>,
     /// All tracked rules together.
     pub overall: ScopeReport,
     /// Each segment (or rule) alone.

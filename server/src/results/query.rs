@@ -43,6 +43,8 @@ pub(super) struct Analysis {
     pub measure: Measure,
     /// The engine's options, validated.
     pub config: AnalysisConfig,
+    /// Adjust comparisons with CUPED covariates.
+    pub cuped: bool,
 }
 
 impl Analysis {
@@ -59,6 +61,7 @@ impl Analysis {
             metric,
             measure,
             config,
+            cuped: query.cuped,
         })
     }
 }
@@ -116,6 +119,7 @@ mod tests {
                 metric: "purchase".into(),
                 measure: Measure::Conversion,
                 config: AnalysisConfig::default(),
+                cuped: false,
             }
         );
         let sequential = ResultsQuery {

@@ -99,6 +99,9 @@ fn arm_results(sums: &[Sums], analysis: &Analysis) -> Result<Vec<ArmResult>, Sta
         // Only the engine's own SRM check reads weights, and the report uses `srm_check`.
         weights: vec![1.0; sums.len()],
         control: 0,
+        covariates: analysis
+            .cuped
+            .then(|| sums.iter().map(|s| s.covariate(analysis.measure)).collect()),
     };
     let ExperimentResult { arms, .. } = stats::analyze(&input, &analysis.config)?;
     Ok(arms)

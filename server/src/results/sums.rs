@@ -2,7 +2,7 @@
 
 use super::query::Measure;
 use crate::attribution::CellTotals;
-use crate::stats::ArmStats;
+use crate::stats::{ArmStats, Covariate};
 
 /// One arm's totals for one metric.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -15,6 +15,17 @@ pub(super) struct Sums {
     pub sum: f64,
     /// Sum of squared attributed values.
     pub sum_sq: f64,
+    /// CUPED covariate sums, as in `crate::aggregates::MetricTotals`: users with a
+    /// pre-exposure conversion,
+    pub pre_converted: u64,
+    /// of them, users who also converted after,
+    pub both_converted: u64,
+    /// the pre-exposure values' sum,
+    pub pre_sum: f64,
+    /// of squares,
+    pub pre_sum_sq: f64,
+    /// and of products with the attributed values.
+    pub sum_products: f64,
 }
 
 impl Sums {
@@ -25,6 +36,11 @@ impl Sums {
             self.converted += m.converted;
             self.sum += m.sum;
             self.sum_sq += m.sum_sq;
+            self.pre_converted += m.pre_converted;
+            self.both_converted += m.both_converted;
+            self.pre_sum += m.pre_sum;
+            self.pre_sum_sq += m.pre_sum_sq;
+            self.sum_products += m.sum_products;
         }
     }
 
@@ -42,6 +58,23 @@ impl Sums {
         match measure {
             Measure::Value => ArmStats::continuous(self.users, self.sum, self.sum_sq),
             Measure::Conversion => ArmStats::binomial(self.users, self.converted),
+        }
+    }
+
+    /// The CUPED covariate of this arm for the measure: for conversion, whether each user
+    /// converted in the lookback (`x` ∈ {0, 1}); for value, the lookback's value.
+    pub(super) fn covariate(&self, measure: Measure) -> Covariate {
+        match measure {
+            Measure::Value => Covariate {
+                sum: self.pre_sum,
+                sum_squares: self.pre_sum_sq,
+                sum_products: self.sum_products,
+            },
+            Measure::Conversion => Covariate {
+                sum: self.pre_converted as f64,
+                sum_squares: self.pre_converted as f64,
+                sum_products: self.both_converted as f64,
+            },
         }
     }
 }
@@ -74,6 +107,7 @@ mod tests {
                     converted,
                     sum,
                     sum_sq: sum * sum,
+                    ..MetricTotals::default()
                 },
             )]),
         }
@@ -89,6 +123,7 @@ mod tests {
                 converted: 3,
                 sum: 7.0,
                 sum_sq: 25.0,
+                ..Sums::default()
             }
         );
         // Users without the metric still count, with no conversions.
@@ -124,6 +159,7 @@ mod tests {
             converted: 4,
             sum: 20.0,
             sum_sq: 50.0,
+            ..Sums::default()
         };
         assert_eq!(sums.arm(Measure::Conversion), ArmStats::binomial(10, 4));
         assert_eq!(

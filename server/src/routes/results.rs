@@ -30,6 +30,8 @@ struct Query {
     #[serde(default)]
     sequential: bool,
     alpha: Option<f64>,
+    #[serde(default)]
+    cuped: bool,
     format: Option<String>,
 }
 
@@ -44,7 +46,7 @@ impl From<ResultsError> for ApiError {
     }
 }
 
-/// `GET …/experiments/{key}/results?metric=purchase&kind=conversion|value&sequential=true&format=csv`
+/// `GET …/experiments/{key}/results?metric=purchase&kind=conversion|value&sequential=true&cuped=true&format=csv`
 async fn experiment_results(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -59,6 +61,7 @@ async fn experiment_results(
         kind: query.kind,
         sequential: query.sequential,
         alpha: query.alpha,
+        cuped: query.cuped,
     };
     let report = experiment_report(&state, &env_key, &experiment, &results_query)?;
     match query.format.as_deref() {

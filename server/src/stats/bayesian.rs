@@ -93,11 +93,13 @@ mod tests {
             n: 1000.0,
             mean: 0.1,
             variance: 0.09,
+            unadjusted_mean: 0.1,
         };
         let b = Moments {
             n: 1000.0,
             mean: 0.12,
             variance: 0.1056,
+            unadjusted_mean: 0.12,
         };
         let (Outcome::Ok(up), Outcome::Ok(down)) = (
             effect_test(&a, &b, 0.05, false),

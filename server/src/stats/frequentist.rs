@@ -70,13 +70,16 @@ pub(crate) fn effect(
             variance: b.variance / b.n + a.variance / a.n,
         },
         Scale::Relative => {
-            if a.mean == 0.0 {
+            // Divided by the control's unadjusted mean (the same as `mean` without CUPED), and
+            // refused when either is 0, as gbstats does.
+            if a.mean == 0.0 || a.unadjusted_mean == 0.0 {
                 return Err(NotEnoughData::ZeroBaseline);
             }
+            let (ua, ub) = (a.unadjusted_mean, b.unadjusted_mean);
             Effect {
-                estimate: (b.mean - a.mean) / a.mean,
-                variance: b.variance / (a.mean.powi(2) * b.n)
-                    + a.variance * b.mean.powi(2) / (a.mean.powi(4) * a.n),
+                estimate: (b.mean - a.mean) / ua,
+                variance: b.variance / (ua.powi(2) * b.n)
+                    + a.variance * ub.powi(2) / (ua.powi(4) * a.n),
             }
         }
     })
@@ -168,7 +171,12 @@ mod tests {
     use super::*;
 
     fn arm(n: f64, mean: f64, variance: f64) -> Moments {
-        Moments { n, mean, variance }
+        Moments {
+            n,
+            mean,
+            variance,
+            unadjusted_mean: mean,
+        }
     }
 
     #[test]

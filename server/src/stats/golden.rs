@@ -8,8 +8,9 @@ use super::special::{
     beta_inc, chi_square_sf, ln_gamma, normal_cdf, normal_quantile, student_t_isf, student_t_sf,
 };
 use super::{
-    analyze, check_srm, AnalysisConfig, ArmStats, BayesianLift, ExperimentResult, ExperimentStats,
-    FrequentistLift, Interval, NotEnoughData, Outcome, SequentialConfig, SequentialLift,
+    analyze, check_srm, AnalysisConfig, ArmStats, BayesianLift, Covariate, ExperimentResult,
+    ExperimentStats, FrequentistLift, Interval, NotEnoughData, Outcome, SequentialConfig,
+    SequentialLift,
 };
 
 const REL_TOL: f64 = 1e-6;
@@ -20,6 +21,9 @@ const CONTINUOUS: &str = include_str!("../../fixtures/stats/continuous.json");
 const SEQUENTIAL: &str = include_str!("../../fixtures/stats/sequential.json");
 const SRM: &str = include_str!("../../fixtures/stats/srm.json");
 const SPECIAL: &str = include_str!("../../fixtures/stats/special.json");
+const CUPED: &str = include_str!("../../fixtures/stats/cuped.json");
+/// CUPED's fixtures are held to 1e-9 relative: they are gbstats' formulas on the same sums.
+const CUPED_REL_TOL: f64 = 1e-9;
 
 #[derive(Deserialize)]
 struct Versions {
@@ -44,6 +48,9 @@ struct Case {
     inverse: bool,
     comparisons: Vec<ExpectedComparison>,
     srm: ExpectedSrm,
+    /// CUPED cases: one covariate per arm.
+    #[serde(default)]
+    covariates: Option<Vec<Covariate>>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +61,11 @@ struct ExpectedComparison {
     bayesian: Expected<ExpectedBayesian>,
     sequential_absolute: Expected<ExpectedLift>,
     sequential_relative: Expected<ExpectedLift>,
+    /// CUPED cases: gbstats' pooled theta, and the share of the absolute lift's variance removed.
+    #[serde(default)]
+    theta: Option<f64>,
+    #[serde(default)]
+    variance_reduction: Option<f64>,
 }
 
 /// A gbstats result, or gbstats' refusal with the reason Tailor must give.
@@ -126,16 +138,28 @@ struct SpecialFile {
 }
 
 /// Collects every disagreement so one run reports all of them, and the worst relative error.
-#[derive(Default)]
 struct Checker {
     failures: Vec<String>,
     numbers: usize,
     worst_relative: f64,
+    /// Relative tolerance of [`Checker::number`].
+    rel_tol: f64,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker {
+            failures: Vec::new(),
+            numbers: 0,
+            worst_relative: 0.0,
+            rel_tol: REL_TOL,
+        }
+    }
 }
 
 impl Checker {
     fn number(&mut self, what: &str, actual: f64, expected: f64) {
-        self.number_tol(what, actual, expected, REL_TOL, ABS_TOL);
+        self.number_tol(what, actual, expected, self.rel_tol, ABS_TOL);
     }
 
     fn number_tol(&mut self, what: &str, actual: f64, expected: f64, rel: f64, abs: f64) {
@@ -312,8 +336,12 @@ fn assert_no_nulls(what: &str, value: &serde_json::Value) {
         }
         serde_json::Value::Object(map) => {
             for (key, item) in map {
-                // Absent options (the control's comparison, sequential when off) are `null`.
-                let optional = key == "comparison" || key == "sequential";
+                // Absent options (the control's comparison, sequential and CUPED when off, a
+                // variance reduction that is undefined) are `null`.
+                let optional = matches!(
+                    key.as_str(),
+                    "comparison" | "sequential" | "cuped" | "variance_reduction"
+                );
                 if !(optional && item.is_null()) {
                     assert_no_nulls(&format!("{what}.{key}"), item);
                 }
@@ -324,15 +352,23 @@ fn assert_no_nulls(what: &str, value: &serde_json::Value) {
 }
 
 fn run_experiment_file(label: &str, text: &str) {
+    run_experiment_file_tol(label, text, REL_TOL);
+}
+
+fn run_experiment_file_tol(label: &str, text: &str, rel_tol: f64) {
     let file: ExperimentFile = parse(label, text);
     assert!(!file.versions.gbstats.is_empty() && !file.versions.scipy.is_empty());
     assert!(!file.cases.is_empty());
-    let mut checker = Checker::default();
+    let mut checker = Checker {
+        rel_tol,
+        ..Checker::default()
+    };
     for case in &file.cases {
         let experiment = ExperimentStats {
             arms: case.arms.clone(),
             weights: case.weights.clone(),
             control: case.control,
+            covariates: case.covariates.clone(),
         };
         let config = AnalysisConfig {
             alpha: case.alpha,
@@ -395,10 +431,32 @@ fn run_experiment_file(label: &str, text: &str) {
                 &expected.sequential_relative,
                 |c, a, e| c.sequential(&format!("{what} sequential relative"), a, e),
             );
+            match (expected.theta, cmp.cuped) {
+                (None, None) => {}
+                (Some(theta), Some(cuped)) => {
+                    checker.number(&format!("{what} theta"), cuped.theta, theta);
+                    match (expected.variance_reduction, cuped.variance_reduction) {
+                        (Some(want), Some(got)) => {
+                            checker.number(&format!("{what} variance reduction"), got, want);
+                        }
+                        (want, got) => checker.fail(format!(
+                            "{what}: variance reduction {got:?}, expected {want:?}"
+                        )),
+                    }
+                }
+                (want, got) => {
+                    checker.fail(format!("{what}: CUPED {got:?}, expected theta {want:?}"))
+                }
+            }
         }
         checker.srm(&format!("{} srm", case.name), &result.srm, &case.srm);
     }
     checker.finish(label);
+}
+
+#[test]
+fn golden_cuped() {
+    run_experiment_file_tol("cuped.json", CUPED, CUPED_REL_TOL);
 }
 
 #[test]
@@ -544,6 +602,7 @@ fn undefined_cases_report_not_enough_data() {
         arms: vec![b(100, 10), b(0, 0)],
         weights: vec![1.0, 1.0],
         control: 0,
+        covariates: None,
     };
     let result = analyze(&experiment, &config).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(result.arms[1].moments.reason(), Some(EmptyArm));
@@ -560,6 +619,7 @@ fn invalid_input_is_a_typed_error() {
                 arms,
                 weights,
                 control,
+                covariates: None,
             },
             &config,
         )

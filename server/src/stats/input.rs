@@ -53,6 +53,66 @@ pub(crate) struct Moments {
     pub mean: f64,
     /// Per-user variance (see above).
     pub variance: f64,
+    /// The mean before any CUPED adjustment (equal to `mean` without one): the relative lift
+    /// divides by the control's, as gbstats' `unadjusted_mean`.
+    pub unadjusted_mean: f64,
+}
+
+/// One arm's pre-exposure covariate for CUPED (gbstats `RegressionAdjustedStatistic`): `x` is
+/// each user's value of the same metric in the lookback before their first exposure (for a
+/// binomial metric 1 if they converted then, else 0), `y` the metric itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Covariate {
+    /// Σx over the arm's users.
+    pub sum: f64,
+    /// Σx² (for a binomial metric, equal to `sum`).
+    pub sum_squares: f64,
+    /// Σxy.
+    pub sum_products: f64,
+}
+
+impl Covariate {
+    /// Checks the sums against their arm; `arm` names the arm in the error.
+    pub fn validate(&self, arm: usize, stats: &ArmStats) -> Result<(), StatsError> {
+        for (field, value) in [
+            ("covariate sum", self.sum),
+            ("covariate sum_squares", self.sum_squares),
+            ("covariate sum_products", self.sum_products),
+        ] {
+            if !value.is_finite() {
+                return Err(StatsError::NonFiniteInput { arm, field });
+            }
+        }
+        if self.sum_squares < 0.0 {
+            return Err(StatsError::NegativeSumOfSquares {
+                arm,
+                sum_squares: self.sum_squares,
+            });
+        }
+        if let ArmStats::Binomial { users, .. } = *stats {
+            if self.sum > users as f64 || self.sum < 0.0 {
+                return Err(StatsError::CovariateOutOfRange { arm });
+            }
+        }
+        if stats.users() == 0 && (self.sum != 0.0 || self.sum_products != 0.0) {
+            return Err(StatsError::ValuesWithoutUsers { arm });
+        }
+        Ok(())
+    }
+
+    /// The covariate's own moments, by the metric kind's formulas (a proportion's `p(1 − p)`,
+    /// a sample's `(Σx² − (Σx)²/n)/(n − 1)`).
+    pub(crate) fn moments(&self, kind: MetricKind, users: u64) -> Moments {
+        let stats = match kind {
+            MetricKind::Binomial => ArmStats::Binomial {
+                users,
+                // Validated: 0 ≤ sum ≤ users, an integer count of users.
+                conversions: self.sum.round() as u64,
+            },
+            MetricKind::Continuous => ArmStats::continuous(users, self.sum, self.sum_squares),
+        };
+        stats.moments()
+    }
 }
 
 impl ArmStats {
@@ -135,6 +195,7 @@ impl ArmStats {
                     n,
                     mean,
                     variance: mean * (1.0 - mean),
+                    unadjusted_mean: mean,
                 }
             }
             Self::Continuous {
@@ -149,8 +210,29 @@ impl ArmStats {
                 } else {
                     (sum_squares - sum * sum / n) / (n - 1.0)
                 };
-                Moments { n, mean, variance }
+                Moments {
+                    n,
+                    mean,
+                    variance,
+                    unadjusted_mean: mean,
+                }
             }
+        }
+    }
+
+    /// The sum of the metric over users (`Σy`): conversions, or the sum of values.
+    pub(crate) fn sum(&self) -> f64 {
+        match *self {
+            Self::Binomial { conversions, .. } => conversions as f64,
+            Self::Continuous { sum, .. } => sum,
+        }
+    }
+
+    /// `Σy²`: conversions again for a binomial metric.
+    pub(crate) fn sum_squares(&self) -> f64 {
+        match *self {
+            Self::Binomial { conversions, .. } => conversions as f64,
+            Self::Continuous { sum_squares, .. } => sum_squares,
         }
     }
 }
@@ -166,6 +248,9 @@ pub struct ExperimentStats {
     pub weights: Vec<f64>,
     /// Index of the control arm in `arms`.
     pub control: usize,
+    /// CUPED: one pre-exposure covariate per arm, in arm order (`None`: no adjustment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariates: Option<Vec<Covariate>>,
 }
 
 impl ExperimentStats {
@@ -188,6 +273,17 @@ impl ExperimentStats {
                 return Err(StatsError::MixedMetricKinds { arm: i });
             }
             arm.validate(i)?;
+        }
+        if let Some(covariates) = &self.covariates {
+            if covariates.len() != arms {
+                return Err(StatsError::CovariateCount {
+                    arms,
+                    covariates: covariates.len(),
+                });
+            }
+            for (i, (c, arm)) in covariates.iter().zip(&self.arms).enumerate() {
+                c.validate(i, arm)?;
+            }
         }
         Ok(())
     }
@@ -339,6 +435,22 @@ pub enum StatsError {
         arm: usize,
         /// Its value.
         sum_squares: f64,
+    },
+    /// `covariates` does not have one entry per arm.
+    #[error("expected {arms} covariates (one per arm), got {covariates}")]
+    CovariateCount {
+        /// Arms.
+        arms: usize,
+        /// Covariates given.
+        covariates: usize,
+    },
+    /// A binomial covariate outside `[0, users]`.
+    #[error(
+        "arm {arm}: a binomial covariate counts users, so it must be between 0 and the arm's users"
+    )]
+    CovariateOutOfRange {
+        /// The arm.
+        arm: usize,
     },
     /// Non-zero sums with zero users.
     #[error("arm {arm} has values but no users")]

@@ -222,6 +222,19 @@ pub struct Comparison {
     pub bayesian: Outcome<BayesianLift>,
     /// Always-valid results, when [`AnalysisConfig::sequential`](super::AnalysisConfig) is set.
     pub sequential: Option<SequentialLifts>,
+    /// The CUPED adjustment behind these numbers, when covariates were given (`super::cuped`).
+    #[serde(default)]
+    pub cuped: Option<CupedAdjustment>,
+}
+
+/// What CUPED did to one comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CupedAdjustment {
+    /// The pooled regression coefficient θ (0: no adjustment, a covariate without variance).
+    pub theta: f64,
+    /// `1 − Var(adjusted absolute lift) / Var(unadjusted)`: the share of the variance removed
+    /// (`None` when either variance is undefined).
+    pub variance_reduction: Option<f64>,
 }
 
 /// An arm's own numbers.
