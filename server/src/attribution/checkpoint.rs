@@ -13,9 +13,10 @@
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::user::{DayRec, SettledRec};
 use super::{
-    lookback_of, recompute, Attribution, ConversionRec, CovariateRec, DayRec, ExperimentTerms,
-    ExposureRec, Names, SettledRec, UserState, Users,
+    lookback_of, recompute, Attribution, ConversionRec, CovariateRec, ExperimentTerms, ExposureRec,
+    Names, UserState, Users,
 };
 
 /// The checkpoint format written by this build.
