@@ -68,11 +68,7 @@ pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(
             );
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.into_error())
-    }
+    problems.into_result()
 }
 
 #[cfg(test)]

@@ -61,6 +61,15 @@ impl Problems {
         self.list.is_empty()
     }
 
+    /// `Ok` without problems, else the error listing them.
+    pub(crate) fn into_result(self) -> Result<(), ConfigError> {
+        if self.list.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
+    }
+
     pub(crate) fn into_error(self) -> ConfigError {
         ConfigError {
             problems: self.list,

@@ -113,11 +113,7 @@ pub fn check_new_keys(before: &ConfigDocument, after: &ConfigDocument) -> Result
             .map(|(i, t)| (format!("traits[{i}].key"), t.key.as_str()))
             .collect(),
     );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.into_error())
-    }
+    problems.into_result()
 }
 
 #[cfg(test)]
