@@ -109,9 +109,11 @@ impl UserState {
     /// Folds one conversion into the day sums and into each experiment whose window holds it.
     fn settle(&mut self, c: ConversionRec, windows: &FxHashMap<u32, i64>) {
         let day = day_of(c.timestamp);
+        // From the newest: conversions settle in about time order, so their run is near the end.
         match self
             .days
             .iter_mut()
+            .rev()
             .find(|d| d.metric == c.metric && day_of(d.first) == day)
         {
             Some(d) => {
@@ -169,19 +171,25 @@ impl UserState {
     /// a first exposure never precedes.
     pub(super) fn compute_covariates(&mut self, experiment: u32, first: i64, lookback_days: i64) {
         self.covariates.retain(|c| c.experiment != experiment);
-        let days = self
+        for d in self
             .days
             .iter()
             .filter(|d| in_lookback(d.first, first, lookback_days))
-            .map(|d| (d.metric, d.count, d.micros));
-        let recent = self
+        {
+            add_covariate(
+                &mut self.covariates,
+                experiment,
+                d.metric,
+                d.count,
+                d.micros,
+            );
+        }
+        for c in self
             .recent
             .iter()
             .filter(|c| in_lookback(c.timestamp, first, lookback_days))
-            .map(|c| (c.metric, 1, c.micros));
-        let found: Vec<(u32, u32, i64)> = days.chain(recent).collect();
-        for (metric, count, micros) in found {
-            add_covariate(&mut self.covariates, experiment, metric, count, micros);
+        {
+            add_covariate(&mut self.covariates, experiment, c.metric, 1, c.micros);
         }
     }
 

@@ -49,20 +49,13 @@ pub(crate) fn theta(a: &Arm<'_>, b: &Arm<'_>) -> f64 {
     let kind = a.stats.kind();
     let users = a.users() + b.users();
     let joint_y = joint(kind, users, a.stats, b.stats);
-    let joint_x = match kind {
-        MetricKind::Binomial => Covariate {
-            sum: a.covariate.sum + b.covariate.sum,
-            sum_squares: a.covariate.sum + b.covariate.sum,
-            sum_products: 0.0,
-        }
-        .moments(kind, users),
-        MetricKind::Continuous => Covariate {
-            sum: a.covariate.sum + b.covariate.sum,
-            sum_squares: a.covariate.sum_squares + b.covariate.sum_squares,
-            sum_products: 0.0,
-        }
-        .moments(kind, users),
-    };
+    // A binomial covariate's Σx² is Σx, and its moments read Σx alone.
+    let joint_x = Covariate {
+        sum: a.covariate.sum + b.covariate.sum,
+        sum_squares: a.covariate.sum_squares + b.covariate.sum_squares,
+        sum_products: 0.0,
+    }
+    .moments(kind, users);
     if joint_x.variance == 0.0 || joint_y.variance == 0.0 {
         return 0.0;
     }
