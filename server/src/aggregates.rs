@@ -34,6 +34,49 @@ pub struct MetricTotals {
     pub pre_sum_sq: f64,
     /// and of each user's pre-exposure value times their attributed value.
     pub sum_products: f64,
+    /// Ratio metrics (`crate::stats`, "Ratio metrics"): the sum over users of their attributed
+    /// conversions (events, not users),
+    pub count: f64,
+    /// of its squares,
+    pub count_sq: f64,
+    /// and of each user's count times their value.
+    pub value_count: f64,
+}
+
+impl MetricTotals {
+    /// Adds `other`'s totals (another cell's) into these.
+    pub fn add(&mut self, other: &MetricTotals) {
+        self.converted += other.converted;
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        self.pre_converted += other.pre_converted;
+        self.both_converted += other.both_converted;
+        self.pre_sum += other.pre_sum;
+        self.pre_sum_sq += other.pre_sum_sq;
+        self.sum_products += other.sum_products;
+        self.count += other.count;
+        self.count_sq += other.count_sq;
+        self.value_count += other.value_count;
+    }
+}
+
+/// The cross products of two metrics over one cell's users, in the event's units: what a ratio
+/// metric over two different events needs (`Σ numerator × denominator`). `first` sorts before
+/// `second`; `count_value` is `Σ count(first) × value(second)`, `value_count` the other way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PairTotals {
+    /// The metric that sorts first.
+    pub first: String,
+    /// The other one.
+    pub second: String,
+    /// `Σ count(first) · count(second)`.
+    pub count_count: f64,
+    /// `Σ count(first) · value(second)`.
+    pub count_value: f64,
+    /// `Σ value(first) · count(second)`.
+    pub value_count: f64,
+    /// `Σ value(first) · value(second)`.
+    pub value_value: f64,
 }
 
 /// One cell's totals.
@@ -51,6 +94,33 @@ pub struct CellTotals {
     pub users: u64,
     /// Totals per conversion event name.
     pub metrics: BTreeMap<String, MetricTotals>,
+    /// Cross products of every two metrics some user of the cell converted on, by name order.
+    pub pairs: Vec<PairTotals>,
+}
+
+impl CellTotals {
+    /// The cross products of metrics `a` and `b` (oriented: `count_value` is `Σ count(a) ·
+    /// value(b)`), zeros when no user converted on both.
+    pub fn pair(&self, a: &str, b: &str) -> PairTotals {
+        let (first, second, swapped) = if a <= b { (a, b, false) } else { (b, a, true) };
+        let found = self
+            .pairs
+            .iter()
+            .find(|p| p.first == first && p.second == second)
+            .cloned()
+            .unwrap_or_default();
+        if swapped {
+            PairTotals {
+                first: a.to_string(),
+                second: b.to_string(),
+                count_value: found.value_count,
+                value_count: found.count_value,
+                ..found
+            }
+        } else {
+            found
+        }
+    }
 }
 
 /// One point of a cumulative curve.
@@ -122,6 +192,88 @@ pub struct MetricSums {
     /// Sum of pre-exposure value × attributed value, millionths squared.
     #[serde(default)]
     pub sum_products: i128,
+    /// Ratio metrics: the sum of the users' attributed conversion counts,
+    #[serde(default)]
+    pub count: i128,
+    /// of their squares,
+    #[serde(default)]
+    pub count_sq: i128,
+    /// and of count × value, millionths.
+    #[serde(default)]
+    pub value_count: i128,
+}
+
+impl MetricSums {
+    /// Adds `other` times `sign` (+1 to add a user's share or another partition's sums, −1 to
+    /// take a user's share back out).
+    pub fn add(&mut self, other: &MetricSums, sign: i64) {
+        let s = i128::from(sign);
+        self.converted = self
+            .converted
+            .wrapping_add_signed(other.converted as i64 * sign);
+        self.sum += other.sum * s;
+        self.sum_sq += other.sum_sq * s;
+        self.pre_converted = self
+            .pre_converted
+            .wrapping_add_signed(other.pre_converted as i64 * sign);
+        self.both_converted = self
+            .both_converted
+            .wrapping_add_signed(other.both_converted as i64 * sign);
+        self.pre_sum += other.pre_sum * s;
+        self.pre_sum_sq += other.pre_sum_sq * s;
+        self.sum_products += other.sum_products * s;
+        self.count += other.count * s;
+        self.count_sq += other.count_sq * s;
+        self.value_count += other.value_count * s;
+    }
+
+    /// The totals in the event's units.
+    pub fn totals(&self) -> MetricTotals {
+        MetricTotals {
+            converted: self.converted,
+            sum: self.sum as f64 / MICROS,
+            sum_sq: self.sum_sq as f64 / (MICROS * MICROS),
+            pre_converted: self.pre_converted,
+            both_converted: self.both_converted,
+            pre_sum: self.pre_sum as f64 / MICROS,
+            pre_sum_sq: self.pre_sum_sq as f64 / (MICROS * MICROS),
+            sum_products: self.sum_products as f64 / (MICROS * MICROS),
+            count: self.count as f64,
+            count_sq: self.count_sq as f64,
+            value_count: self.value_count as f64 / MICROS,
+        }
+    }
+}
+
+/// Two metrics' cross products over one cell's users (see [`PairTotals`]), integer units.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairSums {
+    /// The metric that sorts first by name.
+    pub first: String,
+    /// The other one.
+    pub second: String,
+    /// `Σ count(first) · count(second)`.
+    pub count_count: i128,
+    /// `Σ count(first) · value(second)`, millionths.
+    pub count_value: i128,
+    /// `Σ value(first) · count(second)`, millionths.
+    pub value_count: i128,
+    /// `Σ value(first) · value(second)`, millionths squared.
+    pub value_value: i128,
+}
+
+impl PairSums {
+    /// The totals in the events' units.
+    pub fn totals(&self) -> PairTotals {
+        PairTotals {
+            first: self.first.clone(),
+            second: self.second.clone(),
+            count_count: self.count_count as f64,
+            count_value: self.count_value as f64 / MICROS,
+            value_count: self.value_count as f64 / MICROS,
+            value_value: self.value_value as f64 / (MICROS * MICROS),
+        }
+    }
 }
 
 /// One cell's integer sums.
@@ -133,6 +285,9 @@ pub struct CellSums {
     pub users: u64,
     /// Per conversion event name (only metrics with a conversion).
     pub metrics: BTreeMap<String, MetricSums>,
+    /// Cross products of every two metrics a user of the cell converted on, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairSums>,
 }
 
 /// What changed in one hour for one variant: users first exposed, users first converted per
@@ -175,15 +330,22 @@ impl ExperimentAggregates {
             });
             cell.users += c.users;
             for (metric, m) in &c.metrics {
-                let sums = cell.metrics.entry(metric.clone()).or_default();
-                sums.converted += m.converted;
-                sums.sum += m.sum;
-                sums.sum_sq += m.sum_sq;
-                sums.pre_converted += m.pre_converted;
-                sums.both_converted += m.both_converted;
-                sums.pre_sum += m.pre_sum;
-                sums.pre_sum_sq += m.pre_sum_sq;
-                sums.sum_products += m.sum_products;
+                cell.metrics.entry(metric.clone()).or_default().add(m, 1);
+            }
+            for p in &c.pairs {
+                match cell
+                    .pairs
+                    .binary_search_by(|q| (&q.first, &q.second).cmp(&(&p.first, &p.second)))
+                {
+                    Ok(i) => {
+                        let q = &mut cell.pairs[i];
+                        q.count_count += p.count_count;
+                        q.count_value += p.count_value;
+                        q.value_count += p.value_count;
+                        q.value_value += p.value_value;
+                    }
+                    Err(i) => cell.pairs.insert(i, p.clone()),
+                }
             }
         }
         self.cells = cells.into_values().collect();
@@ -226,22 +388,9 @@ impl ExperimentAggregates {
                         .metrics
                         .iter()
                         .filter(|(_, m)| m.converted > 0 || m.pre_converted > 0)
-                        .map(|(name, m)| {
-                            (
-                                name.clone(),
-                                MetricTotals {
-                                    converted: m.converted,
-                                    sum: m.sum as f64 / MICROS,
-                                    sum_sq: m.sum_sq as f64 / (MICROS * MICROS),
-                                    pre_converted: m.pre_converted,
-                                    both_converted: m.both_converted,
-                                    pre_sum: m.pre_sum as f64 / MICROS,
-                                    pre_sum_sq: m.pre_sum_sq as f64 / (MICROS * MICROS),
-                                    sum_products: m.sum_products as f64 / (MICROS * MICROS),
-                                },
-                            )
-                        })
+                        .map(|(name, m)| (name.clone(), m.totals()))
                         .collect(),
+                    pairs: c.pairs.iter().map(PairSums::totals).collect(),
                 })
                 .collect(),
             multi_variant_users: self.multi_variant_users,
@@ -314,6 +463,7 @@ mod tests {
                 },
             )]
             .into(),
+            pairs: Vec::new(),
         }
     }
 

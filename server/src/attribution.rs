@@ -91,7 +91,8 @@ pub const MAX_METRICS: usize = 1_000;
 pub const SETTLE_MS: i64 = 15 * 60_000;
 
 use crate::aggregates::{
-    self, CellId, CellSums, ExperimentAggregates, HourSums, PartitionAggregates, MICROS,
+    CellId, CellSums, ExperimentAggregates, HourSums, MetricSums, PairSums, PartitionAggregates,
+    MICROS,
 };
 pub use crate::aggregates::{
     CellTotals, CumulativePoint, ExperimentTotals, MetricTotals, VariantSeries,
@@ -170,6 +171,31 @@ struct MetricShare {
     pre_sum: i64,
 }
 
+impl MetricShare {
+    /// This one user's sums, to add to (or take out of) a cell's.
+    fn sums(&self) -> MetricSums {
+        let mut m = MetricSums::default();
+        if self.count > 0 {
+            let count = i128::from(self.count);
+            m.converted = 1;
+            m.sum = self.sum;
+            m.sum_sq = self.sum * self.sum;
+            m.count = count;
+            m.count_sq = count * count;
+            m.value_count = self.sum * count;
+        }
+        if self.pre_count > 0 {
+            let x = i128::from(self.pre_sum);
+            m.pre_converted = 1;
+            m.pre_sum = x;
+            m.pre_sum_sq = x * x;
+            m.sum_products = self.sum * x;
+            m.both_converted = u64::from(self.count > 0);
+        }
+        m
+    }
+}
+
 /// One user's share of one experiment's aggregates.
 #[derive(Debug, Clone, PartialEq)]
 struct Contribution {
@@ -181,23 +207,21 @@ struct Contribution {
     metrics: Vec<MetricShare>,
 }
 
+/// Two metrics' cross products over a cell's users (`aggregates::PairSums`), keyed by the
+/// metric ids in ascending order: `count_value` is `Σ count(lower id) · value(higher id)`.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct MetricSums {
-    converted: u64,
-    sum: i128,
-    sum_sq: i128,
-    /// CUPED: users with a covariate, with both, and the covariate's sums (micros).
-    pre_converted: u64,
-    both_converted: u64,
-    pre_sum: i128,
-    pre_sum_sq: i128,
-    sum_products: i128,
+struct PairProducts {
+    count_count: i128,
+    count_value: i128,
+    value_count: i128,
+    value_value: i128,
 }
 
 #[derive(Debug, Default)]
 struct Cell {
     users: u64,
     metrics: FxHashMap<u32, MetricSums>,
+    pairs: FxHashMap<(u32, u32), PairProducts>,
 }
 
 /// Per variant and hour: users first exposed, and per metric users first converting.
@@ -213,6 +237,9 @@ struct ExperimentAggregate {
     multi_variant_users: u64,
     /// Variant → hour → deltas, for cumulative curves.
     timeline: FxHashMap<u32, BTreeMap<i64, HourDeltas>>,
+    /// The pairs of different metrics its ratio metrics divide (ids, lower first): only these
+    /// cross products are kept ([`Attribution::set_ratio_pairs`]).
+    ratio_pairs: Vec<(u32, u32)>,
 }
 
 /// What attribution reads of one experiment's config.
@@ -224,6 +251,9 @@ pub struct ExperimentTerms {
     pub window_hours: Option<u32>,
     /// The CUPED lookback, days (the default applied).
     pub lookback_days: u32,
+    /// The two events of each ratio metric over two different events, each pair once, the
+    /// name that sorts first first.
+    pub ratio_pairs: Vec<(String, String)>,
 }
 
 impl ExperimentTerms {
@@ -236,6 +266,18 @@ impl ExperimentTerms {
                 experiment: e.key.clone(),
                 window_hours: e.attribution_window_hours,
                 lookback_days: e.lookback_days(),
+                ratio_pairs: {
+                    let mut pairs: Vec<(String, String)> = e
+                        .ratio_metrics
+                        .iter()
+                        .map(|r| (&r.numerator.event, &r.denominator.event))
+                        .filter(|(a, b)| a != b)
+                        .map(|(a, b)| (a.min(b).clone(), a.max(b).clone()))
+                        .collect();
+                    pairs.sort();
+                    pairs.dedup();
+                    pairs
+                },
             })
             .collect()
     }
@@ -428,6 +470,38 @@ impl Attribution {
         for t in terms {
             self.set_window(&t.experiment, t.window_hours);
             self.set_lookback(&t.experiment, t.lookback_days);
+            self.set_ratio_pairs(&t.experiment, &t.ratio_pairs);
+        }
+    }
+
+    /// Sets which pairs of different events an experiment's ratio metrics divide. Cross
+    /// products are kept for those pairs only (a user converting on many events costs nothing
+    /// more), so a change re-derives them, exactly, from every user's stored contribution: one
+    /// pass over the users under the attribution's lock, no event read again.
+    pub fn set_ratio_pairs(&mut self, experiment: &str, pairs: &[(String, String)]) {
+        let id = self.names.id(experiment);
+        let mut ids: Vec<(u32, u32)> = pairs
+            .iter()
+            .map(|(a, b)| {
+                let (a, b) = (self.names.id(a), self.names.id(b));
+                (a.min(b), a.max(b))
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let current = self.experiments.get(&id).map(|a| a.ratio_pairs.as_slice());
+        if current.unwrap_or_default() == ids.as_slice() {
+            return;
+        }
+        let agg = self.experiments.entry(id).or_default();
+        agg.ratio_pairs = ids;
+        for cell in agg.cells.values_mut() {
+            cell.pairs.clear();
+        }
+        for entry in self.users.shards.iter().flat_map(|t| t.iter()) {
+            for (_, c) in entry.state.contributions.iter().filter(|(e, _)| *e == id) {
+                add_pairs(agg, c, 1);
+            }
         }
     }
 
@@ -643,22 +717,9 @@ impl Attribution {
                     .metrics
                     .iter()
                     .filter(|(_, m)| m.converted > 0 || m.pre_converted > 0)
-                    .map(|(id, m)| {
-                        (
-                            name(*id),
-                            aggregates::MetricSums {
-                                converted: m.converted,
-                                sum: m.sum,
-                                sum_sq: m.sum_sq,
-                                pre_converted: m.pre_converted,
-                                both_converted: m.both_converted,
-                                pre_sum: m.pre_sum,
-                                pre_sum_sq: m.pre_sum_sq,
-                                sum_products: m.sum_products,
-                            },
-                        )
-                    })
+                    .map(|(id, m)| (name(*id), *m))
                     .collect(),
+                pairs: export_pairs(&cell.pairs, name),
             })
             .collect();
         cells.sort_by(|a, b| a.cell.cmp(&b.cell));
@@ -771,25 +832,13 @@ fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
     if c.multi_variant {
         agg.multi_variant_users = agg.multi_variant_users.wrapping_add_signed(sign);
     }
-    let s = i128::from(sign);
     for share in &c.metrics {
-        let m = cell.metrics.entry(share.metric).or_default();
-        if share.count > 0 {
-            m.converted = m.converted.wrapping_add_signed(sign);
-            m.sum += share.sum * s;
-            m.sum_sq += share.sum * share.sum * s;
-        }
-        if share.pre_count > 0 {
-            let x = i128::from(share.pre_sum);
-            m.pre_converted = m.pre_converted.wrapping_add_signed(sign);
-            m.pre_sum += x * s;
-            m.pre_sum_sq += x * x * s;
-            m.sum_products += share.sum * x * s;
-            if share.count > 0 {
-                m.both_converted = m.both_converted.wrapping_add_signed(sign);
-            }
-        }
+        cell.metrics
+            .entry(share.metric)
+            .or_default()
+            .add(&share.sums(), sign);
     }
+    add_pairs(agg, c, sign);
     let hours = agg.timeline.entry(c.cell.variant).or_default();
     hours.entry(c.exposed_hour).or_default().exposed += sign;
     for share in c.metrics.iter().filter(|m| m.count > 0) {
@@ -800,6 +849,71 @@ fn add(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
             .entry(share.metric)
             .or_default() += sign;
     }
+}
+
+/// Adds (`sign` +1) or removes (−1) a contribution's cross products for the experiment's ratio
+/// pairs: users who converted on both events only, as the others add zero.
+fn add_pairs(agg: &mut ExperimentAggregate, c: &Contribution, sign: i64) {
+    if agg.ratio_pairs.is_empty() {
+        return;
+    }
+    let share = |metric: u32| {
+        c.metrics
+            .binary_search_by_key(&metric, |m| m.metric)
+            .ok()
+            .map(|i| &c.metrics[i])
+            .filter(|m| m.count > 0)
+    };
+    let Some(cell) = agg.cells.get_mut(&c.cell) else {
+        return;
+    };
+    let s = i128::from(sign);
+    for &(a, b) in &agg.ratio_pairs {
+        let (Some(a_share), Some(b_share)) = (share(a), share(b)) else {
+            continue;
+        };
+        let (ca, cb) = (i128::from(a_share.count), i128::from(b_share.count));
+        let p = cell.pairs.entry((a, b)).or_default();
+        p.count_count += ca * cb * s;
+        p.count_value += ca * b_share.sum * s;
+        p.value_count += a_share.sum * cb * s;
+        p.value_value += a_share.sum * b_share.sum * s;
+    }
+}
+
+/// A cell's pair products by metric name, oriented and sorted by name.
+fn export_pairs(
+    pairs: &FxHashMap<(u32, u32), PairProducts>,
+    name: impl Fn(u32) -> String,
+) -> Vec<PairSums> {
+    let mut out: Vec<PairSums> = pairs
+        .iter()
+        .filter(|(_, p)| **p != PairProducts::default())
+        .map(|(&(a, b), p)| {
+            let (a, b) = (name(a), name(b));
+            if a <= b {
+                PairSums {
+                    first: a,
+                    second: b,
+                    count_count: p.count_count,
+                    count_value: p.count_value,
+                    value_count: p.value_count,
+                    value_value: p.value_value,
+                }
+            } else {
+                PairSums {
+                    first: b,
+                    second: a,
+                    count_count: p.count_count,
+                    count_value: p.value_count,
+                    value_count: p.count_value,
+                    value_value: p.value_value,
+                }
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| (&x.first, &x.second).cmp(&(&y.first, &y.second)));
+    out
 }
 
 fn recompute(

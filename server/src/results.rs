@@ -14,6 +14,7 @@
 mod arms;
 mod csv;
 mod expected;
+mod family;
 #[cfg(test)]
 mod fixtures;
 mod lift;
@@ -32,7 +33,8 @@ use crate::stats;
 
 pub use csv::to_csv;
 pub use output::{
-    ArmReport, DataQuality, ExperimentReport, LiftReport, Personalization, ScopeReport,
+    AdjustedLift, ArmReport, CorrectionReport, DataQuality, ExperimentReport, LiftReport,
+    Personalization, RatioReport, ScopeReport,
 };
 
 /// Which metric and how to analyse it.
@@ -51,6 +53,17 @@ pub struct ResultsQuery {
     /// experiment's lookback before their first exposure (`crate::stats` CUPED).
     #[serde(default)]
     pub cuped: bool,
+    /// `holm_bonferroni`, `benjamini_hochberg` or `none`; defaults to the experiment's
+    /// `correction`.
+    pub correction: Option<String>,
+    /// `flat`: the improper flat prior, whatever the experiment configures.
+    pub prior: Option<String>,
+    /// A proper prior's mean (default 0 when `prior_sd` is given).
+    pub prior_mean: Option<f64>,
+    /// A proper prior's standard deviation; positive.
+    pub prior_sd: Option<f64>,
+    /// `relative` (default) or `absolute`: which lift the prior is on.
+    pub prior_scale: Option<String>,
 }
 
 /// Why results cannot be computed.
@@ -68,7 +81,7 @@ pub enum ResultsError {
 }
 
 /// Why a query cannot be answered as asked (the caller's to fix, not the server's).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
     /// `kind` is neither `conversion` nor `value`.
     #[error("kind: must be `conversion` or `value`, got `{0}`")]
@@ -76,6 +89,27 @@ pub enum QueryError {
     /// No metric was asked for and the experiment has no primary metric.
     #[error("metric: the experiment has no primary_metric; pass ?metric=<event>")]
     NoMetric,
+    /// `correction` is not one the engine knows.
+    #[error("correction: must be `holm_bonferroni`, `benjamini_hochberg` or `none`, got `{0}`")]
+    UnknownCorrection(String),
+    /// `prior` is not `flat`.
+    #[error("prior: must be `flat` (or give prior_mean and prior_sd), got `{0}`")]
+    UnknownPrior(String),
+    /// `prior_mean` or `prior_scale` without `prior_sd`.
+    #[error("prior_sd: required with prior_mean or prior_scale")]
+    PriorWithoutStdDev,
+    /// `prior_sd` not positive.
+    #[error("prior_sd: must be a positive number, got {0}")]
+    PriorStdDev(f64),
+    /// `prior_mean` not finite.
+    #[error("prior_mean: must be a finite number, got {0}")]
+    PriorMean(f64),
+    /// `prior_scale` is neither `relative` nor `absolute`.
+    #[error("prior_scale: must be `relative` or `absolute`, got `{0}`")]
+    UnknownPriorScale(String),
+    /// `kind` given for a ratio metric, which is always a ratio.
+    #[error("kind: `{0}` is a ratio metric, analysed as a ratio; leave kind out")]
+    KindOfRatio(String),
     /// The experiment has only one arm.
     #[error(
         "experiment `{experiment}` has a single arm (`{control}`); there is nothing to compare"
@@ -100,7 +134,7 @@ pub fn report(
     let experiment = snapshot
         .experiment(experiment_key)
         .ok_or_else(|| ResultsError::UnknownExperiment(experiment_key.to_string()))?;
-    let analysis = query::Analysis::from_query(query, experiment.primary_metric.as_deref())?;
+    let analysis = query::Analysis::from_query(query, experiment)?;
     let flag = snapshot
         .experiment_flag(experiment_key)
         .and_then(|f| snapshot.document().flag(f));
@@ -127,23 +161,47 @@ pub fn report(
 
     let label_weights = expected::label_weights(&tracked, cells);
     let labels = scope::scope_labels(&label_weights, cells);
-    let segments = labels
-        .iter()
-        .map(|label| {
-            let weights = expected::scope_weights(&variants, label_weights.get(label));
-            scope::scope_report(
-                label,
-                &analysis,
-                &variants,
-                &scope::cells_in(cells, label),
-                &weights,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let overall_weights = expected::overall_weights(&variants, &labels, &label_weights, cells);
     let all: Vec<_> = cells.iter().collect();
-    let overall =
-        scope::scope_report(scope::OVERALL, &analysis, &variants, &all, &overall_weights)?;
+    // Every scope of one analysis: overall, then each label.
+    let scopes = |analysis: &query::Analysis| -> Result<_, stats::StatsError> {
+        let overall =
+            scope::scope_report(scope::OVERALL, analysis, &variants, &all, &overall_weights)?;
+        let segments = labels
+            .iter()
+            .map(|label| {
+                let weights = expected::scope_weights(&variants, label_weights.get(label));
+                let cells = scope::cells_in(cells, label);
+                scope::scope_report(label, analysis, &variants, &cells, &weights)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((overall, segments))
+    };
+    let (mut overall, mut segments) = scopes(&analysis)?;
+    let correction = match analysis.correction {
+        Some(method) => {
+            let family = family::metrics(experiment, &analysis.metric);
+            let others = family
+                .iter()
+                .filter(|m| **m != analysis.metric)
+                .map(|m| {
+                    let (overall, segments) = scopes(&analysis.for_metric(m, experiment))?;
+                    Ok(std::iter::once(overall).chain(segments).collect())
+                })
+                .collect::<Result<Vec<Vec<ScopeReport>>, stats::StatsError>>()?;
+            family::correct(
+                std::iter::once(&mut overall).chain(segments.iter_mut()),
+                &others,
+                method,
+                analysis.config.alpha,
+            );
+            Some(CorrectionReport {
+                method: method.as_str(),
+                metrics: family,
+            })
+        }
+        None => None,
+    };
     let personalization = lift::personalization(&labels, cells, &analysis)?;
 
     let tracked_labels: BTreeSet<&str> = label_weights.keys().map(String::as_str).collect();
@@ -164,6 +222,8 @@ pub fn report(
         analyzed_at,
         alpha: analysis.config.alpha,
         cuped_lookback_days: analysis.cuped.then(|| experiment.lookback_days()),
+        prior: analysis.config.prior,
+        correction,
         metric: analysis.metric,
         overall,
         segments,

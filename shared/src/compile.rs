@@ -154,6 +154,7 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
                 "must be at least 1 (omit it for no window)",
             );
         }
+        check_analysis(e, &path, &mut problems);
         if let Some(days) = e.cuped_lookback_days {
             if !(1..=crate::model::MAX_CUPED_LOOKBACK_DAYS).contains(&days) {
                 problems.push(
@@ -184,6 +185,54 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
         segments,
         experiment_flag,
     })
+}
+
+/// An experiment's analysis settings: ratio metrics (keys unique, events named), the metrics
+/// it lists (none empty) and its prior (finite mean, positive standard deviation).
+fn check_analysis(e: &crate::model::Experiment, path: &str, problems: &mut Problems) {
+    check_unique(
+        e.ratio_metrics.iter().map(|r| r.key.as_str()),
+        &format!("{path}.ratio_metrics"),
+        problems,
+    );
+    for (i, ratio) in e.ratio_metrics.iter().enumerate() {
+        let at = format!("{path}.ratio_metrics.{}", key_or_index(&ratio.key, i));
+        for (side, measure) in [
+            ("numerator", &ratio.numerator),
+            ("denominator", &ratio.denominator),
+        ] {
+            if measure.event.is_empty() {
+                problems.push(format!("{at}.{side}.event"), "must name a conversion event");
+            }
+        }
+    }
+    for (field, list) in [
+        ("secondary_metrics", &e.secondary_metrics),
+        ("guardrail_metrics", &e.guardrail_metrics),
+    ] {
+        for (i, metric) in list.iter().enumerate() {
+            if metric.is_empty() {
+                problems.push(format!("{path}.{field}[{i}]"), "must not be empty");
+            }
+        }
+    }
+    if e.primary_metric.as_deref() == Some("") {
+        problems.push(format!("{path}.primary_metric"), "must not be empty");
+    }
+    if let Some(prior) = e.prior {
+        if !prior.mean.is_finite() {
+            problems.push(format!("{path}.prior.mean"), "must be a finite number");
+        }
+        if !(prior.std_dev.is_finite() && prior.std_dev > 0.0) {
+            problems.push(
+                format!("{path}.prior.std_dev"),
+                format!(
+                    "must be a positive number, got {} (omit the prior for the flat one)",
+                    prior.std_dev
+                ),
+            );
+        }
+    }
 }
 
 fn key_or_index(key: &str, i: usize) -> String {

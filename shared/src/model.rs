@@ -468,9 +468,23 @@ pub struct Experiment {
     /// Conversion event that decides the experiment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_metric: Option<String>,
-    /// Events that must not get worse.
+    /// Metrics reported beside the primary one: event names or [`RatioMetric`] keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_metrics: Vec<String>,
+    /// Metrics that must not get worse: event names or [`RatioMetric`] keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guardrail_metrics: Vec<String>,
+    /// Metrics defined as one per-user measure over another (revenue per order, orders per
+    /// session), analysed with the delta method; named by their key wherever a metric is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ratio_metrics: Vec<RatioMetric>,
+    /// Multiple-comparison correction of the relative lifts across variants × metrics (none:
+    /// each comparison stands alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<Correction>,
+    /// Prior of the Bayesian analysis (none: the improper flat prior).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<Prior>,
     /// Conversions count only within this many hours after first exposure (none: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution_window_hours: Option<u32>,
@@ -482,6 +496,108 @@ pub struct Experiment {
     /// Control variant for comparisons; defaults to the flag's default variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_variant: Option<String>,
+}
+
+/// A ratio metric: `Σ numerator / Σ denominator` over each arm's users (server `stats`,
+/// "Ratio metrics").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatioMetric {
+    /// Its name in `primary_metric`, `secondary_metrics`, `guardrail_metrics` and
+    /// `?metric=`; it takes precedence over an event of the same name.
+    pub key: String,
+    /// What is counted above the line.
+    pub numerator: EventMeasure,
+    /// What it is divided by.
+    pub denominator: EventMeasure,
+}
+
+/// One per-user measure of a conversion event, attributed like every metric (after first
+/// exposure, within the attribution window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMeasure {
+    /// Conversion event name.
+    pub event: String,
+    /// `count` of the user's events (the default) or the `value` summed over them.
+    #[serde(default)]
+    pub measure: Measure,
+}
+
+/// What is taken of a user's conversion events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// How many there were.
+    #[default]
+    Count,
+    /// Their values summed (an event without a value counts 0).
+    Value,
+}
+
+/// A multiple-comparison correction (server `stats`, "Multiple comparisons").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Correction {
+    /// Holm–Bonferroni: controls the family-wise error rate.
+    HolmBonferroni,
+    /// Benjamini–Hochberg: controls the false discovery rate.
+    BenjaminiHochberg,
+}
+
+impl Correction {
+    /// The name config and queries use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HolmBonferroni => "holm_bonferroni",
+            Self::BenjaminiHochberg => "benjamini_hochberg",
+        }
+    }
+}
+
+/// A proper normal prior on the lift, `N(mean, std_dev²)` (gbstats `GaussianPrior`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    /// Prior mean of the lift.
+    pub mean: f64,
+    /// Prior standard deviation; positive.
+    pub std_dev: f64,
+    /// Whether the prior is on the `relative` lift (the default: 0.1 is +10%) or the
+    /// `absolute` one (in the metric's units; rescaled by the control mean).
+    #[serde(default)]
+    pub scale: LiftScale,
+}
+
+/// The scale of a lift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LiftScale {
+    /// `(treatment − control) / control`.
+    #[default]
+    Relative,
+    /// `treatment − control`.
+    Absolute,
+}
+
+impl Experiment {
+    /// Every metric the experiment names, in order: primary, secondary, guardrails; each once.
+    pub fn metrics(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for m in self
+            .primary_metric
+            .iter()
+            .chain(&self.secondary_metrics)
+            .chain(&self.guardrail_metrics)
+        {
+            if !out.contains(&m.as_str()) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// The ratio metric named `key`, if the experiment defines one.
+    pub fn ratio_metric(&self, key: &str) -> Option<&RatioMetric> {
+        self.ratio_metrics.iter().find(|r| r.key == key)
+    }
 }
 
 /// The CUPED lookback of an experiment that sets none, days.

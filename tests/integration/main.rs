@@ -26,6 +26,8 @@
 //! - [`sdk`]: the SDK against a real server: live updates, bootstrap and disk cache, events
 //!   across a server restart (none lost, none twice), rejected keys, a misbehaving server,
 //!   and tailor-core's conformance suite through the SDK.
+//! - [`analyses`]: ratio metrics (one added after its events), Holm and Benjamini–Hochberg
+//!   corrections across variants × metrics, proper priors, against the engine on plain sums.
 //! - [`schema`]: every results report any test receives, validated against
 //!   `server/openapi.yaml`'s `ExperimentReport` (made strict: no undocumented field).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, CORS, unknown routes.
@@ -50,6 +52,7 @@
 
 mod actions;
 mod admin_crud;
+mod analyses;
 mod browser;
 mod concurrency;
 mod dashboard;

@@ -198,6 +198,7 @@ impl Attribution {
         for t in terms {
             attribution.change_window(&t.experiment, t.window_hours);
             attribution.set_lookback(&t.experiment, t.lookback_days);
+            attribution.set_ratio_pairs(&t.experiment, &t.ratio_pairs);
         }
         for (key, settle_point, exposures, recent, days, settled, covariates) in body.users {
             let user = attribution.users.get_or_insert(&key);
@@ -258,6 +259,7 @@ mod tests {
                 experiment: experiment.to_string(),
                 window_hours: *window_hours,
                 lookback_days: 14,
+                ratio_pairs: Vec::new(),
             })
             .collect()
     }

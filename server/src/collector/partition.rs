@@ -594,6 +594,7 @@ impl Part {
         self.with_attribution(|a| {
             for t in windows {
                 a.set_lookback(&t.experiment, t.lookback_days);
+                a.set_ratio_pairs(&t.experiment, &t.ratio_pairs);
             }
             windows
                 .iter()

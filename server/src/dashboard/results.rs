@@ -29,11 +29,32 @@ pub(super) struct PageQuery {
     sort: Option<String>,
     /// `on`: comparisons adjusted with CUPED.
     cuped: Option<String>,
+    /// A multiple-comparison correction, as the results API takes it.
+    correction: Option<String>,
+    /// `flat`, or a proper prior from the three fields below (results API parameters).
+    prior: Option<String>,
+    prior_mean: Option<String>,
+    prior_sd: Option<String>,
+    prior_scale: Option<String>,
 }
 
 impl PageQuery {
     fn cuped(&self) -> bool {
         self.cuped.as_deref() == Some("on")
+    }
+
+    /// A prior field as a number; a form left empty means "not given", and text that is not a
+    /// number is passed on as NaN, which the analysis rejects with the field's name.
+    fn number(field: &Option<String>) -> Option<f64> {
+        let text = field.as_deref()?.trim();
+        if text.is_empty() {
+            return None;
+        }
+        Some(text.parse().unwrap_or(f64::NAN))
+    }
+
+    fn nonempty(field: &Option<String>) -> Option<String> {
+        field.clone().filter(|v| !v.trim().is_empty())
     }
 }
 
@@ -83,26 +104,37 @@ struct Links<'a> {
 impl Links<'_> {
     /// This page with `metric`, `kind` or `sort` replaced (`Some("")` drops the sort).
     fn with(&self, metric: Option<&str>, kind: Option<&str>, sort: Option<&str>) -> String {
-        self.link(metric, kind, sort, self.query.cuped())
+        self.link(metric, kind, sort, self.query.cuped(), None)
     }
 
     /// This page with CUPED switched `on` or off.
     fn with_cuped(&self, on: bool) -> String {
-        self.link(None, None, None, on)
+        self.link(None, None, None, on, None)
     }
 
+    /// This page with the correction replaced (`""`: none).
+    fn with_correction(&self, correction: &str) -> String {
+        self.link(None, None, None, self.query.cuped(), Some(correction))
+    }
+
+    /// `metric`, `kind` or `sort` replaced (`Some("")` drops `kind` or `sort`), CUPED on or
+    /// off, the correction replaced (`Some("")` drops it); the prior is kept.
     fn link(
         &self,
         metric: Option<&str>,
         kind: Option<&str>,
         sort: Option<&str>,
         cuped: bool,
+        correction: Option<&str>,
     ) -> String {
         let mut parts = Vec::new();
         if let Some(m) = metric.or(self.query.metric.as_deref()) {
             parts.push(format!("metric={}", query_value(m)));
         }
-        if let Some(k) = kind.or(self.query.kind.as_deref()) {
+        if let Some(k) = kind
+            .or(self.query.kind.as_deref())
+            .filter(|k| !k.is_empty())
+        {
             parts.push(format!("kind={}", query_value(k)));
         }
         match sort {
@@ -116,6 +148,22 @@ impl Links<'_> {
         }
         if cuped {
             parts.push("cuped=on".to_string());
+        }
+        if let Some(c) = correction
+            .or(self.query.correction.as_deref())
+            .filter(|c| !c.is_empty())
+        {
+            parts.push(format!("correction={}", query_value(c)));
+        }
+        for (name, value) in [
+            ("prior", &self.query.prior),
+            ("prior_mean", &self.query.prior_mean),
+            ("prior_sd", &self.query.prior_sd),
+            ("prior_scale", &self.query.prior_scale),
+        ] {
+            if let Some(v) = PageQuery::nonempty(value) {
+                parts.push(format!("{name}={}", query_value(&v)));
+            }
         }
         if parts.is_empty() {
             self.base.clone()
@@ -147,6 +195,11 @@ pub(super) async fn experiment(
         sequential: false,
         alpha: None,
         cuped: query.cuped(),
+        correction: PageQuery::nonempty(&query.correction),
+        prior: PageQuery::nonempty(&query.prior),
+        prior_mean: PageQuery::number(&query.prior_mean),
+        prior_sd: PageQuery::number(&query.prior_sd),
+        prior_scale: PageQuery::nonempty(&query.prior_scale),
     };
     let report = match experiment_report(&state, &env, &key, &results_query) {
         Ok(r) => Ok(r),
@@ -161,8 +214,8 @@ pub(super) async fn experiment(
     };
     let sort = Sort::parse(query.sort.as_deref());
     let title = exp.name.clone().unwrap_or_else(|| exp.key.clone());
-    let mut metrics: Vec<&str> = exp.primary_metric.iter().map(String::as_str).collect();
-    metrics.extend(exp.guardrail_metrics.iter().map(String::as_str));
+    let metrics: Vec<&str> = exp.metrics();
+    let ratio = |m: &str| exp.ratio_metric(m).is_some();
     let body = html! {
         p.crumbs { a href=(env_url(&env, "experiments")) { "Experiments" } " / " }
         h1 { (title) " " (status_badge(exp.status)) }
@@ -182,17 +235,29 @@ pub(super) async fn experiment(
                 span.muted.small { "Metric: " }
                 @for m in &metrics {
                     @let current = report.as_ref().map(|r| r.metric.as_str()).ok() == Some(*m);
-                    a.tab.current[current] href=(links.with(Some(m), None, None)) { (m)
-                        @if exp.primary_metric.as_deref() == Some(*m) { " (primary)" } }
+                    // A ratio metric has no measure to choose: its link drops `kind`.
+                    a.tab.current[current] data-metric=(m) href=(links.with(Some(m), ratio(m).then_some(""), None)) { (m)
+                        @if exp.primary_metric.as_deref() == Some(*m) { " (primary)" }
+                        @if ratio(m) { " (ratio)" } }
                 }
-                span.muted.small { " Measure: " }
-                @let value = query.kind.as_deref() == Some("value");
-                a.tab.current[!value] href=(links.with(None, Some("conversion"), None)) { "conversion rate" }
-                a.tab.current[value] href=(links.with(None, Some("value"), None)) { "value per user" }
-                span.muted.small { " Adjustment: " }
-                a.tab.current[!query.cuped()] href=(links.with_cuped(false)) { "none" }
-                a.tab.current[query.cuped()] #cuped-on href=(links.with_cuped(true)) { "CUPED" }
+                @if !report.as_ref().is_ok_and(|r| r.kind == "ratio") {
+                    span.muted.small { " Measure: " }
+                    @let value = query.kind.as_deref() == Some("value");
+                    a.tab.current[!value] href=(links.with(None, Some("conversion"), None)) { "conversion rate" }
+                    a.tab.current[value] href=(links.with(None, Some("value"), None)) { "value per user" }
+                    span.muted.small { " Adjustment: " }
+                    a.tab.current[!query.cuped()] href=(links.with_cuped(false)) { "none" }
+                    a.tab.current[query.cuped()] #cuped-on href=(links.with_cuped(true)) { "CUPED" }
+                }
             }
+            @let correction = report.as_ref().ok().and_then(|r| r.correction.as_ref()).map(|c| c.method);
+            nav.tabs #corrections aria-label="Multiple-comparison correction" {
+                span.muted.small { "Correction across metrics and variants: " }
+                a.tab.current[correction.is_none()] href=(links.with_correction("none")) { "none" }
+                a.tab.current[correction == Some("holm_bonferroni")] #correction-holm href=(links.with_correction("holm_bonferroni")) { "Holm–Bonferroni" }
+                a.tab.current[correction == Some("benjamini_hochberg")] #correction-bh href=(links.with_correction("benjamini_hochberg")) { "Benjamini–Hochberg" }
+            }
+            (prior_form(&query, &links, report.as_ref().ok().and_then(|r| r.prior)))
         }
         @match &report {
             Err(message) => {
@@ -217,7 +282,7 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
             .unwrap_or(0)
     };
     let total_users: u64 = report.overall.arms.iter().map(|a| a.users).sum();
-    let value = report.kind == "value";
+    let corrected = report.correction.is_some();
     html! {
         @if !report.data_quality.warnings.is_empty() {
             div.warnings #warnings {
@@ -234,7 +299,8 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
         }
         section #overall.scope {
             h2 { "Overall" }
-            (arms_table(&report.overall, value, sort, links, &colour, &report.metric))
+            (arms_table(&report.overall, report.kind, corrected, sort, links, &colour, &report.metric))
+            (correction_line(report))
             (srm_line(&report.overall))
             (cuped_line(report))
             h3 { "Cumulative conversion rate (" (report.metric) ")" }
@@ -257,7 +323,7 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
             @for s in &report.segments {
                 section.scope data-scope=(s.scope) {
                     h3 { (s.scope) }
-                    (arms_table(s, value, sort, links, &colour, &report.metric))
+                    (arms_table(s, report.kind, corrected, sort, links, &colour, &report.metric))
                     (srm_line(s))
                 }
             }
@@ -268,6 +334,73 @@ fn report_body(report: &ExperimentReport, sort: Sort, links: &Links<'_>) -> Mark
                 p.muted { "Users who got a segment's tailored content against the users of the same segment held out to the generic default." }
                 (lift_table(&p.segments, &p.pooled, sort, links))
             }
+        }
+    }
+}
+
+/// The prior of the Bayesian numbers: a GET form (it only changes the view) with the prior in
+/// use filled in, and a link back to the flat prior.
+fn prior_form(query: &PageQuery, links: &Links<'_>, prior: Option<crate::stats::Prior>) -> Markup {
+    let shown = |asked: &Option<String>, used: Option<f64>| {
+        PageQuery::nonempty(asked).or_else(|| used.map(|v| v.to_string()))
+    };
+    let mean = shown(&query.prior_mean, prior.map(|p| p.mean));
+    let sd = shown(&query.prior_sd, prior.map(|p| p.std_dev));
+    let absolute = prior.is_some_and(|p| p.scale == crate::stats::LiftScale::Absolute);
+    let flat = Links {
+        base: links.base.clone(),
+        query: &PageQuery {
+            prior: Some("flat".into()),
+            prior_mean: None,
+            prior_sd: None,
+            prior_scale: None,
+            metric: query.metric.clone(),
+            kind: query.kind.clone(),
+            sort: query.sort.clone(),
+            cuped: query.cuped.clone(),
+            correction: query.correction.clone(),
+        },
+    };
+    html! {
+        form.prior #prior-form method="get" action=(links.base) {
+            @for (name, value) in [("metric", &query.metric), ("kind", &query.kind), ("sort", &query.sort), ("cuped", &query.cuped), ("correction", &query.correction)] {
+                @if let Some(v) = value { input type="hidden" name=(name) value=(v); }
+            }
+            span.muted.small #prior { "Bayesian prior on the lift: "
+                @match prior {
+                    None => { "flat (none). " },
+                    Some(p) => { "normal, mean " (format::number(p.mean, 4)) ", sd " (format::number(p.std_dev, 4)) " (" @if absolute { "absolute" } @else { "relative" } "). " },
+                }
+            }
+            label for="prior-mean" { "Mean" }
+            input #prior-mean type="text" inputmode="decimal" name="prior_mean" size="6" value=[mean];
+            label for="prior-sd" { "SD" }
+            input #prior-sd type="text" inputmode="decimal" name="prior_sd" size="6" value=[sd];
+            label for="prior-scale" { "On" }
+            select #prior-scale name="prior_scale" {
+                option value="relative" selected[!absolute] { "relative lift" }
+                option value="absolute" selected[absolute] { "absolute lift" }
+            }
+            button.btn type="submit" { "Apply prior" }
+            " "
+            a #prior-flat href=(flat.with(None, None, None)) { "flat prior" }
+        }
+    }
+}
+
+/// Which correction the adjusted column applies, over which metrics.
+fn correction_line(report: &ExperimentReport) -> Markup {
+    let Some(c) = &report.correction else {
+        return html! {};
+    };
+    let name = match c.method {
+        "holm_bonferroni" => "Holm–Bonferroni (family-wise error)",
+        _ => "Benjamini–Hochberg (false discovery rate)",
+    };
+    html! {
+        p.muted #correction {
+            "Adjusted: " (name) " over every variant of " (c.metrics.join(", "))
+            ", within each scope; an interval is never narrowed."
         }
     }
 }
@@ -366,14 +499,32 @@ fn lift_cells(comparison: Option<&Comparison>, is_control: bool, scale: f64) -> 
     }
 }
 
+/// The corrected p-value and interval of an arm's relative lift (`—` where there is none).
+fn adjusted_cell(arm: &ArmReport) -> Markup {
+    html! {
+        td.num.adjusted data-label="Adjusted" {
+            @match &arm.adjusted {
+                Some(adj) => {
+                    (format::p_value(adj.p_value))
+                    span.sub { @match adj.ci { Some(ci) => { (format::interval(ci.lower, ci.upper)) }, None => { "unbounded" } } }
+                },
+                None => { span.muted { "—" } },
+            }
+        }
+    }
+}
+
+/// One scope's arms; `kind` is the report's (`conversion`, `value` or `ratio`).
 fn arms_table(
     scope: &ScopeReport,
-    value: bool,
+    kind: &str,
+    corrected: bool,
     sort: Sort,
     links: &Links<'_>,
     colour: &dyn Fn(&str) -> usize,
     metric: &str,
 ) -> Markup {
+    let (value, ratio) = (kind == "value", kind == "ratio");
     let mut arms: Vec<&ArmReport> = scope.arms.iter().collect();
     sort.apply(&mut arms, |a| match &a.result.comparison {
         None => Some(0.0),
@@ -391,11 +542,12 @@ fn arms_table(
                     tr {
                         th { "Variant" }
                         th.num { "Users" }
-                        th.num { @if value { "Total " (metric) } @else { "Conversions" } }
-                        th.num { @if value { "Per user" } @else { "Rate" } }
+                        th.num { @if ratio { "Numerator / denominator" } @else if value { "Total " (metric) } @else { "Conversions" } }
+                        th.num { @if ratio { "Ratio" } @else if value { "Per user" } @else { "Rate" } }
                         (lift_header(sort, links))
                         th.bar { (chart::interval_axis(scale)) }
                         th.num { "p-value" }
+                        @if corrected { th.num { "Adjusted" } }
                         th.num { "Chance to win" }
                     }
                 }
@@ -408,17 +560,19 @@ fn arms_table(
                                 @if is_control { " " span.tag { "control" } }
                             }
                             td.num.users data-label="Users" { (format::count(a.users)) }
-                            td.num.conversions data-label=(if value { "Total" } else { "Conversions" }) {
-                                @if value { (format::number(a.value_sum, 2)) } @else { (format::count(a.converted)) }
+                            td.num.conversions data-label=(if ratio { "Numerator / denominator" } else if value { "Total" } else { "Conversions" }) {
+                                @if let Some(r) = &a.ratio { (format::number(r.numerator, 2)) " / " (format::number(r.denominator, 2)) }
+                                @else if value { (format::number(a.value_sum, 2)) } @else { (format::count(a.converted)) }
                             }
-                            td.num.rate data-label=(if value { "Per user" } else { "Rate" }) {
+                            td.num.rate data-label=(if ratio { "Ratio" } else if value { "Per user" } else { "Rate" }) {
                                 @match a.result.moments.value() {
-                                    Some(m) if value => { (format::number(m.mean, 2)) },
+                                    Some(m) if value || ratio => { (format::number(m.mean, 3)) },
                                     Some(m) => { (format::percent(m.mean)) },
                                     None => { span.muted { "—" } },
                                 }
                             }
                             (lift_cells(a.result.comparison.as_ref(), is_control, scale))
+                            @if corrected { (adjusted_cell(a)) }
                         }
                     }
                 }

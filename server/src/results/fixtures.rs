@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use tailor_core::{compile, ConfigDocument, Snapshot};
 
 use super::query::{Analysis, Measure};
+use super::sums::Target;
 use crate::attribution::{CellTotals, MetricTotals};
 use crate::stats::AnalysisConfig;
 
@@ -12,9 +13,11 @@ use crate::stats::AnalysisConfig;
 pub(super) fn analysis() -> Analysis {
     Analysis {
         metric: "purchase".into(),
+        target: Target::Event("purchase".into()),
         measure: Measure::Conversion,
         config: AnalysisConfig::default(),
         cuped: false,
+        correction: None,
     }
 }
 
@@ -41,6 +44,7 @@ pub(super) fn cell(
                 ..MetricTotals::default()
             },
         )]),
+        pairs: Vec::new(),
     }
 }
 

@@ -45,18 +45,18 @@ fn lift_report(
 ) -> Result<LiftReport, StatsError> {
     let personalized = Sums::of(
         cells.iter().copied().filter(|c| c.personalized),
-        &analysis.metric,
+        &analysis.target,
     );
     let generic = Sums::of(
         cells.iter().copied().filter(|c| !c.personalized),
-        &analysis.metric,
+        &analysis.target,
     );
     Ok(LiftReport {
         segment: name.to_string(),
         personalized_users: personalized.users,
-        personalized_converted: personalized.converted,
+        personalized_converted: personalized.metric.converted,
         generic_users: generic.users,
-        generic_converted: generic.converted,
+        generic_converted: generic.metric.converted,
         comparison: stats::compare(
             &generic.arm(analysis.measure),
             &personalized.arm(analysis.measure),

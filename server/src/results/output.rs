@@ -16,8 +16,41 @@ pub struct ArmReport {
     pub converted: u64,
     /// Sum of attributed values.
     pub value_sum: f64,
+    /// A ratio metric's sums over the arm's users (`None` for an event metric).
+    pub ratio: Option<RatioReport>,
     /// The engine's result for this arm (moments and, except for the control, the comparison).
     pub result: stats::ArmResult,
+    /// The relative lift corrected for multiple comparisons, when a correction is chosen and
+    /// the lift is defined (not for the control).
+    pub adjusted: Option<AdjustedLift>,
+}
+
+/// A ratio metric's numerator and denominator summed over an arm's users.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RatioReport {
+    /// `Σ numerator`.
+    pub numerator: f64,
+    /// `Σ denominator`.
+    pub denominator: f64,
+}
+
+/// A relative lift's p-value and interval after the report's correction.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AdjustedLift {
+    /// The adjusted p-value.
+    pub p_value: f64,
+    /// The interval implied by it, never narrower than the unadjusted one; `None` when it is
+    /// unbounded (the adjusted p-value is 1).
+    pub ci: Option<stats::Interval>,
+}
+
+/// Which correction a report applied, and over which family.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorrectionReport {
+    /// `holm_bonferroni` or `benjamini_hochberg`.
+    pub method: &'static str,
+    /// The metrics whose relative lifts form each scope's family, with every non-control arm.
+    pub metrics: Vec<String>,
 }
 
 /// One scope's analysis.
@@ -75,7 +108,7 @@ pub struct ExperimentReport {
     pub flag: Option<String>,
     /// Metric (event name).
     pub metric: String,
-    /// `conversion` or `value`.
+    /// `conversion`, `value` or `ratio`.
     pub kind: &'static str,
     /// Control variant.
     pub control: String,
@@ -87,6 +120,10 @@ pub struct ExperimentReport {
     pub alpha: f64,
     /// The CUPED lookback the comparisons were adjusted with, days (`None`: not adjusted).
     pub cuped_lookback_days: Option<u32>,
+    /// The Bayesian prior the comparisons used (`None`: the improper flat prior).
+    pub prior: Option<stats::Prior>,
+    /// The multiple-comparison correction applied (`None`: none).
+    pub correction: Option<CorrectionReport>,
     /// All tracked rules together.
     pub overall: ScopeReport,
     /// Each segment (or rule) alone.

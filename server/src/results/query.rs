@@ -1,5 +1,8 @@
 //! What a query asks for: the metric, how it is measured and the analysis settings.
 
+use tailor_core::model::{Correction, Experiment, LiftScale, Prior};
+
+use super::sums::Target;
 use super::{QueryError, ResultsError, ResultsQuery};
 use crate::stats::{AnalysisConfig, SequentialConfig, StatsError};
 
@@ -13,6 +16,8 @@ pub(super) enum Measure {
     Conversion,
     /// Value per user.
     Value,
+    /// A ratio metric: one per-user sum over another.
+    Ratio,
 }
 
 impl Measure {
@@ -30,6 +35,7 @@ impl Measure {
         match self {
             Self::Conversion => "conversion",
             Self::Value => "value",
+            Self::Ratio => "ratio",
         }
     }
 }
@@ -37,32 +43,72 @@ impl Measure {
 /// The settings every scope of one report is analysed with.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Analysis {
-    /// Conversion event.
+    /// The metric's name: a conversion event or a ratio metric's key.
     pub metric: String,
-    /// Conversion or value.
+    /// What is summed for it.
+    pub target: Target,
+    /// Conversion, value or ratio.
     pub measure: Measure,
     /// The engine's options, validated.
     pub config: AnalysisConfig,
-    /// Adjust comparisons with CUPED covariates.
+    /// Adjust comparisons with CUPED covariates (never for a ratio metric).
     pub cuped: bool,
+    /// The multiple-comparison correction across the experiment's metrics, if any.
+    pub correction: Option<Correction>,
 }
 
 impl Analysis {
     /// The query's settings, checked in the order the query's problems are reported: measure,
-    /// metric, then the engine's options.
+    /// metric, correction, prior, then the engine's options. The experiment's own correction
+    /// and prior apply where the query names none.
     pub(super) fn from_query(
         query: &ResultsQuery,
-        primary_metric: Option<&str>,
+        experiment: &Experiment,
     ) -> Result<Self, ResultsError> {
         let measure = Measure::parse(query.kind.as_deref())?;
-        let metric = metric(query.metric.as_deref(), primary_metric)?;
-        let config = analysis_config(query)?;
-        Ok(Self {
+        let metric = metric(
+            query.metric.as_deref(),
+            experiment.primary_metric.as_deref(),
+        )?;
+        let correction = correction(query.correction.as_deref(), experiment.correction)?;
+        let prior = prior(query, experiment.prior)?;
+        let mut config = analysis_config(query)?;
+        config.prior = prior;
+        config.validate()?;
+        let mut analysis = Self {
+            target: Target::Event(metric.clone()),
             metric,
             measure,
             config,
             cuped: query.cuped,
-        })
+            correction,
+        };
+        if let Some(ratio) = experiment.ratio_metric(&analysis.metric) {
+            if query.kind.is_some() {
+                return Err(QueryError::KindOfRatio(analysis.metric).into());
+            }
+            analysis.target = Target::Ratio(ratio.clone());
+            analysis.measure = Measure::Ratio;
+            analysis.cuped = false;
+        }
+        Ok(analysis)
+    }
+
+    /// The same settings for another metric of the experiment: a ratio metric as a ratio, an
+    /// event as a conversion (the family a correction spans; README, "Multiple comparisons").
+    pub(super) fn for_metric(&self, metric: &str, experiment: &Experiment) -> Self {
+        let (target, measure) = match experiment.ratio_metric(metric) {
+            Some(ratio) => (Target::Ratio(ratio.clone()), Measure::Ratio),
+            None => (Target::Event(metric.to_string()), Measure::Conversion),
+        };
+        Self {
+            metric: metric.to_string(),
+            cuped: self.cuped && measure != Measure::Ratio,
+            target,
+            measure,
+            config: self.config,
+            correction: self.correction,
+        }
     }
 }
 
@@ -74,12 +120,57 @@ fn metric(asked: Option<&str>, primary: Option<&str>) -> Result<String, QueryErr
         .ok_or(QueryError::NoMetric)
 }
 
-/// The engine's options for the query, validated.
+/// `?correction=holm_bonferroni|benjamini_hochberg|none`, else the experiment's.
+fn correction(
+    asked: Option<&str>,
+    configured: Option<Correction>,
+) -> Result<Option<Correction>, QueryError> {
+    match asked {
+        None => Ok(configured),
+        Some("none") => Ok(None),
+        Some("holm_bonferroni") => Ok(Some(Correction::HolmBonferroni)),
+        Some("benjamini_hochberg") => Ok(Some(Correction::BenjaminiHochberg)),
+        Some(other) => Err(QueryError::UnknownCorrection(other.to_string())),
+    }
+}
+
+/// `?prior=flat`, or `?prior_mean=&prior_sd=&prior_scale=`, else the experiment's prior.
+fn prior(query: &ResultsQuery, configured: Option<Prior>) -> Result<Option<Prior>, QueryError> {
+    match query.prior.as_deref() {
+        None => {}
+        Some("flat") => return Ok(None),
+        Some(other) => return Err(QueryError::UnknownPrior(other.to_string())),
+    }
+    if query.prior_mean.is_none() && query.prior_sd.is_none() && query.prior_scale.is_none() {
+        return Ok(configured);
+    }
+    let std_dev = query.prior_sd.ok_or(QueryError::PriorWithoutStdDev)?;
+    if !(std_dev > 0.0 && std_dev.is_finite()) {
+        return Err(QueryError::PriorStdDev(std_dev));
+    }
+    let mean = query.prior_mean.unwrap_or(0.0);
+    if !mean.is_finite() {
+        return Err(QueryError::PriorMean(mean));
+    }
+    let scale = match query.prior_scale.as_deref() {
+        None | Some("relative") => LiftScale::Relative,
+        Some("absolute") => LiftScale::Absolute,
+        Some(other) => return Err(QueryError::UnknownPriorScale(other.to_string())),
+    };
+    Ok(Some(Prior {
+        mean,
+        std_dev,
+        scale,
+    }))
+}
+
+/// The engine's options for the query (the prior is set by the caller, then all validated).
 fn analysis_config(query: &ResultsQuery) -> Result<AnalysisConfig, StatsError> {
     let config = AnalysisConfig {
         alpha: query.alpha.unwrap_or(DEFAULT_ALPHA),
         inverse: false,
         sequential: query.sequential.then(SequentialConfig::default),
+        prior: None,
     };
     config.validate()?;
     Ok(config)
@@ -89,6 +180,11 @@ fn analysis_config(query: &ResultsQuery) -> Result<AnalysisConfig, StatsError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Experiment `x`, with `primary` as its primary metric.
+    fn experiment(primary: Option<&str>) -> Experiment {
+        serde_json::from_value(serde_json::json!({"key": "x", "primary_metric": primary})).unwrap()
+    }
 
     #[test]
     fn measure_defaults_to_conversion_and_rejects_unknown_kinds() {
@@ -112,14 +208,17 @@ mod tests {
 
     #[test]
     fn analysis_takes_defaults_and_validates_alpha() {
-        let analysis = Analysis::from_query(&ResultsQuery::default(), Some("purchase")).unwrap();
+        let analysis =
+            Analysis::from_query(&ResultsQuery::default(), &experiment(Some("purchase"))).unwrap();
         assert_eq!(
             analysis,
             Analysis {
                 metric: "purchase".into(),
+                target: Target::Event("purchase".into()),
                 measure: Measure::Conversion,
                 config: AnalysisConfig::default(),
                 cuped: false,
+                correction: None,
             }
         );
         let sequential = ResultsQuery {
@@ -127,7 +226,7 @@ mod tests {
             alpha: Some(0.1),
             ..ResultsQuery::default()
         };
-        let config = Analysis::from_query(&sequential, Some("purchase"))
+        let config = Analysis::from_query(&sequential, &experiment(Some("purchase")))
             .unwrap()
             .config;
         assert_eq!(config.alpha, 0.1);
@@ -137,7 +236,7 @@ mod tests {
             ..ResultsQuery::default()
         };
         assert!(matches!(
-            Analysis::from_query(&bad_alpha, Some("purchase")),
+            Analysis::from_query(&bad_alpha, &experiment(Some("purchase"))),
             Err(ResultsError::Stats(StatsError::InvalidAlpha { .. }))
         ));
     }
@@ -149,7 +248,7 @@ mod tests {
             ..ResultsQuery::default()
         };
         assert!(matches!(
-            Analysis::from_query(&query, None),
+            Analysis::from_query(&query, &experiment(None)),
             Err(ResultsError::BadQuery(QueryError::UnknownKind(_)))
         ));
     }

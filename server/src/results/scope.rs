@@ -2,8 +2,8 @@
 //! the engine's statistics.
 
 use super::expected::LabelWeights;
-use super::output::{ArmReport, ScopeReport};
-use super::query::Analysis;
+use super::output::{ArmReport, RatioReport, ScopeReport};
+use super::query::{Analysis, Measure};
 use super::sums::{arm_sums, Sums};
 use crate::attribution::CellTotals;
 use crate::stats::{self, ArmResult, ExperimentResult, ExperimentStats, Outcome, Srm, StatsError};
@@ -36,7 +36,7 @@ pub(super) fn scope_report(
     cells: &[&CellTotals],
     weights: &[f64],
 ) -> Result<ScopeReport, StatsError> {
-    let sums = arm_sums(variants, cells, &analysis.metric);
+    let sums = arm_sums(variants, cells, &analysis.target);
     let srm = srm_check(&sums, weights)?;
     let unexpected_variants = unexpected_variants(variants, &sums, weights);
     let results = arm_results(&sums, analysis)?;
@@ -49,9 +49,14 @@ pub(super) fn scope_report(
             .map(|((v, s), result)| ArmReport {
                 variant: v.clone(),
                 users: s.users,
-                converted: s.converted,
-                value_sum: s.sum,
+                converted: s.metric.converted,
+                value_sum: s.metric.sum,
+                ratio: (analysis.measure == Measure::Ratio).then_some(RatioReport {
+                    numerator: s.ratio.numerator,
+                    denominator: s.ratio.denominator,
+                }),
                 result,
+                adjusted: None,
             })
             .collect(),
         srm,
@@ -99,9 +104,11 @@ fn arm_results(sums: &[Sums], analysis: &Analysis) -> Result<Vec<ArmResult>, Sta
         // Only the engine's own SRM check reads weights, and the report uses `srm_check`.
         weights: vec![1.0; sums.len()],
         control: 0,
-        covariates: analysis
-            .cuped
-            .then(|| sums.iter().map(|s| s.covariate(analysis.measure)).collect()),
+        covariates: if analysis.cuped {
+            sums.iter().map(|s| s.covariate(analysis.measure)).collect()
+        } else {
+            None
+        },
     };
     let ExperimentResult { arms, .. } = stats::analyze(&input, &analysis.config)?;
     Ok(arms)

@@ -1,54 +1,105 @@
 //! Users, conversions and values summed over analysis cells: the engine's input for one arm.
 
+use tailor_core::model::{EventMeasure, Measure as EventPart, RatioMetric};
+
 use super::query::Measure;
-use crate::attribution::CellTotals;
+use crate::attribution::{CellTotals, MetricTotals};
 use crate::stats::{ArmStats, Covariate};
+
+/// What is summed: one event's totals, or a ratio metric's numerator and denominator.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Target {
+    /// A conversion event.
+    Event(String),
+    /// A ratio metric of the experiment.
+    Ratio(RatioMetric),
+}
 
 /// One arm's totals for one metric.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(super) struct Sums {
     /// Users counted.
     pub users: u64,
-    /// Users who converted.
-    pub converted: u64,
-    /// Sum of attributed values.
-    pub sum: f64,
-    /// Sum of squared attributed values.
-    pub sum_sq: f64,
-    /// CUPED covariate sums, as in `crate::aggregates::MetricTotals`: users with a
-    /// pre-exposure conversion,
-    pub pre_converted: u64,
-    /// of them, users who also converted after,
-    pub both_converted: u64,
-    /// the pre-exposure values' sum,
-    pub pre_sum: f64,
-    /// of squares,
-    pub pre_sum_sq: f64,
-    /// and of products with the attributed values.
-    pub sum_products: f64,
+    /// The event's totals (for a ratio metric, its numerator event's).
+    pub metric: MetricTotals,
+    /// A ratio metric's sums (zero for an event).
+    pub ratio: RatioSums,
+}
+
+/// A ratio metric's per-user sums over an arm: `m` the numerator, `d` the denominator.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct RatioSums {
+    /// `Σm`.
+    pub numerator: f64,
+    /// `Σm²`.
+    pub numerator_sq: f64,
+    /// `Σd`.
+    pub denominator: f64,
+    /// `Σd²`.
+    pub denominator_sq: f64,
+    /// `Σm·d`.
+    pub products: f64,
+}
+
+/// `Σ measure` of one event over a cell's users.
+fn sum_of(m: &MetricTotals, part: EventPart) -> f64 {
+    match part {
+        EventPart::Count => m.count,
+        EventPart::Value => m.sum,
+    }
+}
+
+/// `Σ a·b` over a cell's users, for two measures of events.
+fn cross(cell: &CellTotals, a: &EventMeasure, b: &EventMeasure) -> f64 {
+    if a.event == b.event {
+        let Some(m) = cell.metrics.get(&a.event) else {
+            return 0.0;
+        };
+        return match (a.measure, b.measure) {
+            (EventPart::Count, EventPart::Count) => m.count_sq,
+            (EventPart::Value, EventPart::Value) => m.sum_sq,
+            _ => m.value_count,
+        };
+    }
+    let p = cell.pair(&a.event, &b.event);
+    match (a.measure, b.measure) {
+        (EventPart::Count, EventPart::Count) => p.count_count,
+        (EventPart::Count, EventPart::Value) => p.count_value,
+        (EventPart::Value, EventPart::Count) => p.value_count,
+        (EventPart::Value, EventPart::Value) => p.value_value,
+    }
 }
 
 impl Sums {
-    /// Adds a cell's users and its totals for `metric` (a cell without them had no conversion).
-    pub(super) fn add(&mut self, cell: &CellTotals, metric: &str) {
+    /// Adds a cell's users and its totals for `target` (a cell without them had no conversion).
+    pub(super) fn add(&mut self, cell: &CellTotals, target: &Target) {
         self.users += cell.users;
-        if let Some(m) = cell.metrics.get(metric) {
-            self.converted += m.converted;
-            self.sum += m.sum;
-            self.sum_sq += m.sum_sq;
-            self.pre_converted += m.pre_converted;
-            self.both_converted += m.both_converted;
-            self.pre_sum += m.pre_sum;
-            self.pre_sum_sq += m.pre_sum_sq;
-            self.sum_products += m.sum_products;
+        let event = match target {
+            Target::Event(event) => event,
+            Target::Ratio(r) => &r.numerator.event,
+        };
+        if let Some(m) = cell.metrics.get(event) {
+            self.metric.add(m);
+        }
+        if let Target::Ratio(r) = target {
+            let sum = |side: &EventMeasure| {
+                cell.metrics
+                    .get(&side.event)
+                    .map_or(0.0, |m| sum_of(m, side.measure))
+            };
+            self.ratio.numerator += sum(&r.numerator);
+            self.ratio.denominator += sum(&r.denominator);
+            self.ratio.numerator_sq += cross(cell, &r.numerator, &r.numerator);
+            self.ratio.denominator_sq += cross(cell, &r.denominator, &r.denominator);
+            self.ratio.products += cross(cell, &r.numerator, &r.denominator);
         }
     }
 
-    /// The sums of `cells` for `metric`.
-    pub(super) fn of<'a>(cells: impl IntoIterator<Item = &'a CellTotals>, metric: &str) -> Self {
+    /// The sums of `cells` for `target`.
+    pub(super) fn of<'a>(cells: impl IntoIterator<Item = &'a CellTotals>, target: &Target) -> Self {
         let mut sums = Self::default();
         for cell in cells {
-            sums.add(cell, metric);
+            sums.add(cell, target);
         }
         sums
     }
@@ -56,34 +107,45 @@ impl Sums {
     /// The engine's view of this arm.
     pub(super) fn arm(&self, measure: Measure) -> ArmStats {
         match measure {
-            Measure::Value => ArmStats::continuous(self.users, self.sum, self.sum_sq),
-            Measure::Conversion => ArmStats::binomial(self.users, self.converted),
+            Measure::Value => ArmStats::continuous(self.users, self.metric.sum, self.metric.sum_sq),
+            Measure::Conversion => ArmStats::binomial(self.users, self.metric.converted),
+            Measure::Ratio => ArmStats::Ratio {
+                users: self.users,
+                numerator_sum: self.ratio.numerator,
+                numerator_sum_squares: self.ratio.numerator_sq,
+                denominator_sum: self.ratio.denominator,
+                denominator_sum_squares: self.ratio.denominator_sq,
+                sum_products: self.ratio.products,
+            },
         }
     }
 
     /// The CUPED covariate of this arm for the measure: for conversion, whether each user
-    /// converted in the lookback (`x` ∈ {0, 1}); for value, the lookback's value.
-    pub(super) fn covariate(&self, measure: Measure) -> Covariate {
+    /// converted in the lookback (`x` ∈ {0, 1}); for value, the lookback's value. `None` for a
+    /// ratio metric, which CUPED does not adjust.
+    pub(super) fn covariate(&self, measure: Measure) -> Option<Covariate> {
+        let m = &self.metric;
         match measure {
-            Measure::Value => Covariate {
-                sum: self.pre_sum,
-                sum_squares: self.pre_sum_sq,
-                sum_products: self.sum_products,
-            },
-            Measure::Conversion => Covariate {
-                sum: self.pre_converted as f64,
-                sum_squares: self.pre_converted as f64,
-                sum_products: self.both_converted as f64,
-            },
+            Measure::Value => Some(Covariate {
+                sum: m.pre_sum,
+                sum_squares: m.pre_sum_sq,
+                sum_products: m.sum_products,
+            }),
+            Measure::Conversion => Some(Covariate {
+                sum: m.pre_converted as f64,
+                sum_squares: m.pre_converted as f64,
+                sum_products: m.both_converted as f64,
+            }),
+            Measure::Ratio => None,
         }
     }
 }
 
 /// Each variant's sums over `cells`, in `variants` order.
-pub(super) fn arm_sums(variants: &[String], cells: &[&CellTotals], metric: &str) -> Vec<Sums> {
+pub(super) fn arm_sums(variants: &[String], cells: &[&CellTotals], target: &Target) -> Vec<Sums> {
     variants
         .iter()
-        .map(|v| Sums::of(cells.iter().copied().filter(|c| &c.variant == v), metric))
+        .map(|v| Sums::of(cells.iter().copied().filter(|c| &c.variant == v), target))
         .collect()
 }
 
@@ -92,7 +154,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::attribution::MetricTotals;
+
+    fn event(name: &str) -> Target {
+        Target::Event(name.to_string())
+    }
 
     fn cell(variant: &str, users: u64, converted: u64, sum: f64) -> CellTotals {
         CellTotals {
@@ -110,6 +175,7 @@ mod tests {
                     ..MetricTotals::default()
                 },
             )]),
+            pairs: Vec::new(),
         }
     }
 
@@ -117,18 +183,21 @@ mod tests {
     fn sums_add_users_and_only_the_asked_metric() {
         let cells = [cell("a", 10, 2, 3.0), cell("a", 5, 1, 4.0)];
         assert_eq!(
-            Sums::of(&cells, "purchase"),
+            Sums::of(&cells, &event("purchase")),
             Sums {
                 users: 15,
-                converted: 3,
-                sum: 7.0,
-                sum_sq: 25.0,
+                metric: MetricTotals {
+                    converted: 3,
+                    sum: 7.0,
+                    sum_sq: 25.0,
+                    ..MetricTotals::default()
+                },
                 ..Sums::default()
             }
         );
         // Users without the metric still count, with no conversions.
         assert_eq!(
-            Sums::of(&cells, "signup"),
+            Sums::of(&cells, &event("signup")),
             Sums {
                 users: 15,
                 ..Sums::default()
@@ -145,7 +214,7 @@ mod tests {
         ];
         let refs: Vec<&CellTotals> = cells.iter().collect();
         let variants = ["a".to_string(), "b".to_string(), "c".to_string()];
-        let users: Vec<u64> = arm_sums(&variants, &refs, "purchase")
+        let users: Vec<u64> = arm_sums(&variants, &refs, &event("purchase"))
             .iter()
             .map(|s| s.users)
             .collect();
@@ -156,9 +225,12 @@ mod tests {
     fn the_measure_picks_the_engine_input() {
         let sums = Sums {
             users: 10,
-            converted: 4,
-            sum: 20.0,
-            sum_sq: 50.0,
+            metric: MetricTotals {
+                converted: 4,
+                sum: 20.0,
+                sum_sq: 50.0,
+                ..MetricTotals::default()
+            },
             ..Sums::default()
         };
         assert_eq!(sums.arm(Measure::Conversion), ArmStats::binomial(10, 4));

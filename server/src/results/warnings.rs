@@ -101,6 +101,8 @@ mod tests {
                     },
                     comparison: None,
                 },
+                ratio: None,
+                adjusted: None,
             }],
             srm: srm_p.map(|p_value| {
                 Outcome::Ok(Srm {

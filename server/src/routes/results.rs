@@ -32,6 +32,11 @@ struct Query {
     alpha: Option<f64>,
     #[serde(default)]
     cuped: bool,
+    correction: Option<String>,
+    prior: Option<String>,
+    prior_mean: Option<f64>,
+    prior_sd: Option<f64>,
+    prior_scale: Option<String>,
     format: Option<String>,
 }
 
@@ -46,7 +51,7 @@ impl From<ResultsError> for ApiError {
     }
 }
 
-/// `GET …/experiments/{key}/results?metric=purchase&kind=conversion|value&sequential=true&cuped=true&format=csv`
+/// `GET …/experiments/{key}/results?metric=purchase&kind=conversion|value&sequential=true&cuped=true&correction=holm_bonferroni&prior_mean=0&prior_sd=0.1&format=csv`
 async fn experiment_results(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -62,6 +67,11 @@ async fn experiment_results(
         sequential: query.sequential,
         alpha: query.alpha,
         cuped: query.cuped,
+        correction: query.correction,
+        prior: query.prior,
+        prior_mean: query.prior_mean,
+        prior_sd: query.prior_sd,
+        prior_scale: query.prior_scale,
     };
     let report = experiment_report(&state, &env_key, &experiment, &results_query)?;
     match query.format.as_deref() {

@@ -1,9 +1,14 @@
-//! Bayesian chance to beat control, risk and credible interval (gbstats `EffectBayesianABTest`
-//! with its defaults: relative lift, improper flat prior).
+//! Bayesian chance to beat control, risk and credible interval of the relative lift (gbstats
+//! `EffectBayesianABTest`): with its default improper flat prior, or a proper normal prior.
 //!
 //! With an improper prior the posterior of the relative lift δ is the normal approximation
-//! `N(δ̂, se²)` built from the delta-method estimate, so everything here is closed-form and
-//! deterministic — gbstats uses no Monte Carlo in this engine:
+//! `N(δ̂, se²)` built from the delta-method estimate. With a proper prior `N(μ₀, σ₀²)` it is
+//! the conjugate normal update (gbstats `compute_result` with `GaussianPrior(proper=True)`):
+//! precision `1/se² + 1/σ₀²`, mean `(δ̂/se² + μ₀/σ₀²) / precision`. A prior given on the
+//! absolute lift is first rescaled to the relative one by the control's unadjusted mean `m_c`:
+//! `μ₀/|m_c|`, `σ₀²/m_c²` (gbstats `prior_type="absolute"`). Everything is closed-form and
+//! deterministic — gbstats uses no Monte Carlo in this engine. Below, `δ̂` and `se` stand for
+//! the posterior mean and standard deviation:
 //!
 //! - chance to win `= P(δ > 0) = Φ(δ̂/se)` (`scipy.stats.norm.sf(0, δ̂, se)`); for an inverse
 //!   metric `1 − Φ(δ̂/se)`;
@@ -14,7 +19,7 @@
 //!   treatment `= E[max(−δ, 0)] = −δ̂ Φ(−z) + se φ(z)`; swapped for an inverse metric.
 
 use super::frequentist::{effect, Scale};
-use super::input::Moments;
+use super::input::{LiftScale, Moments, Prior};
 use super::report::{checked, BayesianLift, Interval, Outcome, Risk};
 use super::special::{normal_cdf, normal_pdf, normal_quantile};
 
@@ -24,14 +29,24 @@ pub(crate) fn effect_test(
     treatment: &Moments,
     alpha: f64,
     inverse: bool,
+    prior: Option<Prior>,
 ) -> Outcome<BayesianLift> {
     let effect = match effect(control, treatment, Scale::Relative) {
         Ok(e) => e,
         Err(reason) => return Outcome::missing(reason),
     };
-    // Improper prior: posterior precision = data precision, posterior mean = estimate.
-    let mean = effect.estimate;
-    let sd = (1.0 / (1.0 / effect.variance)).sqrt();
+    let (mean, sd) = match prior {
+        // Improper prior: posterior precision = data precision, posterior mean = estimate.
+        None => (effect.estimate, (1.0 / (1.0 / effect.variance)).sqrt()),
+        Some(prior) => {
+            let (prior_mean, prior_variance) = relative_prior(prior, control.unadjusted_mean);
+            let precision = 1.0 / effect.variance + 1.0 / prior_variance;
+            (
+                (effect.estimate / effect.variance + prior_mean / prior_variance) / precision,
+                (1.0 / precision).sqrt(),
+            )
+        }
+    };
     let z = mean / sd;
     let p_positive = normal_cdf(z);
     let (risk_control, risk_treatment) = risk(mean, sd);
@@ -62,6 +77,19 @@ pub(crate) fn effect_test(
         },
         risk,
     })
+}
+
+/// The prior's mean and variance on the relative scale (gbstats rescales an absolute prior by
+/// the control's unadjusted mean, which `effect` has checked is not 0).
+fn relative_prior(prior: Prior, control_mean: f64) -> (f64, f64) {
+    let variance = prior.std_dev * prior.std_dev;
+    match prior.scale {
+        LiftScale::Relative => (prior.mean, variance),
+        LiftScale::Absolute => (
+            prior.mean / control_mean.abs(),
+            variance / control_mean.powi(2),
+        ),
+    }
 }
 
 /// `(E[max(δ, 0)], E[max(−δ, 0)])` for `δ ~ N(mean, sd²)`.
@@ -102,8 +130,8 @@ mod tests {
             unadjusted_mean: 0.12,
         };
         let (Outcome::Ok(up), Outcome::Ok(down)) = (
-            effect_test(&a, &b, 0.05, false),
-            effect_test(&a, &b, 0.05, true),
+            effect_test(&a, &b, 0.05, false, None),
+            effect_test(&a, &b, 0.05, true, None),
         ) else {
             panic!("both must compute");
         };

@@ -74,7 +74,8 @@ fn joint(kind: MetricKind, users: u64, a: &ArmStats, b: &ArmStats) -> Moments {
             users,
             conversions: (a.sum() + b.sum()).round() as u64,
         },
-        MetricKind::Continuous => {
+        // Validation refuses covariates for a ratio metric.
+        MetricKind::Continuous | MetricKind::Ratio => {
             ArmStats::continuous(users, a.sum() + b.sum(), a.sum_squares() + b.sum_squares())
         }
     }

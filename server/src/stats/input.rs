@@ -2,6 +2,7 @@
 //! options, their validation, and [`StatsError`] for input that cannot be analysed at all.
 
 use serde::{Deserialize, Serialize};
+pub use tailor_core::model::{LiftScale, Prior};
 
 /// Sufficient statistics of one arm (variant) for one metric.
 ///
@@ -27,6 +28,22 @@ pub enum ArmStats {
         /// Sum over users of each user's value squared.
         sum_squares: f64,
     },
+    /// Ratio metric `Σm / Σd` over the arm's users (gbstats `RatioStatistic` of two
+    /// `SampleMeanStatistic`s), analysed with the delta method.
+    Ratio {
+        /// Exposed users.
+        users: u64,
+        /// `Σm`: the numerator summed over users.
+        numerator_sum: f64,
+        /// `Σm²`.
+        numerator_sum_squares: f64,
+        /// `Σd`: the denominator summed over users.
+        denominator_sum: f64,
+        /// `Σd²`.
+        denominator_sum_squares: f64,
+        /// `Σm·d`, over users.
+        sum_products: f64,
+    },
 }
 
 /// Which kind of metric an [`ArmStats`] holds.
@@ -37,6 +54,8 @@ pub enum MetricKind {
     Binomial,
     /// Mean value per user.
     Continuous,
+    /// One per-user sum over another.
+    Ratio,
 }
 
 /// Mean and variance of one arm, computed exactly as gbstats does.
@@ -109,7 +128,9 @@ impl Covariate {
                 // Validated: 0 ≤ sum ≤ users, an integer count of users.
                 conversions: self.sum.round() as u64,
             },
-            MetricKind::Continuous => ArmStats::continuous(users, self.sum, self.sum_squares),
+            MetricKind::Continuous | MetricKind::Ratio => {
+                ArmStats::continuous(users, self.sum, self.sum_squares)
+            }
         };
         stats.moments()
     }
@@ -133,7 +154,9 @@ impl ArmStats {
     /// Exposed users.
     pub fn users(&self) -> u64 {
         match *self {
-            Self::Binomial { users, .. } | Self::Continuous { users, .. } => users,
+            Self::Binomial { users, .. }
+            | Self::Continuous { users, .. }
+            | Self::Ratio { users, .. } => users,
         }
     }
 
@@ -142,7 +165,13 @@ impl ArmStats {
         match self {
             Self::Binomial { .. } => MetricKind::Binomial,
             Self::Continuous { .. } => MetricKind::Continuous,
+            Self::Ratio { .. } => MetricKind::Ratio,
         }
+    }
+
+    /// A ratio arm whose denominator sums to zero: its ratio is undefined.
+    pub(crate) fn zero_denominator(&self) -> bool {
+        matches!(*self, Self::Ratio { users, denominator_sum, .. } if users > 0 && denominator_sum == 0.0)
     }
 
     /// Checks the statistics are internally consistent; `arm` names the arm in the error.
@@ -174,6 +203,44 @@ impl ArmStats {
                     return Err(StatsError::NegativeSumOfSquares { arm, sum_squares });
                 }
                 if users == 0 && (sum != 0.0 || sum_squares != 0.0) {
+                    return Err(StatsError::ValuesWithoutUsers { arm });
+                }
+                Ok(())
+            }
+            Self::Ratio {
+                users,
+                numerator_sum,
+                numerator_sum_squares,
+                denominator_sum,
+                denominator_sum_squares,
+                sum_products,
+            } => {
+                for (field, value) in [
+                    ("numerator_sum", numerator_sum),
+                    ("numerator_sum_squares", numerator_sum_squares),
+                    ("denominator_sum", denominator_sum),
+                    ("denominator_sum_squares", denominator_sum_squares),
+                    ("sum_products", sum_products),
+                ] {
+                    if !value.is_finite() {
+                        return Err(StatsError::NonFiniteInput { arm, field });
+                    }
+                }
+                for sum_squares in [numerator_sum_squares, denominator_sum_squares] {
+                    if sum_squares < 0.0 {
+                        return Err(StatsError::NegativeSumOfSquares { arm, sum_squares });
+                    }
+                }
+                let any = [
+                    numerator_sum,
+                    numerator_sum_squares,
+                    denominator_sum,
+                    denominator_sum_squares,
+                    sum_products,
+                ]
+                .iter()
+                .any(|v| *v != 0.0);
+                if users == 0 && any {
                     return Err(StatsError::ValuesWithoutUsers { arm });
                 }
                 Ok(())
@@ -217,14 +284,51 @@ impl ArmStats {
                     unadjusted_mean: mean,
                 }
             }
+            Self::Ratio {
+                users,
+                numerator_sum,
+                numerator_sum_squares,
+                denominator_sum,
+                denominator_sum_squares,
+                sum_products,
+            } => {
+                // gbstats `RatioStatistic`: the delta method on the two sample means.
+                let n = users as f64;
+                let numerator =
+                    Self::continuous(users, numerator_sum, numerator_sum_squares).moments();
+                let denominator =
+                    Self::continuous(users, denominator_sum, denominator_sum_squares).moments();
+                let mean = if denominator_sum == 0.0 {
+                    0.0
+                } else {
+                    numerator_sum / denominator_sum
+                };
+                let variance = if denominator.mean == 0.0 || users <= 1 {
+                    0.0
+                } else {
+                    let covariance =
+                        (sum_products - numerator_sum * denominator_sum / n) / (n - 1.0);
+                    numerator.variance / denominator.mean.powi(2)
+                        - 2.0 * covariance * numerator.mean / denominator.mean.powi(3)
+                        + numerator.mean.powi(2) * denominator.variance / denominator.mean.powi(4)
+                };
+                Moments {
+                    n,
+                    mean,
+                    variance,
+                    unadjusted_mean: mean,
+                }
+            }
         }
     }
 
-    /// The sum of the metric over users (`Σy`): conversions, or the sum of values.
+    /// The sum of the metric over users (`Σy`): conversions, or the sum of values (for a ratio,
+    /// which CUPED does not adjust, its numerator's).
     pub(crate) fn sum(&self) -> f64 {
         match *self {
             Self::Binomial { conversions, .. } => conversions as f64,
             Self::Continuous { sum, .. } => sum,
+            Self::Ratio { numerator_sum, .. } => numerator_sum,
         }
     }
 
@@ -233,6 +337,10 @@ impl ArmStats {
         match *self {
             Self::Binomial { conversions, .. } => conversions as f64,
             Self::Continuous { sum_squares, .. } => sum_squares,
+            Self::Ratio {
+                numerator_sum_squares,
+                ..
+            } => numerator_sum_squares,
         }
     }
 }
@@ -275,6 +383,9 @@ impl ExperimentStats {
             arm.validate(i)?;
         }
         if let Some(covariates) = &self.covariates {
+            if kind == MetricKind::Ratio {
+                return Err(StatsError::CupedOnRatio);
+            }
             if covariates.len() != arms {
                 return Err(StatsError::CovariateCount {
                     arms,
@@ -321,6 +432,8 @@ pub struct AnalysisConfig {
     pub inverse: bool,
     /// Also compute always-valid sequential intervals and p-values.
     pub sequential: Option<SequentialConfig>,
+    /// A proper prior for the Bayesian analysis (`None`: gbstats' improper flat prior).
+    pub prior: Option<Prior>,
 }
 
 impl Default for AnalysisConfig {
@@ -329,6 +442,7 @@ impl Default for AnalysisConfig {
             alpha: 0.05,
             inverse: false,
             sequential: None,
+            prior: None,
         }
     }
 }
@@ -343,6 +457,16 @@ impl AnalysisConfig {
             if !(seq.tuning_parameter > 0.0 && seq.tuning_parameter.is_finite()) {
                 return Err(StatsError::InvalidTuningParameter {
                     value: seq.tuning_parameter,
+                });
+            }
+        }
+        if let Some(prior) = self.prior {
+            if !prior.mean.is_finite() {
+                return Err(StatsError::InvalidPriorMean { mean: prior.mean });
+            }
+            if !(prior.std_dev > 0.0 && prior.std_dev.is_finite()) {
+                return Err(StatsError::InvalidPriorStdDev {
+                    std_dev: prior.std_dev,
                 });
             }
         }
@@ -470,4 +594,19 @@ pub enum StatsError {
         /// The given value.
         value: f64,
     },
+    /// A prior mean that is not a finite number.
+    #[error("prior mean must be finite, got {mean}")]
+    InvalidPriorMean {
+        /// The given mean.
+        mean: f64,
+    },
+    /// A prior standard deviation that is not positive and finite.
+    #[error("prior std_dev must be positive and finite, got {std_dev}")]
+    InvalidPriorStdDev {
+        /// The given standard deviation.
+        std_dev: f64,
+    },
+    /// CUPED covariates given for a ratio metric, which gbstats does not adjust.
+    #[error("CUPED does not adjust ratio metrics")]
+    CupedOnRatio,
 }

@@ -13,6 +13,8 @@
 //! - `aa_simulation` (tests): seeded A/A experiments reject at the nominal 5%.
 //! - `cuped`: CUPED's regression adjustment; `cuped_simulation` (tests): its coverage and the
 //!   narrowing over 500 seeded experiments.
+//! - [`corrections`]: Holm–Bonferroni and Benjamini–Hochberg adjusted p-values and intervals;
+//!   `corrections_simulation` (tests): error rates in a 5-variant × 4-metric A/A.
 //!
 //! # Reference and formulas
 //!
@@ -33,6 +35,9 @@
 //! | chance to win, risk, credible interval | normal posterior `N(Δ_rel, se_rel²)`, closed form | `EffectBayesianABTest` (flat prior) |
 //! | SRM | Pearson χ² against weights, `k − 1` dof, flagged at p < 0.001 | `check_srm` |
 //! | CUPED | `θ = cov(x,y)/var(x)` pooled over both arms, `ȳ − θx̄`, `var(y) + θ²var(x) − 2θcov` | `RegressionAdjustedStatistic`, `compute_theta` |
+//! | ratio metric | `r = Σm/Σd`, `Var = v_m/d̄² − 2 cov(m,d) m̄/d̄³ + m̄² v_d/d̄⁴` per user (delta method) | `RatioStatistic` |
+//! | proper prior | posterior precision `1/se² + 1/σ₀²`, mean `(δ̂/se² + μ₀/σ₀²)/precision`; an absolute prior divided by the control mean | `GaussianPrior(proper=True)`, `prior_type` |
+//! | corrections | Holm step-down, Benjamini–Hochberg step-up adjusted p-values; interval `δ ± z_{1−α/2}\|δ/z_{1−p̃/2}\|`, only ever wider | GrowthBook `adjustPValues…`, `adjustedCI`; statsmodels `multipletests` |
 //!
 //! # Decisions
 //!
@@ -51,7 +56,13 @@
 //!   posterior is the delta-method normal approximation and nothing is simulated (gbstats'
 //!   chance to win is `norm.sf`, its risk `truncnorm` means; both are closed forms here).
 //! - With zero users in every arm the SRM check is `NotEnoughData(NoUsers)` (gbstats: p = 1).
+//! - A ratio arm whose denominator sums to 0 makes its moments and every comparison with it
+//!   `NotEnoughData(ZeroDenominator)`, before any other reason (gbstats: mean 0, variance 0,
+//!   refused as zero variance). CUPED does not adjust ratio metrics (gbstats 0.8 has no
+//!   regression-adjusted ratio).
+//! - A proper prior is set per experiment or per query; the flat prior stays the default.
 
+pub mod corrections;
 mod cuped;
 pub mod input;
 pub mod report;
@@ -64,12 +75,16 @@ mod frequentist;
 #[cfg(test)]
 mod aa_simulation;
 #[cfg(test)]
+mod corrections_simulation;
+#[cfg(test)]
 mod cuped_simulation;
 #[cfg(test)]
 mod golden;
 
+pub use corrections::{adjust_p_values, adjusted_interval, Correction};
 pub use input::{
-    AnalysisConfig, ArmStats, Covariate, ExperimentStats, MetricKind, SequentialConfig, StatsError,
+    AnalysisConfig, ArmStats, Covariate, ExperimentStats, LiftScale, MetricKind, Prior,
+    SequentialConfig, StatsError,
 };
 pub use report::{
     ArmMoments, ArmResult, BayesianLift, Comparison, CupedAdjustment, ExperimentResult,
@@ -115,8 +130,17 @@ pub fn analyze(
         .enumerate()
         .map(|(i, (arm, m))| ArmResult {
             users: arm.users(),
-            moments: arm_moments(m),
+            moments: if arm.zero_denominator() {
+                Outcome::missing(NotEnoughData::ZeroDenominator)
+            } else {
+                arm_moments(m)
+            },
             comparison: (i != experiment.control).then(|| match &experiment.covariates {
+                _ if experiment.arms[experiment.control].zero_denominator()
+                    || arm.zero_denominator() =>
+                {
+                    undefined(NotEnoughData::ZeroDenominator, config)
+                }
                 Some(covariates) => compare_adjusted(
                     cuped::Arm {
                         stats: &experiment.arms[experiment.control],
@@ -195,7 +219,7 @@ fn compare_moments(control: &Moments, treatment: &Moments, config: &AnalysisConf
     Comparison {
         absolute: frequentist::t_test(control, treatment, Scale::Absolute, alpha),
         relative: frequentist::t_test(control, treatment, Scale::Relative, alpha),
-        bayesian: bayesian::effect_test(control, treatment, alpha, config.inverse),
+        bayesian: bayesian::effect_test(control, treatment, alpha, config.inverse, config.prior),
         sequential: config.sequential.map(|seq| SequentialLifts {
             absolute: frequentist::sequential(
                 control,
@@ -211,6 +235,21 @@ fn compare_moments(control: &Moments, treatment: &Moments, config: &AnalysisConf
                 alpha,
                 seq.tuning_parameter,
             ),
+        }),
+        cuped: None,
+    }
+}
+
+/// A comparison none of whose numbers is defined, for `reason`.
+fn undefined(reason: NotEnoughData, config: &AnalysisConfig) -> Comparison {
+    let missing = Outcome::missing(reason);
+    Comparison {
+        absolute: missing,
+        relative: missing,
+        bayesian: Outcome::missing(reason),
+        sequential: config.sequential.map(|_| SequentialLifts {
+            absolute: Outcome::missing(reason),
+            relative: Outcome::missing(reason),
         }),
         cuped: None,
     }

@@ -68,6 +68,8 @@ pub enum NotEnoughData {
     NoUsers,
     /// The inputs are so extreme that a result overflows `f64`.
     NonFinite,
+    /// A ratio metric's denominator sums to zero in an arm: its ratio is undefined.
+    ZeroDenominator,
 }
 
 impl NotEnoughData {
@@ -80,6 +82,7 @@ impl NotEnoughData {
             Self::ZeroBaseline => "the control mean is zero, so a relative lift is undefined",
             Self::NoUsers => "no users yet",
             Self::NonFinite => "the values are too large to analyse",
+            Self::ZeroDenominator => "an arm has no denominator events, so its ratio is undefined",
         }
     }
 }
