@@ -451,6 +451,59 @@ async fn the_results_page_shows_the_seeded_numbers_in_a_real_browser() {
     );
     browser.goto(&results_url(&server, EXPERIMENT)).await;
 
+    // A correction across variants × metrics: an adjusted column, never below the raw p-value.
+    assert!(browser.find_all("td.adjusted").await.is_empty());
+    browser.click("#correction-holm").await;
+    browser.wait_for_url("correction=holm_bonferroni").await;
+    assert!(browser
+        .text("#correction")
+        .await
+        .contains("Holm–Bonferroni (family-wise error)"));
+    let raw = cell(
+        &browser,
+        overall,
+        &lift("beginner-onboarding"),
+        "td.p-value",
+    )
+    .await;
+    let adjusted = cell(
+        &browser,
+        overall,
+        &lift("beginner-onboarding"),
+        "td.adjusted",
+    )
+    .await;
+    // `0.032` or `< 0.001`, then (adjusted) the interval on the next line.
+    let number = |text: &str| {
+        let first = text.lines().next().unwrap_or_default();
+        first
+            .trim_start_matches(['<', ' '])
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("a p-value: {text}"))
+    };
+    assert!(number(&adjusted) >= number(&raw), "{adjusted} vs {raw}");
+
+    // A proper prior, typed into the form (a GET: it only changes the view).
+    assert!(browser.text("#prior").await.contains("flat (none)"));
+    for (field, value) in [("#prior-mean", "0"), ("#prior-sd", "0.05")] {
+        let input = browser.find(field).await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    browser.click("#prior-form button[type=submit]").await;
+    browser.wait_for_url("prior_sd=0.05").await;
+    let prior = browser.text("#prior").await;
+    assert!(
+        prior.contains("normal, mean 0, sd 0.05 (relative)"),
+        "{prior}"
+    );
+    // The correction chosen before is kept.
+    assert!(browser.url().await.contains("correction=holm_bonferroni"));
+    browser.click("#prior-flat").await;
+    browser.wait_for_url("prior=flat").await;
+    assert!(browser.text("#prior").await.contains("flat (none)"));
+    browser.goto(&results_url(&server, EXPERIMENT)).await;
+
     // No request for anything but this server: no CDN, fonts or scripts from elsewhere.
     let page = browser.source().await;
     assert!(!page.contains("<script"), "the dashboard needs no script");

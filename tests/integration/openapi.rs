@@ -348,8 +348,9 @@ fn the_document_is_well_formed() {
 #[test]
 fn model_schemas_match_the_config_model() {
     use tailor_core::model::{
-        AttributeCondition, Condition, Experiment, Flag, Holdout, Layer, LayerSlice, Override,
-        Rule, Segment, TraitCondition, TraitDefinition, Variant, WeightedVariant,
+        AttributeCondition, Condition, EventMeasure, Experiment, Flag, Holdout, Layer, LayerSlice,
+        Override, Prior, RatioMetric, Rule, Segment, TraitCondition, TraitDefinition, Variant,
+        WeightedVariant,
     };
     use tailor_core::{ConfigDocument, Profile};
 
@@ -402,6 +403,9 @@ fn model_schemas_match_the_config_model() {
     check::<WeightedVariant>(&spec, "WeightedVariant");
     check::<Holdout>(&spec, "Holdout");
     check::<Experiment>(&spec, "Experiment");
+    check::<RatioMetric>(&spec, "RatioMetric");
+    check::<EventMeasure>(&spec, "EventMeasure");
+    check::<Prior>(&spec, "Prior");
     check::<Layer>(&spec, "Layer");
     check::<LayerSlice>(&spec, "LayerSlice");
     check::<TraitDefinition>(&spec, "TraitDefinition");

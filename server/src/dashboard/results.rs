@@ -369,7 +369,7 @@ fn prior_form(query: &PageQuery, links: &Links<'_>, prior: Option<crate::stats::
             span.muted.small #prior { "Bayesian prior on the lift: "
                 @match prior {
                     None => { "flat (none). " },
-                    Some(p) => { "normal, mean " (format::number(p.mean, 4)) ", sd " (format::number(p.std_dev, 4)) " (" @if absolute { "absolute" } @else { "relative" } "). " },
+                    Some(p) => { "normal, mean " (p.mean) ", sd " (p.std_dev) " (" @if absolute { "absolute" } @else { "relative" } "). " },
                 }
             }
             label for="prior-mean" { "Mean" }

@@ -73,6 +73,7 @@ pub fn adjusted_interval(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -10,6 +10,8 @@
 //! relative lift's delta-method p-values are too small far in the tail when the control's
 //! conversions are few, and a correction works in that tail (α/16 ≈ 0.003).
 
+#![allow(clippy::expect_used)]
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
