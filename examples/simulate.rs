@@ -10,6 +10,9 @@
 //! environment, `simulation` (created on first use), whose config it replaces with the
 //! simulation's through the import API, so it leaves `development` (and the homepage example's
 //! experiment) alone.
+//!
+//! `cargo run --release -p tailor-examples --example simulate -- learned [periods] [visitors
+//! per period] [seed]` runs the learned-personalization scenario instead (see `learned`).
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -29,8 +32,78 @@ async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     Ok(body)
 }
 
+/// `simulate learned [periods] [visitors per period] [seed]`: learned personalization, in
+/// process with simulated time (update periods of 15 minutes would take hours against a live
+/// server): the one engine assigns, the server's attribution counts and the server's optimizer
+/// updates the weights, as in the running server.
+fn learned(args: &[String]) -> anyhow::Result<()> {
+    use tailor_examples::learning::{self, ARMS, CONTEXTS};
+    let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
+        Ok(args
+            .get(i)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (periods, visitors, seed) = (arg(0, 12)?, arg(1, 3_000)?, arg(2, 1)?);
+    let outcome = learning::run(seed, periods, visitors)?;
+    println!("learned personalization: {periods} periods × {visitors} visitors, seed {seed}");
+    println!("arms: {}", ARMS.join(", "));
+    for (truth, c) in CONTEXTS.iter().zip(&outcome.contexts) {
+        let shares: Vec<String> = c
+            .best_share
+            .iter()
+            .map(|s| format!("{:.0}%", s * 100.0))
+            .collect();
+        println!(
+            "\n{} (best arm: {}): share of its traffic per period: {}",
+            truth.label,
+            ARMS[truth.best()],
+            shares.join(" ")
+        );
+        println!(
+            "  conversions expected: policy {:.1}, equal split {:.1} (+{:.1} gained), oracle {:.1} ({:.1} short)",
+            c.policy_expected,
+            c.equal_expected,
+            c.policy_expected - c.equal_expected,
+            c.oracle_expected,
+            c.oracle_expected - c.policy_expected
+        );
+        print_lift(&outcome.report, truth.label, c.true_lift);
+    }
+    println!();
+    print_lift(&outcome.report, "pooled", outcome.pooled_true_lift);
+    let switches: Vec<String> = outcome
+        .switch_share
+        .iter()
+        .map(|s| format!("{:.1}%", s * 100.0))
+        .collect();
+    println!(
+        "returning users switching content per update: {}",
+        switches.join(" ")
+    );
+    for (context, weights) in &outcome.weights {
+        println!("final weights {context}: {weights:?}");
+    }
+    Ok(())
+}
+
+fn print_lift(report: &tailor_server::results::ExperimentReport, label: &str, truth: f64) {
+    match tailor_examples::learning::measured_lift(report, label) {
+        Some((estimate, lower, upper)) => println!(
+            "  {label}: policy lift over generic {estimate:+.4} [{lower:+.4}, {upper:+.4}], true {truth:+.4}{}",
+            if (lower..=upper).contains(&truth) { ", covered" } else { ", NOT covered" }
+        ),
+        None => println!("  {label}: not enough data for a policy lift yet"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("learned") {
+        return learned(&args[1..]);
+    }
     let url = tailor_examples::server::url();
     tailor_examples::server::wait_until_ready(&url, std::time::Duration::from_secs(120)).await?;
     let admin = std::env::var("TAILOR_ADMIN_KEY").context("set TAILOR_ADMIN_KEY")?;

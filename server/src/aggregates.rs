@@ -90,6 +90,8 @@ pub struct CellTotals {
     pub rule: usize,
     /// Tailored content (true) or the generic default from a holdout (false).
     pub personalized: bool,
+    /// The optimize rule's update period of the first exposure (0 for other experiments).
+    pub period: u32,
     /// Users counted.
     pub users: u64,
     /// Totals per conversion event name.
@@ -166,6 +168,13 @@ pub struct CellId {
     pub rule: u16,
     /// Tailored (true) or generic (false).
     pub personalized: bool,
+    /// The optimize rule's update period of the first exposure (0 for other experiments).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub period: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A metric's integer sums in one cell.
@@ -383,6 +392,7 @@ impl ExperimentAggregates {
                     segment: c.cell.segment.clone(),
                     rule: usize::from(c.cell.rule),
                     personalized: c.cell.personalized,
+                    period: c.cell.period,
                     users: c.users,
                     metrics: c
                         .metrics
@@ -451,6 +461,7 @@ mod tests {
                 segment: "s".into(),
                 rule: 0,
                 personalized: true,
+                period: 0,
             },
             users,
             metrics: [(

@@ -112,6 +112,8 @@ impl Application {
         crate::state::start_sync(state.clone().into_inner()).await;
         // Replay the stored events into attribution while configs are already being served.
         crate::state::spawn_loading(state.clone().into_inner());
+        // Learned personalization: publish each optimize rule's weights once per period.
+        crate::optimizer::spawn(state.clone().into_inner());
         let keepalive = web::Data::new(KeepAlive(Duration::from_secs(
             settings.sse_keepalive_secs.max(1),
         )));

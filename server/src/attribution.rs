@@ -148,6 +148,9 @@ struct CellKey {
     segment: u32,
     rule: u16,
     personalized: bool,
+    /// The update period of the first exposure, for an experiment measuring an optimize rule
+    /// (`ExperimentTerms::period_ms`); 0 otherwise.
+    period: u32,
 }
 
 /// Hours since the Unix epoch: the time series' bucket.
@@ -254,6 +257,9 @@ pub struct ExperimentTerms {
     /// The two events of each ratio metric over two different events, each pair once, the
     /// name that sorts first first.
     pub ratio_pairs: Vec<(String, String)>,
+    /// The update period of the optimize rule the experiment measures, milliseconds: its
+    /// users' cells are split by the period of their first exposure.
+    pub period_ms: Option<i64>,
 }
 
 impl ExperimentTerms {
@@ -278,6 +284,13 @@ impl ExperimentTerms {
                     pairs.dedup();
                     pairs
                 },
+                period_ms: document.flags.iter().find_map(|f| {
+                    f.rules
+                        .iter()
+                        .filter(|r| r.experiment.as_deref() == Some(e.key.as_str()))
+                        .find_map(|r| r.optimize.as_ref())
+                        .map(tailor_core::model::Optimize::period_ms)
+                }),
             })
             .collect()
     }
@@ -291,6 +304,8 @@ pub struct Attribution {
     experiments: FxHashMap<u32, ExperimentAggregate>,
     /// Attribution window per experiment, milliseconds.
     windows: FxHashMap<u32, i64>,
+    /// Update period per experiment measuring an optimize rule, milliseconds.
+    periods: FxHashMap<u32, i64>,
     /// CUPED lookback per experiment, days (absent: the default, 14).
     lookbacks: FxHashMap<u32, i64>,
     /// Interned `rule <n>` labels by rule index, so exposures do not format one each.
@@ -314,6 +329,7 @@ impl Default for Attribution {
             users: Users::default(),
             experiments: FxHashMap::default(),
             windows: FxHashMap::default(),
+            periods: FxHashMap::default(),
             lookbacks: FxHashMap::default(),
             rule_labels: Vec::new(),
             events: 0,
@@ -468,6 +484,7 @@ impl Attribution {
     /// [`Attribution::set_window`]) and lookback.
     pub fn set_terms(&mut self, terms: &[ExperimentTerms]) {
         for t in terms {
+            self.change_period(&t.experiment, t.period_ms);
             self.set_window(&t.experiment, t.window_hours);
             self.set_lookback(&t.experiment, t.lookback_days);
             self.set_ratio_pairs(&t.experiment, &t.ratio_pairs);
@@ -546,6 +563,23 @@ impl Attribution {
         true
     }
 
+    /// Sets the update period that splits an experiment's cells (`None`: not split) without
+    /// recomputing its users; returns whether it changed. As for [`Attribution::change_window`],
+    /// a [`Attribution::recompute_part`] pass over every part must follow. The write path
+    /// refuses a change once the experiment has started, so that only happens to drafts.
+    pub fn change_period(&mut self, experiment: &str, period_ms: Option<i64>) -> bool {
+        let id = self.names.id(experiment);
+        let new = period_ms.filter(|ms| *ms > 0);
+        if self.periods.get(&id).copied() == new {
+            return false;
+        }
+        match new {
+            Some(ms) => self.periods.insert(id, ms),
+            None => self.periods.remove(&id),
+        };
+        true
+    }
+
     /// Recomputes the contributions of one part's users (`part` < [`Self::RECOMPUTE_PARTS`]) to
     /// `experiments` under the current windows (a no-op for users already up to date).
     pub fn recompute_part(&mut self, part: usize, experiments: &[String]) {
@@ -563,7 +597,13 @@ impl Attribution {
             let user = &mut entry.state;
             for &id in &ids {
                 if user.exposures.iter().any(|e| e.experiment == id) {
-                    recompute(user, id, &self.windows, &mut self.experiments);
+                    recompute(
+                        user,
+                        id,
+                        &self.windows,
+                        &self.periods,
+                        &mut self.experiments,
+                    );
                 }
             }
         }
@@ -612,7 +652,13 @@ impl Attribution {
                     let days = lookback_of(&self.lookbacks, rec.experiment);
                     user.compute_covariates(rec.experiment, first, days);
                 }
-                recompute(user, rec.experiment, &self.windows, &mut self.experiments);
+                recompute(
+                    user,
+                    rec.experiment,
+                    &self.windows,
+                    &self.periods,
+                    &mut self.experiments,
+                );
             }
             Event::Conversion(c) => {
                 let Some(metric) = self.metric_id(&c.event) else {
@@ -640,7 +686,13 @@ impl Attribution {
                 experiments.sort_unstable();
                 experiments.dedup();
                 for experiment in experiments {
-                    recompute(user, experiment, &self.windows, &mut self.experiments);
+                    recompute(
+                        user,
+                        experiment,
+                        &self.windows,
+                        &self.periods,
+                        &mut self.experiments,
+                    );
                 }
             }
         }
@@ -711,6 +763,7 @@ impl Attribution {
                     segment: name(key.segment),
                     rule: key.rule,
                     personalized: key.personalized,
+                    period: key.period,
                 },
                 users: cell.users,
                 metrics: cell
@@ -754,7 +807,12 @@ impl Attribution {
 }
 
 /// The user's contribution to `experiment` given all their events.
-fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Option<Contribution> {
+fn contribution(
+    user: &UserState,
+    experiment: u32,
+    window: Option<i64>,
+    period_ms: Option<i64>,
+) -> Option<Contribution> {
     let first = *user.exposures.iter().find(|e| e.experiment == experiment)?;
     let multi_variant = first.multi_variant;
     let share = |metric: u32| MetricShare {
@@ -819,6 +877,9 @@ fn contribution(user: &UserState, experiment: u32, window: Option<i64>) -> Optio
             segment: first.segment,
             rule: first.rule,
             personalized: first.personalized,
+            period: period_ms.map_or(0, |ms| {
+                u32::try_from(first.timestamp.div_euclid(ms).max(0)).unwrap_or(u32::MAX)
+            }),
         },
         multi_variant,
         exposed_hour: hour_of(first.timestamp),
@@ -920,9 +981,15 @@ fn recompute(
     user: &mut UserState,
     experiment: u32,
     windows: &FxHashMap<u32, i64>,
+    periods: &FxHashMap<u32, i64>,
     experiments: &mut FxHashMap<u32, ExperimentAggregate>,
 ) {
-    let new = contribution(user, experiment, windows.get(&experiment).copied());
+    let new = contribution(
+        user,
+        experiment,
+        windows.get(&experiment).copied(),
+        periods.get(&experiment).copied(),
+    );
     let slot = user
         .contributions
         .iter()

@@ -22,6 +22,9 @@
 //!   store every instance tails the event log (`collector::tail`).
 //! - [`results`]: totals + config → per-variant, per-segment and personalization statistics
 //!   (via [`stats`]), SRM, data-quality warnings, CSV.
+//! - [`optimizer`]: learned personalization: each optimize rule's weights, recomputed per
+//!   context once per update period (Thompson sampling in [`stats`]) and published through the
+//!   write path as actor `optimizer`, once across instances.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`rate_limit`]: per-key event rate limits (token buckets; client keys are public).
 //! - [`stats`]: the experiment statistics engine (lifts, Welch/Bayesian/sequential tests, SRM),
@@ -39,6 +42,7 @@ pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod optimizer;
 pub mod profiles;
 pub mod publish;
 pub mod rate_limit;

@@ -32,6 +32,7 @@ use crate::attribution::ExperimentTotals;
 use crate::stats;
 
 pub use csv::to_csv;
+pub(crate) use expected::rule_label;
 pub use output::{
     AdjustedLift, ArmReport, CorrectionReport, DataQuality, ExperimentReport, LiftReport,
     Personalization, RatioReport, ScopeReport,
@@ -178,6 +179,20 @@ pub fn report(
         Ok((overall, segments))
     };
     let (mut overall, mut segments) = scopes(&analysis)?;
+    // An optimize rule's arms have no fixed split to check the users against.
+    let adaptive: BTreeSet<&str> = tracked
+        .iter()
+        .filter(|r| r.adaptive)
+        .map(|r| r.label.as_str())
+        .collect();
+    if !adaptive.is_empty() {
+        overall.srm = None;
+        for scope in segments.iter_mut() {
+            if adaptive.contains(scope.scope.as_str()) {
+                scope.srm = None;
+            }
+        }
+    }
     let correction = match analysis.correction {
         Some(method) => {
             let family = family::metrics(experiment, &analysis.metric);

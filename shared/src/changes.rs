@@ -9,10 +9,13 @@
 //!   another window, create a new experiment.
 //! - **So is its CUPED lookback** (`cuped_lookback_days`): each user's covariate is taken when
 //!   they are first exposed, under the lookback in force.
+//! - **So is the update period of an optimize rule it measures** (`update_minutes`): each
+//!   period is a stratum of its results, keyed by the first exposure's time.
 //! - **A started experiment does not go back to `draft`** (it may stop and run again), so that
 //!   the rule above cannot be stepped around by two writes.
 
 use crate::error::Problems;
+use crate::model::Optimize;
 use crate::model::{ConfigDocument, ExperimentStatus};
 use crate::ConfigError;
 
@@ -20,6 +23,7 @@ use crate::ConfigError;
 /// path in `after`.
 pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(), ConfigError> {
     let mut problems = Problems::default();
+    check_update_minutes(before, after, &mut problems);
     for experiment in &after.experiments {
         let Some(old) = before.experiments.iter().find(|e| e.key == experiment.key) else {
             continue;
@@ -69,6 +73,47 @@ pub fn check_change(before: &ConfigDocument, after: &ConfigDocument) -> Result<(
         }
     }
     problems.into_result()
+}
+
+/// The optimize rule measured by `experiment`, with its path, in `doc`.
+fn optimize_of<'a>(doc: &'a ConfigDocument, experiment: &str) -> Option<(String, &'a Optimize)> {
+    doc.flags.iter().find_map(|flag| {
+        flag.rules.iter().enumerate().find_map(|(i, rule)| {
+            let optimize = rule.optimize.as_ref()?;
+            (rule.experiment.as_deref() == Some(experiment)).then(|| {
+                (
+                    format!("flags.{}.rules[{i}].optimize.update_minutes", flag.key),
+                    optimize,
+                )
+            })
+        })
+    })
+}
+
+/// An optimize rule's `update_minutes` stays while its experiment has started.
+fn check_update_minutes(before: &ConfigDocument, after: &ConfigDocument, problems: &mut Problems) {
+    for experiment in &before.experiments {
+        if experiment.status == ExperimentStatus::Draft {
+            continue;
+        }
+        let (Some((_, old)), Some((path, new))) = (
+            optimize_of(before, &experiment.key),
+            optimize_of(after, &experiment.key),
+        ) else {
+            continue;
+        };
+        if old.update_minutes != new.update_minutes {
+            problems.push(
+                path,
+                format!(
+                    "the update period of the optimize rule measured by experiment `{}` cannot \
+                     change once it has started (it is {} minutes): its results are stratified \
+                     by it; create a new experiment to use another period",
+                    experiment.key, old.update_minutes
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::bucketing::Salt;
 use crate::error::{ConfigError, Problems};
 use crate::model::{ConfigDocument, ExperimentStatus, Flag, Rule, ValueType, FULL_COVERAGE};
-use crate::snapshot::{CompiledFlag, CompiledRule, LayerGate, Serve, Snapshot};
+use crate::snapshot::{
+    Arms, CompiledFlag, CompiledRule, LayerGate, OptimizeContext, OptimizeServe, Serve, Snapshot,
+};
 use crate::targeting::{AttrName, CompiledSegment, Cond, ConditionCompiler};
 use crate::traits::MAX_WINDOW_DAYS;
 
@@ -130,6 +132,7 @@ pub fn compile(document: ConfigDocument) -> Result<Snapshot, ConfigError> {
         flags.push(compiled);
     }
 
+    check_optimize_metrics(doc, &mut problems);
     for (i, e) in doc.experiments.iter().enumerate() {
         let path = format!("experiments.{}", key_or_index(&e.key, i));
         if e.key.is_empty() {
@@ -536,6 +539,211 @@ fn compile_flag(
     }
 }
 
+/// Arms `(start, scaled_end, variant)` for `weights` (basis points, in `variants` order) on a
+/// rule of `coverage`, as a split's.
+fn arms_of(variants: &[usize], weights: &[u32], coverage: u32) -> Arms {
+    let mut start = 0u32;
+    variants
+        .iter()
+        .zip(weights)
+        .map(|(&v, &w)| {
+            let width = (u64::from(w) * u64::from(coverage.min(FULL_COVERAGE))
+                / u64::from(FULL_COVERAGE)) as u32;
+            let arm = (start, start.saturating_add(width), v);
+            start = start.saturating_add(w);
+            arm
+        })
+        .collect()
+}
+
+/// An optimize rule: its checks (README, "Learned personalization") and a split per context.
+fn compile_optimize(
+    optimize: &crate::model::Optimize,
+    rule: &Rule,
+    ctx: &RuleContext<'_>,
+    resolve: &mut impl FnMut(&str, String, &mut Problems) -> usize,
+    problems: &mut Problems,
+) -> Serve {
+    let path = format!("{}.optimize", ctx.path);
+    if optimize.variants.len() < 2 {
+        problems.push(
+            format!("{path}.variants"),
+            "an optimize rule chooses among at least two variants",
+        );
+    }
+    let mut seen = FxHashSet::default();
+    let variants: Vec<usize> = optimize
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if !seen.insert(v.as_str()) {
+                problems.push(
+                    format!("{path}.variants[{i}]"),
+                    format!("variant `{v}` appears twice"),
+                );
+            }
+            resolve(v, format!("{path}.variants[{i}]"), problems)
+        })
+        .collect();
+    let arms = optimize.variants.len() as u64;
+    if u64::from(optimize.min_weight) * arms > u64::from(FULL_COVERAGE) {
+        problems.push(
+            format!("{path}.min_weight"),
+            format!(
+                "{} basis points for each of {arms} variants is more than 10000",
+                optimize.min_weight
+            ),
+        );
+    }
+    if optimize.update_minutes < 1 {
+        problems.push(format!("{path}.update_minutes"), "must be at least 1");
+    }
+    if rule.holdout.is_none() {
+        problems.push(
+            format!("{}.holdout", ctx.path),
+            "an optimize rule needs a holdout: its users get the generic default, which the \
+             learned policy is measured against",
+        );
+    }
+    if rule.experiment.is_none() {
+        problems.push(
+            format!("{}.experiment", ctx.path),
+            "an optimize rule needs an `experiment` that measures it",
+        );
+    }
+    let own_segment = match &rule.when {
+        Some(crate::model::Condition::Segment { segment }) => Some(segment.as_str()),
+        _ => None,
+    };
+    let mut context_names = FxHashSet::default();
+    for (i, context) in optimize.contexts.iter().enumerate() {
+        let at = format!("{path}.contexts[{i}]");
+        if context == crate::model::NO_CONTEXT || Some(context.as_str()) == own_segment {
+            problems.push(
+                at,
+                format!("`{context}` cannot be a context: it is every user of the rule"),
+            );
+        } else if !context_names.insert(context.as_str()) {
+            problems.push(at, format!("context `{context}` appears twice"));
+        }
+    }
+    for (i, w) in optimize.weights.iter().enumerate() {
+        let at = format!("{path}.weights[{i}]");
+        if w.context != crate::model::NO_CONTEXT && !optimize.contexts.contains(&w.context) {
+            problems.push(
+                format!("{at}.context"),
+                format!("`{}` is not one of the rule's contexts", w.context),
+            );
+        }
+        let total: u64 = w.weights.iter().map(|&x| u64::from(x)).sum();
+        if w.weights.len() != optimize.variants.len() || total != u64::from(FULL_COVERAGE) {
+            problems.push(
+                format!("{at}.weights"),
+                format!(
+                    "needs one weight per variant ({}) summing to 10000, got {} summing to {total}",
+                    optimize.variants.len(),
+                    w.weights.len()
+                ),
+            );
+        }
+    }
+    let frozen = optimize.frozen.as_ref().map(|f| {
+        if !optimize.variants.contains(f) {
+            problems.push(
+                format!("{path}.frozen"),
+                format!("`{f}` is not one of the rule's variants"),
+            );
+        }
+        resolve(f, format!("{path}.frozen"), problems)
+    });
+    let arms_for = |context: &str| match frozen {
+        Some(v) => arms_of(&[v], &[FULL_COVERAGE], rule.coverage),
+        None => arms_of(&variants, &optimize.weights_of(context), rule.coverage),
+    };
+    let contexts = optimize
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if !ctx.segment_index.contains_key(name.as_str()) {
+                problems.push(
+                    format!("{path}.contexts[{i}]"),
+                    format!("unknown segment `{name}`"),
+                );
+                return OptimizeContext {
+                    when: Cond::Always,
+                    name: name.as_str().into(),
+                    arms: arms_for(name),
+                };
+            }
+            let cond = ConditionCompiler {
+                segment_index: ctx.segment_index,
+                traits: ctx.traits,
+                problems,
+                referenced: Vec::new(),
+            }
+            .compile(
+                &crate::model::Condition::Segment {
+                    segment: name.clone(),
+                },
+                &format!("{path}.contexts[{i}]"),
+            );
+            OptimizeContext {
+                when: cond,
+                name: name.as_str().into(),
+                arms: arms_for(name),
+            }
+        })
+        .collect();
+    Serve::Optimize(Box::new(OptimizeServe {
+        contexts,
+        rest: arms_for(crate::model::NO_CONTEXT),
+    }))
+}
+
+/// Each optimize rule's metric is one its experiment measures.
+fn check_optimize_metrics(doc: &ConfigDocument, problems: &mut Problems) {
+    for flag in &doc.flags {
+        for (ri, rule) in flag.rules.iter().enumerate() {
+            let (Some(optimize), Some(key)) = (&rule.optimize, &rule.experiment) else {
+                continue;
+            };
+            let Some(experiment) = doc.experiments.iter().find(|e| &e.key == key) else {
+                continue;
+            };
+            let path = format!("flags.{}.rules[{ri}].optimize.metric", flag.key);
+            let Some(metric) = optimize
+                .metric
+                .as_deref()
+                .or(experiment.primary_metric.as_deref())
+            else {
+                problems.push(
+                    path,
+                    format!("experiment `{key}` has no primary_metric; name the metric here"),
+                );
+                continue;
+            };
+            if optimize.metric.is_some() && !experiment.metrics().contains(&metric) {
+                problems.push(
+                    path,
+                    format!(
+                        "`{metric}` is not a metric of experiment `{key}` (its primary, secondary \
+                         or guardrail metrics)"
+                    ),
+                );
+            } else if experiment.ratio_metric(metric).is_some() {
+                problems.push(
+                    path,
+                    format!(
+                        "`{metric}` is a ratio metric; an optimize rule maximises a conversion event"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 struct RuleContext<'a> {
     flag: &'a Flag,
     path: &'a str,
@@ -566,9 +774,10 @@ fn compile_rule(
         None => Cond::Always,
     };
 
-    let serve = match (&rule.variant, &rule.split) {
-        (Some(v), None) => Serve::Fixed(resolve(v, format!("{path}.variant"), problems)),
-        (None, Some(split)) => {
+    let serve = match (&rule.variant, &rule.split, &rule.optimize) {
+        (None, None, Some(optimize)) => compile_optimize(optimize, rule, ctx, resolve, problems),
+        (Some(v), None, None) => Serve::Fixed(resolve(v, format!("{path}.variant"), problems)),
+        (None, Some(split), None) => {
             let spath = format!("{path}.split");
             if split.is_empty() {
                 problems.push(spath.clone(), "a split needs at least one variant");
@@ -598,12 +807,18 @@ fn compile_rule(
             }
             Serve::Split(arms.into_boxed_slice())
         }
-        (Some(_), Some(_)) => {
-            problems.push(path, "set either `variant` or `split`, not both");
+        (None, None, None) => {
+            problems.push(
+                path,
+                "a rule needs a `variant`, a `split` or an `optimize` to serve",
+            );
             Serve::Fixed(0)
         }
-        (None, None) => {
-            problems.push(path, "a rule needs a `variant` or a `split` to serve");
+        _ => {
+            problems.push(
+                path,
+                "set one of `variant`, `split` and `optimize`, not several",
+            );
             Serve::Fixed(0)
         }
     };

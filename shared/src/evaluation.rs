@@ -133,7 +133,8 @@ pub struct Assignment<'s> {
     pub experiment: Option<&'s str>,
     /// The matched rule's id, if it has one.
     pub rule_id: Option<&'s str>,
-    /// The matched rule's segment, when its audience is exactly one segment.
+    /// The matched rule's segment, when its audience is exactly one segment; for an optimize
+    /// rule, the context the user is in (its segment), else the rule's segment.
     pub segment: Option<&'s str>,
     /// The flag's rules read the user's profile (traits, large lists) and none was given: trait
     /// conditions did not match, as for missing attributes. Load the profile to fix it.
@@ -257,7 +258,7 @@ fn evaluate_rule<'s>(
     if !rule.when.matches(user, profile, &snapshot.segments) {
         return None;
     }
-    let decided = |variant: usize, reason: Reason| {
+    let decided_in = |variant: usize, reason: Reason, segment: Option<&'s str>| {
         Some(Assignment {
             variant: flag.variants.get(variant),
             variant_ref: Some(VariantRef {
@@ -270,10 +271,12 @@ fn evaluate_rule<'s>(
                 _ => rule.experiment.as_deref(),
             },
             rule_id: rule.label.as_deref(),
-            segment: rule.segment.as_deref(),
+            segment,
             profile_missing: flag.reads_profile && profile.is_none(),
         })
     };
+    let decided =
+        |variant: usize, reason: Reason| decided_in(variant, reason, rule.segment.as_deref());
     let missing_unit = || decided(flag.default_variant, Reason::MissingUnit { rule: index });
 
     if let Some(gate) = &rule.layer {
@@ -285,7 +288,11 @@ fn evaluate_rule<'s>(
         }
     }
 
-    let needs_bucket = matches!(rule.serve, Serve::Split(_)) || rule.coverage < FULL_COVERAGE;
+    // An optimize rule's context labels its exposures, so results and the optimizer see
+    // each context apart.
+    let mut segment = rule.segment.as_deref();
+    let needs_bucket =
+        matches!(rule.serve, Serve::Split(_) | Serve::Optimize(_)) || rule.coverage < FULL_COVERAGE;
     let (variant, reason) = if needs_bucket {
         let Some(bucket) = bucket_of(&rule.salt, &rule.unit, user) else {
             return missing_unit();
@@ -307,12 +314,34 @@ fn evaluate_rule<'s>(
                     },
                 )
             }
+            Serve::Optimize(optimize) => {
+                let arms = match optimize
+                    .contexts
+                    .iter()
+                    .find(|c| c.when.matches(user, profile, &snapshot.segments))
+                {
+                    Some(context) => {
+                        segment = Some(&context.name);
+                        &context.arms
+                    }
+                    None => &optimize.rest,
+                };
+                let arm = arms.iter().find(|(s, e, _)| bucket >= *s && bucket < *e)?;
+                (
+                    arm.2,
+                    Reason::Split {
+                        rule: index,
+                        bucket,
+                    },
+                )
+            }
         }
     } else {
         let v = match &rule.serve {
             Serve::Fixed(v) => *v,
             // A split always needs a bucket; kept total for the type checker.
             Serve::Split(arms) => arms.first().map_or(flag.default_variant, |a| a.2),
+            Serve::Optimize(o) => o.rest.first().map_or(flag.default_variant, |a| a.2),
         };
         (v, Reason::Rule { rule: index })
     };
@@ -322,16 +351,18 @@ fn evaluate_rule<'s>(
             return missing_unit();
         };
         if bucket < *basis_points {
-            return decided(
+            // Held-out users carry their context too: the policy is measured per context.
+            return decided_in(
                 flag.default_variant,
                 Reason::Holdout {
                     rule: index,
                     bucket,
                 },
+                segment,
             );
         }
     }
-    decided(variant, reason)
+    decided_in(variant, reason, segment)
 }
 
 /// The bucket of the user's unit, or `None` when the unit attribute is missing or unusable.

@@ -411,6 +411,9 @@ pub struct Rule {
     /// Serve a weighted split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Vec<WeightedVariant>>,
+    /// Serve a split whose weights the server's optimizer learns per context ([`Optimize`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimize: Option<Optimize>,
     /// Rollout in basis points; users outside it fall through to the next rule.
     #[serde(default = "full_coverage")]
     pub coverage: u32,
@@ -439,6 +442,116 @@ pub struct WeightedVariant {
     pub variant: String,
     /// Weight in basis points; a split's weights sum to 10,000.
     pub weight: u32,
+}
+
+/// Learned personalization (README, "Learned personalization"): a split over `variants` whose
+/// weights the server's optimizer moves, per context, toward the variant that converts best,
+/// by Thompson sampling. SDKs evaluate it locally like a split, with the weights published here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Optimize {
+    /// The variants it chooses among (at least two).
+    pub variants: Vec<String>,
+    /// The conversion event to maximise; one of the linked experiment's metrics (absent: its
+    /// primary metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// `conversion` (the share of users who convert, the default) or `value` (value per user).
+    #[serde(default)]
+    pub kind: OptimizeKind,
+    /// Segments whose users the optimizer learns for separately, in order (a user is in the
+    /// first that matches); users in none share the [`NO_CONTEXT`] weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<String>,
+    /// Exploration floor: no variant gets less, in basis points (default 500).
+    #[serde(default = "default_min_weight")]
+    pub min_weight: u32,
+    /// Equal weights in a context until each variant has this many users there (default 200).
+    #[serde(default = "default_burn_in_users")]
+    pub burn_in_users: u64,
+    /// Minutes between updates (default 15, at least 1). Updates happen at multiples of it
+    /// since the Unix epoch, and each such period is a stratum of the results. Fixed once the
+    /// linked experiment has started.
+    #[serde(default = "default_update_minutes")]
+    pub update_minutes: u32,
+    /// Set by the optimizer: the current weights per context (a context without an entry
+    /// splits equally).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<ContextWeights>,
+    /// Serve this variant to every context and stop learning (a normal, audited change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<String>,
+}
+
+/// The context of users in none of an [`Optimize`] rule's contexts.
+pub const NO_CONTEXT: &str = "*";
+
+fn default_min_weight() -> u32 {
+    500
+}
+
+fn default_burn_in_users() -> u64 {
+    200
+}
+
+fn default_update_minutes() -> u32 {
+    15
+}
+
+/// What an [`Optimize`] rule maximises per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizeKind {
+    /// Whether the user converted (Beta–Bernoulli).
+    #[default]
+    Conversion,
+    /// The user's summed value (normal model).
+    Value,
+}
+
+/// One context's weights, as the optimizer last published them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextWeights {
+    /// A context segment, or [`NO_CONTEXT`].
+    pub context: String,
+    /// Basis points per variant, in the rule's `variants` order; they sum to 10,000.
+    pub weights: Vec<u32>,
+    /// The update period they were computed at: `floor(unix ms / (update_minutes · 60,000))`.
+    pub period: u64,
+}
+
+impl Optimize {
+    /// The weights of `context` (equal when none are published), in `variants` order.
+    pub fn weights_of(&self, context: &str) -> Vec<u32> {
+        match self.weights.iter().find(|w| w.context == context) {
+            Some(w) if w.weights.len() == self.variants.len() => w.weights.clone(),
+            _ => equal_weights(self.variants.len()),
+        }
+    }
+
+    /// Every context the rule learns for: its segments, then [`NO_CONTEXT`].
+    pub fn all_contexts(&self) -> Vec<&str> {
+        self.contexts
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(NO_CONTEXT))
+            .collect()
+    }
+
+    /// The length of one update period, milliseconds.
+    pub fn period_ms(&self) -> i64 {
+        i64::from(self.update_minutes.max(1)) * 60_000
+    }
+}
+
+/// `n` weights in basis points summing to 10,000, as equal as integers allow (the first ones
+/// get the remainder).
+pub fn equal_weights(n: usize) -> Vec<u32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let base = FULL_COVERAGE / n as u32;
+    let extra = (FULL_COVERAGE - base * n as u32) as usize;
+    (0..n).map(|i| base + u32::from(i < extra)).collect()
 }
 
 /// A personalization holdout: matched users who get the generic default, for measuring lift.

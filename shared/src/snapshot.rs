@@ -135,6 +135,31 @@ pub(crate) enum Serve {
     Fixed(usize),
     /// Split arms in order: `(start, scaled_end, variant)`: the variant owns `[start, scaled_end)`.
     Split(Box<[(u32, u32, usize)]>),
+    /// An optimize rule: a split per context.
+    Optimize(Box<OptimizeServe>),
+}
+
+/// Split arms `(start, scaled_end, variant)`, as [`Serve::Split`] holds them.
+pub(crate) type Arms = Box<[(u32, u32, usize)]>;
+
+/// An optimize rule's splits: the first context whose audience matches decides, else `rest`.
+#[derive(Debug)]
+pub(crate) struct OptimizeServe {
+    /// The contexts, in order.
+    pub(crate) contexts: Box<[OptimizeContext]>,
+    /// The arms of users in no context.
+    pub(crate) rest: Arms,
+}
+
+/// One context of an optimize rule.
+#[derive(Debug)]
+pub(crate) struct OptimizeContext {
+    /// Its audience (its segment).
+    pub(crate) when: Cond,
+    /// Its segment key: the label of its users' exposures.
+    pub(crate) name: Box<str>,
+    /// Its arms.
+    pub(crate) arms: Arms,
 }
 
 #[derive(Debug)]

@@ -618,14 +618,82 @@ fn a_rule_serves_exactly_one_of_variant_and_split() {
     assert_problem(
         &found,
         "flags.homepage.rules[0]",
-        "set either `variant` or `split`, not both",
+        "set one of `variant`, `split` and `optimize`, not several",
     );
     assert_problem(
         &found,
         "flags.homepage.rules[1]",
-        "a rule needs a `variant` or a `split` to serve",
+        "a rule needs a `variant`, a `split` or an `optimize` to serve",
     );
     assert_eq!(found.len(), 2, "{}", list(&found));
+}
+
+#[test]
+fn an_optimize_rule_is_checked_with_its_paths() {
+    // Without a holdout or an experiment, one variant, floors over 100%, no way to update.
+    let found = problems(with_rules(json!([{
+        "optimize": {"variants": ["a"], "min_weight": 6000, "update_minutes": 0,
+                     "contexts": ["beginners", "nobody"], "metric": "purchase"}
+    }])));
+    let at = |field: &str| format!("flags.homepage.rules[0].{field}");
+    assert_problem(&found, &at("holdout"), "needs a holdout");
+    assert_problem(&found, &at("experiment"), "needs an `experiment`");
+    assert_problem(&found, &at("optimize.variants"), "at least two variants");
+    assert_problem(&found, &at("optimize.update_minutes"), "at least 1");
+    assert_problem(&found, &at("optimize.contexts[1]"), "nobody");
+    assert_eq!(found.len(), 5, "{}", list(&found));
+    let found = problems(with_rules(json!([{
+        "optimize": {"variants": ["a", "b", "generic"], "min_weight": 4000, "metric": "purchase"},
+        "holdout": {"basis_points": 1000}, "experiment": "exp"
+    }])));
+    assert_problem(
+        &found,
+        "flags.homepage.rules[0].optimize.min_weight",
+        "4000 basis points for each of 3 variants is more than 10000",
+    );
+    // The metric must be one the experiment measures.
+    assert_problem(
+        &found,
+        "flags.homepage.rules[0].optimize.metric",
+        "`purchase` is not a metric of experiment `exp`",
+    );
+    assert_eq!(found.len(), 2, "{}", list(&found));
+    // Published weights: one per variant, summing to 10000, for a known context.
+    let found = problems(with_rules(json!([{
+        "optimize": {"variants": ["a", "b"], "metric": "purchase",
+                     "weights": [{"context": "returning", "weights": [5000, 5000], "period": 1},
+                                 {"context": "*", "weights": [9000, 500], "period": 1}]},
+        "holdout": {"basis_points": 1000}, "experiment": "exp"
+    }])));
+    assert_problem(
+        &found,
+        "flags.homepage.rules[0].optimize.weights[0].context",
+        "not one of the rule's contexts",
+    );
+    assert_problem(
+        &found,
+        "flags.homepage.rules[0].optimize.weights[1].weights",
+        "summing to 9500",
+    );
+}
+
+#[test]
+fn a_valid_optimize_rule_compiles_and_serves_by_context() {
+    let mut config = with_rules(json!([{
+        "optimize": {"variants": ["a", "b"], "contexts": ["beginners"],
+                     "weights": [{"context": "beginners", "weights": [10000, 0], "period": 7},
+                                 {"context": "*", "weights": [0, 10000], "period": 7}]},
+        "holdout": {"basis_points": 0}, "experiment": "exp"
+    }]));
+    config["experiments"][0]["primary_metric"] = json!("purchase");
+    let snapshot = compile(parse(&config)).unwrap();
+    let beginner = tailor_core::User::new("u1").with("lifecycle", "new");
+    let other = tailor_core::User::new("u1").with("lifecycle", "active");
+    let a = tailor_core::assign(&snapshot, &beginner, "homepage");
+    assert_eq!((a.variant_key(), a.segment), (Some("a"), Some("beginners")));
+    let b = tailor_core::assign(&snapshot, &other, "homepage");
+    assert_eq!((b.variant_key(), b.segment), (Some("b"), None));
+    assert!(a.personalized() && a.experiment == Some("exp"));
 }
 
 #[test]

@@ -28,6 +28,8 @@
 //!   and tailor-core's conformance suite through the SDK.
 //! - [`analyses`]: ratio metrics (one added after its events), Holm and Benjamini–Hochberg
 //!   corrections across variants × metrics, proper priors, against the engine on plain sums.
+//! - [`learning`]: learned personalization over 200 seeds: each context's best arm wins its
+//!   traffic, the policy lift's interval covers the true lift.
 //! - [`schema`]: every results report any test receives, validated against
 //!   `server/openapi.yaml`'s `ExperimentReport` (made strict: no undocumented field).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, CORS, unknown routes.
@@ -61,6 +63,7 @@ mod durability;
 mod examples;
 mod hostile;
 mod keys;
+mod learning;
 mod ofrep;
 mod openapi;
 mod ops;

@@ -197,6 +197,7 @@ impl Attribution {
         };
         for t in terms {
             attribution.change_window(&t.experiment, t.window_hours);
+            attribution.change_period(&t.experiment, t.period_ms);
             attribution.set_lookback(&t.experiment, t.lookback_days);
             attribution.set_ratio_pairs(&t.experiment, &t.ratio_pairs);
         }
@@ -238,6 +239,7 @@ impl Attribution {
                     user,
                     experiment,
                     &attribution.windows,
+                    &attribution.periods,
                     &mut attribution.experiments,
                 );
             }
@@ -260,6 +262,7 @@ mod tests {
                 window_hours: *window_hours,
                 lookback_days: 14,
                 ratio_pairs: Vec::new(),
+                period_ms: None,
             })
             .collect()
     }

@@ -598,7 +598,12 @@ impl Part {
             }
             windows
                 .iter()
-                .filter(|t| a.change_window(&t.experiment, t.window_hours))
+                .filter(|t| {
+                    // Both, not short-circuited: either change needs the users recomputed.
+                    let window = a.change_window(&t.experiment, t.window_hours);
+                    let period = a.change_period(&t.experiment, t.period_ms);
+                    window || period
+                })
                 .map(|t| t.experiment.clone())
                 .collect()
         })

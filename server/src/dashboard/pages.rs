@@ -81,14 +81,18 @@ pub(super) async fn environments(
 
 /// What a rule serves, in words.
 pub(super) fn serves(rule: &Rule) -> String {
-    match (&rule.variant, &rule.split) {
-        (Some(v), _) => v.clone(),
-        (None, Some(split)) => split
+    match (&rule.variant, &rule.split, &rule.optimize) {
+        (Some(v), _, _) => v.clone(),
+        (None, Some(split), _) => split
             .iter()
             .map(|w| format!("{} {}", w.variant, format::basis_points(w.weight)))
             .collect::<Vec<_>>()
             .join(" · "),
-        (None, None) => "—".into(),
+        (None, None, Some(o)) => match &o.frozen {
+            Some(v) => format!("{v} (optimization frozen)"),
+            None => format!("learned: {}", o.variants.join(" · ")),
+        },
+        (None, None, None) => "—".into(),
     }
 }
 

@@ -70,6 +70,7 @@ mod tests {
                 .map(|v| (v.to_string(), 5000.0))
                 .chain([("a".to_string(), 0.0)])
                 .collect::<BTreeMap<_, _>>(),
+            adaptive: false,
         }
     }
 

@@ -29,6 +29,9 @@ pub(super) struct TrackedRule {
     pub label: String,
     /// Expected share of each variant among its exposed users, in basis points.
     pub weights: Weights,
+    /// An optimize rule: its variants' shares move by design, so no split is expected of them
+    /// (its scopes get no sample-ratio check; every variant counts as served).
+    pub adaptive: bool,
 }
 
 impl TrackedRule {
@@ -44,16 +47,27 @@ pub(super) fn tracked_rules(flag: &Flag, experiment: &str) -> Vec<TrackedRule> {
         .iter()
         .enumerate()
         .filter(|(_, rule)| rule.experiment.as_deref() == Some(experiment))
-        .map(|(index, rule)| TrackedRule {
-            index,
-            label: rule_label(rule, index),
-            weights: rule_weights(rule, &flag.default_variant),
+        .flat_map(|(index, rule)| {
+            let weights = rule_weights(rule, &flag.default_variant);
+            // An optimize rule's exposures carry their context, or the rule's own label.
+            let contexts = rule
+                .optimize
+                .iter()
+                .flat_map(|o| o.contexts.iter().cloned());
+            std::iter::once(rule_label(rule, index))
+                .chain(contexts)
+                .map(move |label| TrackedRule {
+                    index,
+                    label,
+                    weights: weights.clone(),
+                    adaptive: rule.optimize.is_some(),
+                })
         })
         .collect()
 }
 
 /// The label an exposure carries for a rule: its segment when the audience is one segment.
-fn rule_label(rule: &Rule, index: usize) -> String {
+pub(crate) fn rule_label(rule: &Rule, index: usize) -> String {
     match &rule.when {
         Some(Condition::Segment { segment }) => segment.clone(),
         _ => format!("rule {index}"),
@@ -73,6 +87,13 @@ fn rule_weights(rule: &Rule, default_variant: &str) -> Weights {
     }
     for arm in rule.split.iter().flatten() {
         *weights.entry(arm.variant.clone()).or_insert(0.0) += f64::from(arm.weight) * treated;
+    }
+    // An optimize rule: equal shares stand for "served"; its scopes skip the ratio check.
+    for (variant, w) in rule.optimize.iter().flat_map(|o| {
+        let weights = tailor_core::model::equal_weights(o.variants.len());
+        o.variants.iter().cloned().zip(weights).collect::<Vec<_>>()
+    }) {
+        *weights.entry(variant).or_insert(0.0) += f64::from(w) * treated;
     }
     *weights.entry(default_variant.to_string()).or_insert(0.0) += f64::from(holdout);
     weights
@@ -232,11 +253,13 @@ flags:
                     index: 0,
                     label: "s".into(),
                     weights: weights(&[("a", 1000.0), ("b", 9000.0)]),
+                    adaptive: false,
                 },
                 TrackedRule {
                     index: 1,
                     label: "rule 1".into(),
                     weights: weights(&[("a", 6000.0), ("b", 4000.0)]),
+                    adaptive: false,
                 },
             ]
         );

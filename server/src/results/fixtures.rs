@@ -34,6 +34,7 @@ pub(super) fn cell(
         segment: segment.into(),
         rule: 0,
         personalized,
+        period: 0,
         users,
         metrics: BTreeMap::from([(
             "purchase".to_string(),

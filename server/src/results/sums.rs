@@ -165,6 +165,7 @@ mod tests {
             segment: "s".into(),
             rule: 0,
             personalized: true,
+            period: 0,
             users,
             metrics: BTreeMap::from([(
                 "purchase".to_string(),

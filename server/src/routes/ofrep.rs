@@ -244,7 +244,10 @@ fn buckets_by_key(flag: &Flag, rule: &Rule) -> bool {
         .as_deref()
         .or(flag.bucket_by.as_deref())
         .unwrap_or(KEY);
-    let buckets = rule.split.is_some() || rule.coverage < FULL_COVERAGE || rule.holdout.is_some();
+    let buckets = rule.split.is_some()
+        || rule.optimize.is_some()
+        || rule.coverage < FULL_COVERAGE
+        || rule.holdout.is_some();
     buckets && unit == KEY
 }
 

@@ -13,6 +13,8 @@
 //! - `aa_simulation` (tests): seeded A/A experiments reject at the nominal 5%.
 //! - `cuped`: CUPED's regression adjustment; `cuped_simulation` (tests): its coverage and the
 //!   narrowing over 500 seeded experiments.
+//! - [`bandit`]: Thompson sampling weights of an optimize rule (period-weighted posteriors,
+//!   probability best by integration, the exploration floor).
 //! - [`corrections`]: Holm–Bonferroni and Benjamini–Hochberg adjusted p-values and intervals;
 //!   `corrections_simulation` (tests): error rates in a 5-variant × 4-metric A/A.
 //!
@@ -62,6 +64,7 @@
 //!   regression-adjusted ratio).
 //! - A proper prior is set per experiment or per query; the flat prior stays the default.
 
+pub mod bandit;
 pub mod corrections;
 mod cuped;
 pub mod input;

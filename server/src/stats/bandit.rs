@@ -1,0 +1,413 @@
+//! Thompson sampling for learned personalization (an `optimize` rule): each arm's posterior
+//! from period-weighted sums, the probability that each arm is best, and the weights an SDK
+//! splits by. No I/O and no randomness: the same sums give the same weights on every instance.
+//!
+//! # The contract (README, "Learned personalization")
+//!
+//! - **Periods.** Users are counted in the update period of their first exposure. An arm's
+//!   mean is the average of its per-period means weighted by each period's share of all users
+//!   (GrowthBook's bandit weighting: allocation changes between periods, and behaviour may
+//!   drift, so pooling the arm's users naively would weight each arm's periods differently);
+//!   its variance is `Σ wₚ² vₚ/nₚ`. Periods where the arm has no user are left out and the
+//!   weights of the others renormalised.
+//! - **Posteriors.** Conversion: `Beta(1 + m·n̂, 1 + (1 − m)·n̂)` with the effective sample size
+//!   `n̂ = m(1 − m)/Var(m)` (with one period, exactly Beta–Bernoulli on a uniform prior:
+//!   `Beta(1 + conversions, 1 + users − conversions)`); when `m` is 0 or 1, `n̂` is the arm's
+//!   users. Value: `N(m, Var(m))`; an arm whose variance is 0 gets the widest other arm's.
+//! - **Probability best.** `P(i best) = ∫ fᵢ(x) Πⱼ≠ᵢ Fⱼ(x) dx`, by the midpoint rule on CDF
+//!   differences over 512 steps spanning every arm's mean ± 8 standard deviations, then
+//!   normalised to sum to 1 (exact closed forms agree to 1e-6 in the tests).
+//! - **Weights.** Until every arm has `burn_in_users` users: equal. Then the additive floor
+//!   GrowthBook uses, `pᵢ = f + (1 − k·f)·P(i best)` with `f = min_weight/10,000`, which keeps
+//!   every arm at or above the floor without distorting the others' proportions (clipping and
+//!   renormalising would); then whole basis points by largest remainder, summing to 10,000.
+
+use super::special::{beta_inc, normal_cdf};
+
+/// Basis points of a whole split.
+const FULL: u32 = 10_000;
+/// Integration steps.
+const STEPS: usize = 512;
+
+/// One arm's users and sums in one period: for conversion, `sum` counts users who converted.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeriodArm {
+    /// Users first exposed in the period.
+    pub users: u64,
+    /// Σy over them.
+    pub sum: f64,
+    /// Σy² over them.
+    pub sum_squares: f64,
+}
+
+/// What the arms are compared on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// Whether each user converted: Beta–Bernoulli.
+    Conversion,
+    /// Each user's value: normal.
+    Value,
+}
+
+/// An arm's period-weighted estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArmEstimate {
+    /// Users over every period.
+    pub users: u64,
+    /// The period-weighted mean.
+    pub mean: f64,
+    /// Its variance.
+    pub variance: f64,
+}
+
+/// Each arm's period-weighted estimate; `periods[p][a]` is arm `a` in period `p`.
+pub fn period_weighted(periods: &[Vec<PeriodArm>], model: Model) -> Vec<ArmEstimate> {
+    let arms = periods.iter().map(Vec::len).max().unwrap_or(0);
+    let total: u64 = periods.iter().flatten().map(|a| a.users).sum();
+    (0..arms)
+        .map(|a| {
+            let (mut weight, mut mean, mut variance, mut users) = (0.0, 0.0, 0.0, 0u64);
+            for period in periods {
+                let Some(arm) = period.get(a).filter(|arm| arm.users > 0) else {
+                    continue;
+                };
+                let n = arm.users as f64;
+                let w = period.iter().map(|x| x.users).sum::<u64>() as f64 / total as f64;
+                let m = arm.sum / n;
+                let v = match model {
+                    Model::Conversion => m * (1.0 - m),
+                    Model::Value if arm.users > 1 => {
+                        ((arm.sum_squares - arm.sum * arm.sum / n) / (n - 1.0)).max(0.0)
+                    }
+                    Model::Value => 0.0,
+                };
+                weight += w;
+                mean += w * m;
+                variance += w * w * v / n;
+                users += arm.users;
+            }
+            if weight > 0.0 {
+                ArmEstimate {
+                    users,
+                    mean: mean / weight,
+                    variance: variance / (weight * weight),
+                }
+            } else {
+                ArmEstimate {
+                    users: 0,
+                    mean: 0.0,
+                    variance: 0.0,
+                }
+            }
+        })
+        .collect()
+}
+
+/// A posterior the integration reads: its CDF, mean and standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Posterior {
+    Beta { a: f64, b: f64 },
+    Normal { mean: f64, sd: f64 },
+}
+
+impl Posterior {
+    fn cdf(&self, x: f64) -> f64 {
+        match *self {
+            Posterior::Beta { a, b } => {
+                if x <= 0.0 {
+                    0.0
+                } else if x >= 1.0 {
+                    1.0
+                } else {
+                    beta_inc(a, b, x)
+                }
+            }
+            Posterior::Normal { mean, sd } => normal_cdf((x - mean) / sd),
+        }
+    }
+
+    fn mean_sd(&self) -> (f64, f64) {
+        match *self {
+            Posterior::Beta { a, b } => {
+                let s = a + b;
+                (a / s, (a * b / (s * s * (s + 1.0))).sqrt())
+            }
+            Posterior::Normal { mean, sd } => (mean, sd),
+        }
+    }
+}
+
+fn posteriors(arms: &[ArmEstimate], model: Model) -> Vec<Posterior> {
+    match model {
+        Model::Conversion => arms
+            .iter()
+            .map(|arm| {
+                let m = arm.mean.clamp(0.0, 1.0);
+                let n = if arm.variance > 0.0 && m > 0.0 && m < 1.0 {
+                    m * (1.0 - m) / arm.variance
+                } else {
+                    arm.users as f64
+                };
+                Posterior::Beta {
+                    a: 1.0 + m * n,
+                    b: 1.0 + (1.0 - m) * n,
+                }
+            })
+            .collect(),
+        Model::Value => {
+            let widest = arms
+                .iter()
+                .map(|a| a.variance.sqrt())
+                .filter(|sd| sd.is_finite() && *sd > 0.0)
+                .fold(0.0_f64, f64::max);
+            let fallback = if widest > 0.0 { widest } else { 1.0 };
+            arms.iter()
+                .map(|arm| Posterior::Normal {
+                    mean: arm.mean,
+                    sd: if arm.variance > 0.0 && arm.variance.is_finite() {
+                        arm.variance.sqrt()
+                    } else {
+                        fallback
+                    },
+                })
+                .collect()
+        }
+    }
+}
+
+/// The probability that each arm's true mean is the highest.
+pub fn probability_best(arms: &[ArmEstimate], model: Model) -> Vec<f64> {
+    probability_best_of(&posteriors(arms, model))
+}
+
+fn probability_best_of(posteriors: &[Posterior]) -> Vec<f64> {
+    let k = posteriors.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    if k == 1 {
+        return vec![1.0];
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in posteriors {
+        let (m, sd) = p.mean_sd();
+        lo = lo.min(m - 8.0 * sd);
+        hi = hi.max(m + 8.0 * sd);
+    }
+    if let Posterior::Beta { .. } = posteriors[0] {
+        lo = lo.max(0.0);
+        hi = hi.min(1.0);
+    }
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+        return vec![1.0 / k as f64; k];
+    }
+    let step = (hi - lo) / STEPS as f64;
+    let mut previous: Vec<f64> = posteriors.iter().map(|p| p.cdf(lo)).collect();
+    let mut best = vec![0.0; k];
+    for s in 1..=STEPS {
+        let x = lo + step * s as f64;
+        let current: Vec<f64> = posteriors.iter().map(|p| p.cdf(x)).collect();
+        for i in 0..k {
+            let mass = current[i] - previous[i];
+            if mass <= 0.0 {
+                continue;
+            }
+            let others: f64 = (0..k)
+                .filter(|&j| j != i)
+                .map(|j| (current[j] + previous[j]) / 2.0)
+                .product();
+            best[i] += mass * others;
+        }
+        previous = current;
+    }
+    let total: f64 = best.iter().sum();
+    if total > 0.0 && total.is_finite() {
+        best.iter().map(|p| p / total).collect()
+    } else {
+        vec![1.0 / k as f64; k]
+    }
+}
+
+/// The weights of the next period, in basis points summing to 10,000 (module docs).
+pub fn weights(
+    arms: &[ArmEstimate],
+    model: Model,
+    min_weight: u32,
+    burn_in_users: u64,
+) -> Vec<u32> {
+    let k = arms.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    if arms.iter().any(|a| a.users < burn_in_users) {
+        return tailor_core::model::equal_weights(k);
+    }
+    let floor = f64::from(min_weight.min(FULL / k as u32)) / f64::from(FULL);
+    let shares: Vec<f64> = probability_best(arms, model)
+        .iter()
+        .map(|p| floor + (1.0 - k as f64 * floor) * p)
+        .collect();
+    to_basis_points(&shares)
+}
+
+/// Shares summing to 1 as whole basis points summing to 10,000, by largest remainder (ties to
+/// the earlier arm).
+fn to_basis_points(shares: &[f64]) -> Vec<u32> {
+    let scaled: Vec<f64> = shares.iter().map(|s| s * f64::from(FULL)).collect();
+    let mut out: Vec<u32> = scaled.iter().map(|s| s.floor().max(0.0) as u32).collect();
+    let given: u32 = out.iter().sum();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (fa, fb) = (scaled[a] - scaled[a].floor(), scaled[b] - scaled[b].floor());
+        fb.total_cmp(&fa).then(a.cmp(&b))
+    });
+    for &i in order
+        .iter()
+        .cycle()
+        .take(FULL.saturating_sub(given) as usize)
+    {
+        out[i] += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::special::ln_gamma;
+
+    fn ln_beta(a: f64, b: f64) -> f64 {
+        ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+    }
+
+    /// `P(p_B > p_A)` for `p_A ~ Beta(a_a, b_a)`, `p_B ~ Beta(a_b, b_b)` with integer `a_b`: the
+    /// closed form (Evan Miller, "Formulas for Bayesian A/B testing").
+    fn b_beats_a(a_a: f64, b_a: f64, a_b: u32, b_b: f64) -> f64 {
+        (0..a_b)
+            .map(|i| {
+                let i = f64::from(i);
+                (ln_beta(a_a + i, b_a + b_b)
+                    - (b_b + i).ln()
+                    - ln_beta(1.0 + i, b_b)
+                    - ln_beta(a_a, b_a))
+                .exp()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn two_beta_arms_match_the_closed_form() {
+        for (users_a, conv_a, users_b, conv_b) in [
+            (200u32, 20u32, 200u32, 30u32),
+            (1_000, 100, 1_000, 100),
+            (50, 1, 60, 5),
+            (5_000, 600, 4_800, 560),
+        ] {
+            let arms = [
+                ArmEstimate {
+                    users: u64::from(users_a),
+                    mean: f64::from(conv_a) / f64::from(users_a),
+                    variance: 0.0,
+                },
+                ArmEstimate {
+                    users: u64::from(users_b),
+                    mean: f64::from(conv_b) / f64::from(users_b),
+                    variance: 0.0,
+                },
+            ];
+            // Zero variance falls back to the users as the sample size: exactly
+            // Beta(1 + conversions, 1 + users − conversions).
+            let p = probability_best(&arms, Model::Conversion);
+            let want = b_beats_a(
+                1.0 + f64::from(conv_a),
+                1.0 + f64::from(users_a - conv_a),
+                1 + conv_b,
+                1.0 + f64::from(users_b - conv_b),
+            );
+            assert!((p[1] - want).abs() < 1e-6, "{p:?} vs {want}");
+            assert!((p[0] + p[1] - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn two_normal_arms_match_the_closed_form() {
+        for (m_a, v_a, m_b, v_b) in [
+            (10.0, 0.04, 10.3, 0.05),
+            (1.0, 1.0, 0.0, 4.0),
+            (5.0, 0.01, 5.0, 0.01),
+        ] {
+            let arms = [
+                ArmEstimate {
+                    users: 1_000,
+                    mean: m_a,
+                    variance: v_a,
+                },
+                ArmEstimate {
+                    users: 1_000,
+                    mean: m_b,
+                    variance: v_b,
+                },
+            ];
+            let p = probability_best(&arms, Model::Value);
+            let want = normal_cdf((m_b - m_a) / (v_a + v_b).sqrt());
+            assert!((p[1] - want).abs() < 1e-6, "{p:?} vs {want}");
+        }
+    }
+
+    #[test]
+    fn one_period_is_plain_beta_bernoulli_and_periods_are_weighted_by_their_users() {
+        let conv = |users: u64, converted: f64| PeriodArm {
+            users,
+            sum: converted,
+            sum_squares: converted,
+        };
+        let one = period_weighted(&[vec![conv(100, 10.0), conv(300, 60.0)]], Model::Conversion);
+        assert_eq!(one[1].users, 300);
+        assert!((one[1].mean - 0.2).abs() < 1e-15);
+        assert!((one[1].variance - 0.2 * 0.8 / 300.0).abs() < 1e-15);
+        // Period 1 (1,000 users) converts at 10% in both arms, period 2 (3,000 users) at 30%;
+        // arm 1 got most of its users in period 2. Pooled naively arm 1 looks better; weighted
+        // by period both arms are 0.1·¼ + 0.3·¾ = 0.25.
+        let two = period_weighted(
+            &[
+                vec![conv(500, 50.0), conv(500, 50.0)],
+                vec![conv(300, 90.0), conv(2_700, 810.0)],
+            ],
+            Model::Conversion,
+        );
+        assert!((two[0].mean - 0.25).abs() < 1e-12 && (two[1].mean - 0.25).abs() < 1e-12);
+        let pooled_1 = (50.0 + 810.0) / 3_200.0;
+        assert!(pooled_1 > 0.26, "the naive pool is biased: {pooled_1}");
+    }
+
+    #[test]
+    fn weights_respect_the_floor_burn_in_and_sum_to_ten_thousand() {
+        let arm = |users: u64, mean: f64| ArmEstimate {
+            users,
+            mean,
+            variance: mean * (1.0 - mean) / users as f64,
+        };
+        let clear = [arm(5_000, 0.10), arm(5_000, 0.15), arm(5_000, 0.09)];
+        let w = weights(&clear, Model::Conversion, 500, 200);
+        assert_eq!(w.iter().sum::<u32>(), 10_000);
+        assert!(w.iter().all(|&x| x >= 500), "{w:?}");
+        assert!(w[1] > 8_900, "{w:?}");
+        // Burn-in: one arm short of users, equal weights.
+        let early = [arm(5_000, 0.10), arm(150, 0.15), arm(5_000, 0.09)];
+        assert_eq!(
+            weights(&early, Model::Conversion, 500, 200),
+            [3_334, 3_333, 3_333]
+        );
+        // Equal arms: equal weights.
+        let tie = [arm(1_000, 0.1), arm(1_000, 0.1)];
+        assert_eq!(weights(&tie, Model::Conversion, 500, 200), [5_000, 5_000]);
+        for shares in [
+            [0.33333, 0.33333, 0.33334],
+            [0.05, 0.9, 0.05],
+            [1e-9, 0.5, 0.5 - 1e-9],
+        ] {
+            let bp = to_basis_points(&shares);
+            assert_eq!(bp.iter().sum::<u32>(), 10_000, "{shares:?}");
+        }
+    }
+}
