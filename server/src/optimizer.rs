@@ -45,24 +45,27 @@ pub fn period_at(optimize: &Optimize, now_ms: i64) -> u64 {
 
 /// Whether the rule's weights are older than `period` (none published counts as older).
 pub fn is_due(optimize: &Optimize, period: u64) -> bool {
-    optimize.frozen.is_none() && optimize.weights.iter().all(|w| w.period < period)
+    !optimize.frozen && optimize.weights.iter().all(|w| w.period < period)
 }
 
-/// The next weights of every context of rule `index` (an optimize rule), from its
-/// experiment's totals for `metric`: per context, the policy's users (not the holdout) of each
-/// variant, by update period.
-pub fn next_weights(
+/// The bandit model of an optimize rule.
+pub fn model(optimize: &Optimize) -> Model {
+    match optimize.kind {
+        OptimizeKind::Conversion => Model::Conversion,
+        OptimizeKind::Value => Model::Value,
+    }
+}
+
+/// Per context of rule `index` (an optimize rule), in [`Optimize::all_contexts`] order, each
+/// variant's period-weighted estimate of `metric` over the policy's users (not the holdout).
+pub fn context_estimates(
     rule: &Rule,
     index: usize,
     optimize: &Optimize,
     metric: &str,
     totals: &ExperimentTotals,
-    period: u64,
-) -> Vec<ContextWeights> {
-    let model = match optimize.kind {
-        OptimizeKind::Conversion => Model::Conversion,
-        OptimizeKind::Value => Model::Value,
-    };
+) -> Vec<Vec<bandit::ArmEstimate>> {
+    let model = model(optimize);
     optimize
         .all_contexts()
         .into_iter()
@@ -99,16 +102,35 @@ pub fn next_weights(
                     variance: 0.0,
                 },
             );
-            ContextWeights {
-                context: context.to_string(),
-                weights: bandit::weights(
-                    &estimates,
-                    model,
-                    optimize.min_weight,
-                    optimize.burn_in_users,
-                ),
-                period,
-            }
+            estimates
+        })
+        .collect()
+}
+
+/// The next weights of every context of rule `index` (an optimize rule), from its
+/// experiment's totals for `metric` ([`context_estimates`]), stamped with `period`.
+pub fn next_weights(
+    rule: &Rule,
+    index: usize,
+    optimize: &Optimize,
+    metric: &str,
+    totals: &ExperimentTotals,
+    period: u64,
+) -> Vec<ContextWeights> {
+    let model = model(optimize);
+    optimize
+        .all_contexts()
+        .into_iter()
+        .zip(context_estimates(rule, index, optimize, metric, totals))
+        .map(|(context, estimates)| ContextWeights {
+            context: context.to_string(),
+            weights: bandit::weights(
+                &estimates,
+                model,
+                optimize.min_weight,
+                optimize.burn_in_users,
+            ),
+            period,
         })
         .collect()
 }
@@ -367,7 +389,7 @@ mod tests {
             period: 10,
         }];
         assert!(!is_due(&optimize, 10) && is_due(&optimize, 11));
-        optimize.frozen = Some("a".into());
+        optimize.frozen = true;
         assert!(!is_due(&optimize, 11), "a frozen rule learns no more");
         assert_eq!(period_at(&optimize, 15 * 60_000 * 7 + 5), 7);
     }

@@ -8,6 +8,7 @@
 //! - `expected`: the split each scope's sample-ratio check expects from the tracked rules;
 //! - `sums` and `scope`: one scope's per-arm sums, sample-ratio check and statistics;
 //! - `lift`: personalized against generic content, per segment and pooled;
+//! - `optimization`: an optimize rule's weights and period-weighted arms per context;
 //! - `warnings`: the data-quality warnings;
 //! - `output`: the report's serialized shape, and `csv`: the report as CSV.
 
@@ -18,6 +19,7 @@ mod family;
 #[cfg(test)]
 mod fixtures;
 mod lift;
+mod optimization;
 mod output;
 mod query;
 mod scope;
@@ -35,7 +37,7 @@ pub use csv::to_csv;
 pub(crate) use expected::rule_label;
 pub use output::{
     AdjustedLift, ArmReport, CorrectionReport, DataQuality, ExperimentReport, LiftReport,
-    Personalization, RatioReport, ScopeReport,
+    OptimizationReport, OptimizedArm, OptimizedContext, Personalization, RatioReport, ScopeReport,
 };
 
 /// Which metric and how to analyse it.
@@ -239,6 +241,8 @@ pub fn report(
         cuped_lookback_days: analysis.cuped.then(|| experiment.lookback_days()),
         prior: analysis.config.prior,
         correction,
+        optimization: flag
+            .and_then(|f| optimization::optimization(f, experiment, totals, analysis.config.alpha)),
         metric: analysis.metric,
         overall,
         segments,

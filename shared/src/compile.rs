@@ -648,19 +648,7 @@ fn compile_optimize(
             );
         }
     }
-    let frozen = optimize.frozen.as_ref().map(|f| {
-        if !optimize.variants.contains(f) {
-            problems.push(
-                format!("{path}.frozen"),
-                format!("`{f}` is not one of the rule's variants"),
-            );
-        }
-        resolve(f, format!("{path}.frozen"), problems)
-    });
-    let arms_for = |context: &str| match frozen {
-        Some(v) => arms_of(&[v], &[FULL_COVERAGE], rule.coverage),
-        None => arms_of(&variants, &optimize.weights_of(context), rule.coverage),
-    };
+    let arms_for = |context: &str| arms_of(&variants, &optimize.weights_of(context), rule.coverage);
     let contexts = optimize
         .contexts
         .iter()

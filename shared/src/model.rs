@@ -477,9 +477,10 @@ pub struct Optimize {
     /// splits equally).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<ContextWeights>,
-    /// Serve this variant to every context and stop learning (a normal, audited change).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frozen: Option<String>,
+    /// Stop learning: the published weights stay as they are (freezing a policy publishes
+    /// each context's best variant at 10,000 with it; a normal, audited change).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }
 
 /// The context of users in none of an [`Optimize`] rule's contexts.

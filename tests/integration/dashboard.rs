@@ -187,7 +187,7 @@ fn results_url(server: &Server, experiment: &str) -> String {
     server.url(&format!("/dashboard/env/{ENV}/experiments/{experiment}"))
 }
 
-async fn sign_in(browser: &Browser, key: &str) {
+pub(crate) async fn sign_in(browser: &Browser, key: &str) {
     browser.find("form.login").await;
     browser
         .find("#key")

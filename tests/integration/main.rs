@@ -30,6 +30,8 @@
 //!   corrections across variants × metrics, proper priors, against the engine on plain sums.
 //! - [`learning`]: learned personalization over 200 seeds: each context's best arm wins its
 //!   traffic, the policy lift's interval covers the true lift.
+//! - [`optimizer`]: learned weights published by running servers (audited, served to SDKs,
+//!   kept across a restart, learning on), once per period across two instances on Redis.
 //! - [`schema`]: every results report any test receives, validated against
 //!   `server/openapi.yaml`'s `ExperimentReport` (made strict: no undocumented field).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, CORS, unknown routes.
@@ -67,6 +69,7 @@ mod learning;
 mod ofrep;
 mod openapi;
 mod ops;
+mod optimizer;
 mod results;
 mod schema;
 mod sdk;

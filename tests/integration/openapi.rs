@@ -401,6 +401,8 @@ fn model_schemas_match_the_config_model() {
     check::<Override>(&spec, "Override");
     check::<Rule>(&spec, "Rule");
     check::<WeightedVariant>(&spec, "WeightedVariant");
+    check::<tailor_core::model::Optimize>(&spec, "Optimize");
+    check::<tailor_core::model::ContextWeights>(&spec, "ContextWeights");
     check::<Holdout>(&spec, "Holdout");
     check::<Experiment>(&spec, "Experiment");
     check::<RatioMetric>(&spec, "RatioMetric");

@@ -85,7 +85,7 @@ fn the_schema_is_strict_and_rejects_what_it_does_not_name() {
         "environment": "development", "experiment": "hp", "flag": "homepage",
         "metric": "purchase", "kind": "conversion", "control": "generic", "revision": 3,
         "analyzed_at": "2026-12-07T10:00:00Z", "alpha": 0.05, "cuped_lookback_days": null,
-        "prior": null, "correction": null,
+        "prior": null, "correction": null, "optimization": null,
         "overall": minimal_scope, "segments": [], "personalization": null,
         "data_quality": {"multi_variant_users": 0, "late_exposures": 0, "warnings": []},
         "timeline": []

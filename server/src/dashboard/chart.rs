@@ -1,5 +1,5 @@
-//! Server-side SVG: the cumulative conversion rate per variant over time, and confidence
-//! intervals drawn as bars around zero. Plain markup (no script, no external font); colours come
+//! Server-side SVG: the cumulative conversion rate per variant over time, an optimize rule's
+//! weights over its updates, and confidence intervals drawn as bars around zero. Plain markup (no script, no external font); colours come
 //! from CSS classes (`series-N`, `ci-*`) so the page's legend and lines always agree.
 
 use maud::{html, Markup};
@@ -75,6 +75,31 @@ pub fn nice_step(x: f64) -> f64 {
     ceiling_of(x, &[1.0, 2.0, 2.5, 5.0, 10.0])
 }
 
+/// One line of a chart: its colour index, its name, its `(unix ms, share)` points.
+type Line<'s> = (usize, &'s str, Vec<(i64, f64)>);
+
+/// Each variant's weight (a share of its context's traffic) at each update: `history` holds
+/// `(unix ms, weights in basis points)` in time order, `variants` name the weights.
+pub fn weight_history(
+    variants: &[String],
+    history: &[(i64, Vec<u32>)],
+    colour: impl Fn(&str) -> usize,
+    size: Size,
+) -> Markup {
+    let lines: Vec<Line<'_>> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let points = history
+                .iter()
+                .filter_map(|(at, w)| w.get(i).map(|w| (*at, f64::from(*w) / 10_000.0)))
+                .collect();
+            (colour(v), v.as_str(), points)
+        })
+        .collect();
+    draw(lines, "Traffic weight per variant", size)
+}
+
 /// The cumulative conversion rate of each variant over time. `series_class(variant)` gives
 /// the variant's colour index, shared with the tables' swatches.
 pub fn conversion_rate(
@@ -82,14 +107,6 @@ pub fn conversion_rate(
     colour: impl Fn(&str) -> usize,
     size: Size,
 ) -> Markup {
-    let Size {
-        width,
-        height,
-        time_labels,
-        class,
-    } = size;
-    // (colour, variant, [(time, rate)])
-    type Line<'s> = (usize, &'s str, Vec<(i64, f64)>);
     let points: Vec<Line<'_>> = series
         .iter()
         .map(|s| {
@@ -102,6 +119,17 @@ pub fn conversion_rate(
             (colour(&s.variant), s.variant.as_str(), pts)
         })
         .collect();
+    draw(points, "Cumulative conversion rate per variant", size)
+}
+
+/// Lines of shares over time, with a percent axis and `what` in the chart's accessible name.
+fn draw(points: Vec<Line<'_>>, what: &str, size: Size) -> Markup {
+    let Size {
+        width,
+        height,
+        time_labels,
+        class,
+    } = size;
     let all = points.iter().flat_map(|(_, _, p)| p.iter());
     let (mut t0, mut t1, mut top) = (i64::MAX, i64::MIN, 0.0f64);
     for (t, r) in all {
@@ -138,7 +166,7 @@ pub fn conversion_rate(
     let last = (time_labels - 1).max(1);
     let x_ticks: Vec<i64> = (0..=last).map(|i| t0 + (t1 - t0) * i / last).collect();
     let label = format!(
-        "Cumulative conversion rate per variant from {} to {}",
+        "{what} from {} to {}",
         format::unix_millis(t0),
         format::unix_millis(t1)
     );

@@ -26,6 +26,7 @@ pub mod chart;
 pub mod csrf;
 pub mod format;
 pub mod login;
+pub mod optimization;
 pub mod pages;
 pub mod profiles;
 pub mod results;
@@ -96,6 +97,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/dashboard/env/{env}/flags/{flag}/restore",
             web::post().to(rollout::apply_restore),
+        )
+        .route(
+            "/dashboard/env/{env}/flags/{flag}/freeze",
+            web::get().to(optimization::confirm_freeze),
+        )
+        .route(
+            "/dashboard/env/{env}/flags/{flag}/freeze",
+            web::post().to(optimization::apply_freeze),
         )
         .route(
             "/dashboard/env/{env}/segments",
@@ -283,6 +292,15 @@ impl Form {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated field, in form order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A required field.

@@ -88,10 +88,11 @@ pub(super) fn serves(rule: &Rule) -> String {
             .map(|w| format!("{} {}", w.variant, format::basis_points(w.weight)))
             .collect::<Vec<_>>()
             .join(" · "),
-        (None, None, Some(o)) => match &o.frozen {
-            Some(v) => format!("{v} (optimization frozen)"),
-            None => format!("learned: {}", o.variants.join(" · ")),
-        },
+        (None, None, Some(o)) => format!(
+            "{}: {}",
+            if o.frozen { "frozen" } else { "learned" },
+            o.variants.join(" · ")
+        ),
         (None, None, None) => "—".into(),
     }
 }

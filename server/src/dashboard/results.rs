@@ -212,6 +212,25 @@ pub(super) async fn experiment(
         base: experiment_url(&env, &key),
         query: &query,
     };
+    // An optimize rule's weights over its updates, from the audit log.
+    let flag_key = snapshot.experiment_flag(&key).map(str::to_string);
+    let optimize = flag_key.as_deref().and_then(|f| {
+        snapshot
+            .document()
+            .flag(f)?
+            .rules
+            .iter()
+            .find(|r| r.experiment.as_deref() == Some(key.as_str()))?
+            .optimize
+            .clone()
+    });
+    let history = match (&flag_key, &optimize) {
+        (Some(f), Some(o)) => super::optimization::history(
+            &super::pages::flag_audit(&state, &env, f, 2_000).await?,
+            o,
+        ),
+        _ => Vec::new(),
+    };
     let sort = Sort::parse(query.sort.as_deref());
     let title = exp.name.clone().unwrap_or_else(|| exp.key.clone());
     let metrics: Vec<&str> = exp.metrics();
@@ -265,7 +284,13 @@ pub(super) async fn experiment(
                     strong { "Not enough data. " } (message)
                 }
             },
-            Ok(report) => { (report_body(report, sort, &links)) },
+            Ok(report) => {
+                (report_body(report, sort, &links))
+                @if let (Some(o), Some(f)) = (&report.optimization, &flag_key) {
+                    @let colour = |v: &str| report.overall.arms.iter().position(|a| a.variant == v).unwrap_or(0);
+                    (super::optimization::section(&env, f, report, o, &history, &colour))
+                }
+            },
         }
     };
     let nav = nav(&state, &me, Some(&env), Section::Experiments);

@@ -124,6 +124,8 @@ pub struct ExperimentReport {
     pub prior: Option<stats::Prior>,
     /// The multiple-comparison correction applied (`None`: none).
     pub correction: Option<CorrectionReport>,
+    /// The optimize rule this experiment measures, if any.
+    pub optimization: Option<OptimizationReport>,
     /// All tracked rules together.
     pub overall: ScopeReport,
     /// Each segment (or rule) alone.
@@ -135,6 +137,55 @@ pub struct ExperimentReport {
     /// Cumulative users and converted users per variant over time (filled in by the caller that
     /// holds the attribution state; empty otherwise).
     pub timeline: Vec<VariantSeries>,
+}
+
+/// An optimize rule's state: what the optimizer publishes and what it learned, per context.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizationReport {
+    /// The rule's index in the flag.
+    pub rule: usize,
+    /// The metric it maximises.
+    pub metric: String,
+    /// `conversion` or `value`.
+    pub kind: &'static str,
+    /// Minutes per update period.
+    pub update_minutes: u32,
+    /// Learning is stopped: the weights stay as published.
+    pub frozen: bool,
+    /// How the per-variant estimates are made.
+    pub note: &'static str,
+    /// Per context: its segments, then `*` (users in none).
+    pub contexts: Vec<OptimizedContext>,
+}
+
+/// One context of an optimize rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizedContext {
+    /// A context segment, or `*`.
+    pub context: String,
+    /// The label of its users in `segments` and `personalization`.
+    pub label: String,
+    /// The weights SDKs split by now, basis points in variant order.
+    pub weights: Vec<u32>,
+    /// The update period they were published at (`None`: none published, equal weights).
+    pub period: Option<u64>,
+    /// Per variant.
+    pub arms: Vec<OptimizedArm>,
+}
+
+/// One variant in one context, weighted by update period.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizedArm {
+    /// Variant key.
+    pub variant: String,
+    /// Its policy users in the context.
+    pub users: u64,
+    /// The period-weighted mean (conversion rate or value per user).
+    pub mean: f64,
+    /// Its `1 − alpha` interval (normal).
+    pub ci: stats::Interval,
+    /// Posterior probability that it is the context's best variant.
+    pub probability_best: f64,
 }
 
 /// Personalization lift.

@@ -451,6 +451,74 @@ pub async fn rollout_flag(
     .await
 }
 
+/// Freezes rule `index`'s learned policy (or resumes learning): frozen, each context serves
+/// its best variant (`best`, one per context in [`tailor_core::model::Optimize::all_contexts`]
+/// order) to all its users and the optimizer stops updating it; resumed, the optimizer updates
+/// it again at its next period. A normal flag change (action `freeze` or `unfreeze`).
+pub async fn freeze_optimize(
+    state: &AppState,
+    env_key: &str,
+    key: &str,
+    actor: &Actor,
+    if_match: Option<&str>,
+    index: usize,
+    best: Option<&[String]>,
+) -> Result<Arc<Published>, ApiError> {
+    let action = if best.is_some() { "freeze" } else { "unfreeze" };
+    edit_flag(state, env_key, key, actor, if_match, action, |flag| {
+        let optimize = flag
+            .rules
+            .get_mut(index)
+            .and_then(|r| r.optimize.as_mut())
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "rule: rule {index} of `{key}` is not an optimize rule"
+                ))
+            })?;
+        match best {
+            None => optimize.frozen = false,
+            Some(best) => {
+                let contexts: Vec<String> = optimize
+                    .all_contexts()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                if best.len() != contexts.len() {
+                    return Err(ApiError::BadRequest(format!(
+                        "best: one variant per context ({}), got {}",
+                        contexts.len(),
+                        best.len()
+                    )));
+                }
+                let period = optimize.weights.iter().map(|w| w.period).max().unwrap_or(0);
+                let mut weights = Vec::with_capacity(contexts.len());
+                for (context, variant) in contexts.into_iter().zip(best) {
+                    let arm = optimize
+                        .variants
+                        .iter()
+                        .position(|v| v == variant)
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "best: `{variant}` is not one of the rule's variants"
+                            ))
+                        })?;
+                    let mut w = vec![0; optimize.variants.len()];
+                    w[arm] = FULL_COVERAGE;
+                    weights.push(tailor_core::model::ContextWeights {
+                        context,
+                        weights: w,
+                        period,
+                    });
+                }
+                optimize.weights = weights;
+                optimize.frozen = true;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Switches a flag on or off.
 pub async fn toggle_flag(
     state: &AppState,
