@@ -222,5 +222,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("\nwarnings: {}", report["data_quality"]["warnings"]);
-    Ok(())
+    // And learned personalization, in process (see `learned`): 12 periods of a tenth of the
+    // visitors each.
+    println!();
+    learned(&[
+        "12".into(),
+        (visitors / 10).max(1).to_string(),
+        seed.to_string(),
+    ])
 }

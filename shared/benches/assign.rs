@@ -4,7 +4,11 @@
 //! - `on_off`: a plain on/off flag (one rule without audience serves `on`);
 //! - `experiment`: a 50/50 split behind `country in [US, CA, GB]` and `plan == "pro"`
 //!   (target: <= 60 ns per evaluation, 0 allocations);
-//! - `personalization`: five segment rules, each with a 10% holdout.
+//! - `personalization`: five segment rules, each with a 10% holdout;
+//! - `split_with_holdout`, `optimize`, `optimize_3_contexts`: the experiment's audience with a
+//!   10% holdout, served by a split, by an optimize rule with the same weights (one context),
+//!   and by one with three contexts (two segments to test first): an optimize rule must cost
+//!   what a split does (issue 12), and setup checks they decide alike.
 //!
 //! Every iteration evaluates the next user of a `Vec<User>` (cycling), so the numbers include
 //! the cache misses of reading a user that was not just evaluated: `*_1m` cycles through all
@@ -98,6 +102,9 @@ segments:
 experiments:
   - {key: checkout-redesign, status: running}
   - {key: homepage-personalization, status: running}
+  - {key: checkout-holdout, status: running}
+  - {key: checkout-learning, status: running, primary_metric: purchase}
+  - {key: checkout-learning-contexts, status: running, primary_metric: purchase}
 flags:
   - key: on-off
     type: bool
@@ -119,6 +126,41 @@ flags:
             - {attribute: plan, op: eq, values: [pro]}
         split: [{variant: control, weight: 5000}, {variant: treatment, weight: 5000}]
         experiment: checkout-redesign
+  - key: checkout-holdout
+    type: string
+    variants: [{key: "off", value: "legacy"}, {key: control, value: "one-page"}, {key: treatment, value: "two-step"}]
+    default_variant: "off"
+    rules:
+      - when: {all: [{attribute: country, op: in, values: [US, CA, GB]}, {attribute: plan, op: eq, values: [pro]}]}
+        split: [{variant: control, weight: 5000}, {variant: treatment, weight: 5000}]
+        holdout: {basis_points: 1000}
+        experiment: checkout-holdout
+  - key: checkout-learning
+    type: string
+    variants: [{key: "off", value: "legacy"}, {key: control, value: "one-page"}, {key: treatment, value: "two-step"}]
+    default_variant: "off"
+    rules:
+      - when: {all: [{attribute: country, op: in, values: [US, CA, GB]}, {attribute: plan, op: eq, values: [pro]}]}
+        optimize:
+          variants: [control, treatment]
+          weights: [{context: "*", weights: [5000, 5000], period: 1}]
+        holdout: {basis_points: 1000}
+        experiment: checkout-learning
+  - key: checkout-learning-contexts
+    type: string
+    variants: [{key: "off", value: "legacy"}, {key: control, value: "one-page"}, {key: treatment, value: "two-step"}]
+    default_variant: "off"
+    rules:
+      - when: {all: [{attribute: country, op: in, values: [US, CA, GB]}, {attribute: plan, op: eq, values: [pro]}]}
+        optimize:
+          variants: [control, treatment]
+          contexts: [beginners, lapsed]
+          weights:
+            - {context: beginners, weights: [5000, 5000], period: 1}
+            - {context: lapsed, weights: [5000, 5000], period: 1}
+            - {context: "*", weights: [5000, 5000], period: 1}
+        holdout: {basis_points: 1000}
+        experiment: checkout-learning-contexts
   - key: homepage
     type: string
     variants:
@@ -238,6 +280,18 @@ fn check_outcomes(snapshot: &Snapshot, targeted: &[User], others: &[User]) {
         .iter()
         .all(|u| assign(snapshot, u, "checkout").reason == Reason::Fallthrough));
 
+    // A split with a holdout and the optimize rules serving the same split: the same decisions.
+    for flag in ["checkout-learning", "checkout-learning-contexts"] {
+        for u in targeted.iter().chain(others) {
+            let (split, learned) = (
+                assign(snapshot, u, "checkout-holdout"),
+                assign(snapshot, u, flag),
+            );
+            assert_eq!(split.variant_key(), learned.variant_key(), "{flag}");
+            assert_eq!(split.reason, learned.reason, "{flag}");
+        }
+    }
+
     let held_out = fraction(targeted, |u| {
         let a = assign(snapshot, u, "homepage");
         assert_eq!(a.experiment, Some("homepage-personalization"), "{a:?}");
@@ -274,6 +328,9 @@ fn bench_assign(c: &mut Criterion) {
     let flags = [
         ("on_off", "on-off"),
         ("experiment", "checkout"),
+        ("split_with_holdout", "checkout-holdout"),
+        ("optimize", "checkout-learning"),
+        ("optimize_3_contexts", "checkout-learning-contexts"),
         ("personalization", "homepage"),
     ];
     let populations: [(&str, &[User]); 2] = [("targeted", &targeted), ("non_matching", &others)];

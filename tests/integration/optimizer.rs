@@ -213,6 +213,19 @@ async fn the_optimizer_publishes_learned_weights_that_survive_a_restart() {
         share(&second, "*", 0) > share(&first, "*", 0),
         "{first} → {second}"
     );
+
+    // Two updates: the dashboard draws each context's weights over them.
+    let browser = crate::browser::Browser::start().await;
+    browser
+        .goto(&server.url("/dashboard/env/development/experiments/hp"))
+        .await;
+    crate::dashboard::sign_in(&browser, crate::support::ADMIN_KEY).await;
+    browser.wait_for_url("/experiments/hp").await;
+    let lines = browser
+        .find_all("#optimization section[data-context=\"*\"] svg.chart-wide polyline")
+        .await;
+    assert_eq!(lines.len(), 3, "one line per variant");
+    browser.close().await;
 }
 
 #[tokio::test]
