@@ -87,6 +87,20 @@ fn bench(c: &mut Criterion) {
     assert!(weights
         .iter()
         .all(|w| w.weights.iter().sum::<u32>() == 10_000));
+    let mut value = optimize.clone();
+    value.kind = tailor_core::model::OptimizeKind::Value;
+    c.bench_function("optimizer/update_100_contexts_x_10_variants_value", |b| {
+        b.iter(|| {
+            next_weights(
+                black_box(&rule),
+                0,
+                black_box(&value),
+                "purchase",
+                black_box(&totals),
+                1_900_096,
+            )
+        })
+    });
     c.bench_function("optimizer/update_100_contexts_x_10_variants", |b| {
         b.iter(|| {
             next_weights(

@@ -11,7 +11,7 @@
 //! continues where the last update left off. An update that cannot be published (store down)
 //! leaves the last weights in place and is retried at the next tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,32 +66,46 @@ pub fn context_estimates(
     totals: &ExperimentTotals,
 ) -> Vec<Vec<bandit::ArmEstimate>> {
     let model = model(optimize);
-    optimize
-        .all_contexts()
+    let contexts = optimize.all_contexts();
+    let labels: HashMap<String, usize> = contexts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (context_label(rule, index, c), i))
+        .collect();
+    let variants: HashMap<&str, usize> = optimize
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.as_str(), i))
+        .collect();
+    // One pass over the cells: per context, per period, per variant.
+    let mut by_context: Vec<BTreeMap<u32, Vec<PeriodArm>>> = vec![BTreeMap::new(); contexts.len()];
+    for cell in totals
+        .cells
+        .iter()
+        .filter(|c| c.personalized && c.rule == index)
+    {
+        let (Some(&context), Some(&arm)) = (
+            labels.get(&cell.segment),
+            variants.get(cell.variant.as_str()),
+        ) else {
+            continue;
+        };
+        let arms = by_context[context]
+            .entry(cell.period)
+            .or_insert_with(|| vec![PeriodArm::default(); optimize.variants.len()]);
+        let m = cell.metrics.get(metric).copied().unwrap_or_default();
+        let (sum, sum_squares) = match model {
+            Model::Conversion => (m.converted as f64, m.converted as f64),
+            Model::Value => (m.sum, m.sum_sq),
+        };
+        arms[arm].users += cell.users;
+        arms[arm].sum += sum;
+        arms[arm].sum_squares += sum_squares;
+    }
+    by_context
         .into_iter()
-        .map(|context| {
-            let label = context_label(rule, index, context);
-            let mut by_period: BTreeMap<u32, Vec<PeriodArm>> = BTreeMap::new();
-            for cell in totals
-                .cells
-                .iter()
-                .filter(|c| c.personalized && c.rule == index && c.segment == label)
-            {
-                let Some(arm) = optimize.variants.iter().position(|v| *v == cell.variant) else {
-                    continue;
-                };
-                let arms = by_period
-                    .entry(cell.period)
-                    .or_insert_with(|| vec![PeriodArm::default(); optimize.variants.len()]);
-                let m = cell.metrics.get(metric).copied().unwrap_or_default();
-                let (sum, sum_squares) = match model {
-                    Model::Conversion => (m.converted as f64, m.converted as f64),
-                    Model::Value => (m.sum, m.sum_sq),
-                };
-                arms[arm].users += cell.users;
-                arms[arm].sum += sum;
-                arms[arm].sum_squares += sum_squares;
-            }
+        .map(|by_period| {
             let periods: Vec<Vec<PeriodArm>> = by_period.into_values().collect();
             let mut estimates = bandit::period_weighted(&periods, model);
             estimates.resize(
