@@ -134,6 +134,7 @@ flags:
       - when: {all: [{attribute: country, op: in, values: [US, CA, GB]}, {attribute: plan, op: eq, values: [pro]}]}
         split: [{variant: control, weight: 5000}, {variant: treatment, weight: 5000}]
         holdout: {basis_points: 1000}
+        salt: checkout-same-salt
         experiment: checkout-holdout
   - key: checkout-learning
     type: string
@@ -145,6 +146,7 @@ flags:
           variants: [control, treatment]
           weights: [{context: "*", weights: [5000, 5000], period: 1}]
         holdout: {basis_points: 1000}
+        salt: checkout-same-salt
         experiment: checkout-learning
   - key: checkout-learning-contexts
     type: string
@@ -160,6 +162,7 @@ flags:
             - {context: lapsed, weights: [5000, 5000], period: 1}
             - {context: "*", weights: [5000, 5000], period: 1}
         holdout: {basis_points: 1000}
+        salt: checkout-same-salt
         experiment: checkout-learning-contexts
   - key: homepage
     type: string

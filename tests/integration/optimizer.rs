@@ -337,3 +337,42 @@ async fn the_dashboard_shows_the_learned_policy_and_freezes_it_on_each_contexts_
     assert!(browser.find_all("#frozen").await.is_empty());
     browser.close().await;
 }
+
+#[tokio::test]
+async fn with_the_store_down_the_last_weights_stay_and_updates_resume_after() {
+    let mut redis = Redis::start_durable().await;
+    let servers = crate::multi_instance::instances(1, &redis.url()).await;
+    let server = &servers[0];
+    let sdk = configure(server).await;
+    let mut batch = events("new", Some("beginners"), 1, 60);
+    batch.extend(events("other", None, 2, 60));
+    post(server, &sdk, batch).await;
+    let first = eventually("learned weights", UPDATE, || weights(server)).await;
+
+    // New evidence (`a` wins for everyone else), then the store goes away before the next
+    // update can be published.
+    post(server, &sdk, events("later", None, 0, 400)).await;
+    redis.kill9();
+    let period = of(&first, "*")["period"].as_u64().unwrap();
+    let next_boundary = i64::try_from(period + 1).unwrap() * 60_000;
+    let wait = u64::try_from(next_boundary - now_ms() + 15_000).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    // Still up, still serving the last weights, none half-published.
+    let res = send(server.with_key(Method::GET, "/sdk/v1/config", &sdk)).await;
+    res.assert_status(StatusCode::OK);
+    let served = &res.body["flags"][0]["rules"][0]["optimize"]["weights"];
+    assert_eq!(
+        served, &first,
+        "the last weights stay while the store is down"
+    );
+
+    // Back: the update the outage held up is published.
+    redis.restart().await;
+    let second = eventually("the update after the outage", UPDATE, || async {
+        weights(server)
+            .await
+            .filter(|w| of(w, "*")["period"].as_u64().unwrap() > period)
+    })
+    .await;
+    assert!(share(&second, "*", 0) > share(&first, "*", 0), "{second}");
+}
