@@ -155,6 +155,29 @@ async fn seeded() -> (Server, Users) {
     (server, users)
 }
 
+/// Changes experiment `hp` with `edit`, as a client would: read it, change it, write it back
+/// with `If-Match`.
+async fn update_experiment(server: &Server, edit: impl FnOnce(&mut Value)) {
+    let current = send(server.admin(
+        Method::GET,
+        "/api/v1/environments/development/experiments/hp",
+    ))
+    .await;
+    let mut experiment = current.body.clone();
+    edit(&mut experiment);
+    let res = send(
+        server
+            .admin(
+                Method::PUT,
+                "/api/v1/environments/development/experiments/hp",
+            )
+            .header("If-Match", current.etag())
+            .json(&experiment),
+    )
+    .await;
+    res.assert_status(StatusCode::OK);
+}
+
 /// The engine's treatment comparison for two arms and a config.
 fn engine(arms: [ArmStats; 2], config: &AnalysisConfig) -> stats::Comparison {
     stats::analyze(
@@ -208,28 +231,14 @@ async fn ratio_metrics_match_the_engine_on_the_plain_sums_even_when_added_after_
 
     // Orders per session: two events, defined after the events arrived. The cross products
     // are re-derived from what each user's contribution holds, exactly.
-    let current = send(server.admin(
-        Method::GET,
-        "/api/v1/environments/development/experiments/hp",
-    ))
+    update_experiment(&server, |experiment| {
+        experiment["ratio_metrics"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "orders_per_session",
+                         "numerator": {"event": "purchase"}, "denominator": {"event": "session"}}));
+    })
     .await;
-    let mut changed = current.body.clone();
-    changed["ratio_metrics"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"key": "orders_per_session",
-                     "numerator": {"event": "purchase"}, "denominator": {"event": "session"}}));
-    let res = send(
-        server
-            .admin(
-                Method::PUT,
-                "/api/v1/environments/development/experiments/hp",
-            )
-            .header("If-Match", current.etag())
-            .json(&changed),
-    )
-    .await;
-    res.assert_status(StatusCode::OK);
     let want = engine(
         [users.ratio(0, 1, 0), users.ratio(1, 1, 0)],
         &AnalysisConfig::default(),
@@ -339,24 +348,10 @@ async fn corrections_adjust_across_variants_and_the_experiments_metrics() {
     assert_eq!(plain["correction"], Value::Null);
     assert_eq!(treatment(&plain)["adjusted"], Value::Null);
     // The experiment's own correction applies by default, and `none` turns it off.
-    let current = send(server.admin(
-        Method::GET,
-        "/api/v1/environments/development/experiments/hp",
-    ))
+    update_experiment(&server, |experiment| {
+        experiment["correction"] = json!("benjamini_hochberg");
+    })
     .await;
-    let mut changed = current.body.clone();
-    changed["correction"] = json!("benjamini_hochberg");
-    let res = send(
-        server
-            .admin(
-                Method::PUT,
-                "/api/v1/environments/development/experiments/hp",
-            )
-            .header("If-Match", current.etag())
-            .json(&changed),
-    )
-    .await;
-    res.assert_status(StatusCode::OK);
     assert_eq!(
         results(&server, "").await["correction"]["method"],
         "benjamini_hochberg"
@@ -408,24 +403,10 @@ async fn a_proper_prior_shrinks_the_bayesian_lift_as_gbstats_does() {
         );
     }
     // A prior in the experiment applies by default; `prior=flat` overrides it.
-    let current = send(server.admin(
-        Method::GET,
-        "/api/v1/environments/development/experiments/hp",
-    ))
+    update_experiment(&server, |experiment| {
+        experiment["prior"] = json!({"mean": 0.0, "std_dev": 0.1});
+    })
     .await;
-    let mut changed = current.body.clone();
-    changed["prior"] = json!({"mean": 0.0, "std_dev": 0.1});
-    let res = send(
-        server
-            .admin(
-                Method::PUT,
-                "/api/v1/environments/development/experiments/hp",
-            )
-            .header("If-Match", current.etag())
-            .json(&changed),
-    )
-    .await;
-    res.assert_status(StatusCode::OK);
     assert_eq!(
         results(&server, "").await["prior"],
         json!({"mean": 0.0, "std_dev": 0.1, "scale": "relative"})

@@ -10,15 +10,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use tailor_core::model::{ContextWeights, Flag, Optimize};
 
-use super::pages::{find_flag, nav};
-use super::views::{self, csrf_field, Section};
-use super::{
-    chart, experiment_url, flag_url, format, page_response, signed_in, signed_in_post,
-    DashboardError,
-};
+use super::pages::find_flag;
+use super::{chart, experiment_url, flag_url, format, signed_in, signed_in_post, DashboardError};
 use crate::results::{ExperimentReport, OptimizationReport};
 use crate::routes::admin;
-use crate::routes::content_etag;
 use crate::state::AppState;
 use crate::store::AuditEntry;
 
@@ -213,41 +208,42 @@ pub(super) async fn confirm_freeze(
     } else {
         Vec::new()
     };
-    let if_match = content_etag(flag)?;
-    let back = experiment_url(&env, experiment);
     let question = if freeze {
         format!("Freeze the learned policy of {key}?")
     } else {
         format!("Resume learning for {key}?")
     };
-    let body = html! {
-        p.crumbs { a href=(back) { (experiment) } " / " }
-        section.card.confirm {
-            h1 { (question) }
-            @if freeze {
-                p { "Each context then serves its best variant to all its users, and the optimizer stops updating the weights:" }
-                dl.facts #freeze-plan {
-                    @for (context, variant) in &best { dt { (context) } dd { (variant) } }
-                }
-            } @else {
-                p { "The optimizer updates the weights again at its next period, from everything measured so far." }
+    let details = html! {
+        @if freeze {
+            p { "Each context then serves its best variant to all its users, and the optimizer stops updating the weights:" }
+            dl.facts #freeze-plan {
+                @for (context, variant) in &best { dt { (context) } dd { (variant) } }
             }
-            p.muted { "This publishes a new revision (now " (current.revision) ") to every connected SDK and is recorded in the audit log." }
-            form method="post" action=(format!("{}/freeze", flag_url(&env, &key))) {
-                (csrf_field(&me))
-                input type="hidden" name="if_match" value=(if_match);
-                input type="hidden" name="rule" value=(index);
-                input type="hidden" name="frozen" value=(freeze);
-                @for (_, variant) in &best { input type="hidden" name="best" value=(variant); }
-                div.actions {
-                    button.primary #confirm type="submit" { @if freeze { "Confirm: freeze" } @else { "Confirm: resume learning" } }
-                    " " a.button href=(back) { "Cancel" }
-                }
-            }
+        } @else {
+            p { "The optimizer updates the weights again at its next period, from everything measured so far." }
         }
+        p.muted { "Experiment " a href=(experiment_url(&env, experiment)) { (experiment) } " measures this rule. This publishes a new revision (now " (current.revision) ") to every connected SDK and is recorded in the audit log." }
     };
-    let nav = nav(&state, &me, Some(&env), Section::Experiments);
-    Ok(page_response(views::layout(&question, &nav, body)))
+    let fields = html! {
+        input type="hidden" name="rule" value=(index);
+        input type="hidden" name="frozen" value=(freeze);
+        @for (_, variant) in &best { input type="hidden" name="best" value=(variant); }
+    };
+    let action = format!("{}/freeze", flag_url(&env, &key));
+    let label = if freeze {
+        "Confirm: freeze"
+    } else {
+        "Confirm: resume learning"
+    };
+    super::rollout::confirm_page(
+        &state,
+        &me,
+        &env,
+        flag,
+        &question,
+        details,
+        Some((&action, fields, label)),
+    )
 }
 
 /// `POST …/flags/{flag}/freeze`: applies the reviewed freeze (or resume).

@@ -23,7 +23,9 @@ use crate::routes::admin::{self, RuleRef};
 use crate::routes::content_etag;
 use crate::state::AppState;
 
-fn confirm_page(
+/// A confirmation page for a change to `flag`: the question, what it will do, and the form
+/// whose Confirm button applies it (carrying the flag's ETag as reviewed), or only a way back.
+pub(super) fn confirm_page(
     state: &AppState,
     me: &SignedIn,
     env: &str,
