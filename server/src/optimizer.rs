@@ -201,16 +201,41 @@ pub async fn update_environment(state: &AppState, environment: &str) -> Result<(
             let Some(metric) = optimize.metric.as_ref().or(exp.primary_metric.as_ref()) else {
                 continue;
             };
-            let totals =
-                state
-                    .collector
-                    .totals(environment, experiment)
+            // Reading the totals and sampling are synchronous CPU work: off the async runtime.
+            let collector = Arc::clone(&state.collector);
+            let (env, exp_key, rule_owned, optimize_owned, metric_owned) = (
+                environment.to_string(),
+                experiment.clone(),
+                rule.clone(),
+                optimize.clone(),
+                metric.clone(),
+            );
+            let computed = tokio::task::spawn_blocking(move || {
+                let totals = collector
+                    .totals(&env, &exp_key)
                     .unwrap_or(ExperimentTotals {
                         cells: Vec::new(),
                         multi_variant_users: 0,
                         late_exposures: 0,
                     });
-            let next = next_weights(rule, index, optimize, metric, &totals, period);
+                next_weights(
+                    &rule_owned,
+                    index,
+                    &optimize_owned,
+                    &metric_owned,
+                    &totals,
+                    period,
+                )
+            })
+            .await;
+            let Ok(next) = computed else {
+                tracing::warn!(
+                    environment,
+                    experiment,
+                    "optimizer computation failed; the last weights stay"
+                );
+                continue;
+            };
             let unchanged = next
                 .iter()
                 .all(|w| optimize.weights_of(&w.context) == w.weights);
