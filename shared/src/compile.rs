@@ -690,13 +690,24 @@ fn compile_optimize(
     }))
 }
 
-/// Each optimize rule's metric is one its experiment measures.
+/// Each optimize rule's metric is one its experiment measures, and an experiment measures at
+/// most one optimize rule (its cells are split by that rule's update period).
 fn check_optimize_metrics(doc: &ConfigDocument, problems: &mut Problems) {
+    let mut measured: FxHashSet<&str> = FxHashSet::default();
     for flag in &doc.flags {
         for (ri, rule) in flag.rules.iter().enumerate() {
             let (Some(optimize), Some(key)) = (&rule.optimize, &rule.experiment) else {
                 continue;
             };
+            if !measured.insert(key.as_str()) {
+                problems.push(
+                    format!("flags.{}.rules[{ri}].experiment", flag.key),
+                    format!(
+                        "experiment `{key}` already measures an optimize rule; give each its own \
+                         experiment"
+                    ),
+                );
+            }
             let Some(experiment) = doc.experiments.iter().find(|e| &e.key == key) else {
                 continue;
             };

@@ -678,6 +678,19 @@ fn an_optimize_rule_is_checked_with_its_paths() {
 }
 
 #[test]
+fn an_experiment_measures_one_optimize_rule() {
+    let rule = json!({"optimize": {"variants": ["a", "b"], "metric": "purchase"},
+                      "holdout": {"basis_points": 1000}, "experiment": "exp"});
+    let mut config = with_rules(json!([rule.clone(), rule]));
+    config["experiments"][0]["primary_metric"] = json!("purchase");
+    assert_only_problem(
+        config,
+        "flags.homepage.rules[1].experiment",
+        "already measures an optimize rule",
+    );
+}
+
+#[test]
 fn a_valid_optimize_rule_compiles_and_serves_by_context() {
     let mut config = with_rules(json!([{
         "optimize": {"variants": ["a", "b"], "contexts": ["beginners"],
