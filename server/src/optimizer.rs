@@ -174,7 +174,7 @@ pub fn spawn(state: Arc<AppState>) {
 
 /// Publishes every due update of one environment.
 pub async fn update_environment(state: &AppState, environment: &str) -> Result<(), ApiError> {
-    let now = chrono_now_ms();
+    let now = now_ms();
     let document = state
         .environment(environment)?
         .current()
@@ -296,7 +296,7 @@ async fn publish(
     }
 }
 
-fn chrono_now_ms() -> i64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -45,14 +45,11 @@ pub(super) fn correct<'a>(
     alpha: f64,
 ) {
     for (k, scope) in asked.into_iter().enumerate() {
-        let own: Vec<usize> = (0..scope.arms.len())
-            .filter(|&i| relative(scope, i).is_some())
+        // The scope's own defined lifts first, in arm order, then the other metrics'.
+        let own: Vec<(usize, FrequentistLift)> = (0..scope.arms.len())
+            .filter_map(|i| Some((i, relative(scope, i)?)))
             .collect();
-        let mut p_values: Vec<f64> = own
-            .iter()
-            .filter_map(|&i| relative(scope, i))
-            .map(|l| l.p_value)
-            .collect();
+        let mut p_values: Vec<f64> = own.iter().map(|(_, l)| l.p_value).collect();
         for other in others.iter().filter_map(|o| o.get(k)) {
             p_values.extend(
                 (0..other.arms.len())
@@ -61,13 +58,11 @@ pub(super) fn correct<'a>(
             );
         }
         let adjusted = stats::adjust_p_values(&p_values, method);
-        for (&i, &p_value) in own.iter().zip(&adjusted) {
-            if let Some(lift) = relative(scope, i) {
-                scope.arms[i].adjusted = Some(AdjustedLift {
-                    p_value,
-                    ci: stats::adjusted_interval(lift.estimate, lift.ci, p_value, alpha),
-                });
-            }
+        for (&(i, lift), &p_value) in own.iter().zip(&adjusted) {
+            scope.arms[i].adjusted = Some(AdjustedLift {
+                p_value,
+                ci: stats::adjusted_interval(lift.estimate, lift.ci, p_value, alpha),
+            });
         }
     }
 }

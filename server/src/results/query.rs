@@ -72,9 +72,7 @@ impl Analysis {
         )?;
         let correction = correction(query.correction.as_deref(), experiment.correction)?;
         let prior = prior(query, experiment.prior)?;
-        let mut config = analysis_config(query)?;
-        config.prior = prior;
-        config.validate()?;
+        let config = analysis_config(query, prior)?;
         let mut analysis = Self {
             target: Target::Event(metric.clone()),
             metric,
@@ -164,13 +162,16 @@ fn prior(query: &ResultsQuery, configured: Option<Prior>) -> Result<Option<Prior
     }))
 }
 
-/// The engine's options for the query (the prior is set by the caller, then all validated).
-fn analysis_config(query: &ResultsQuery) -> Result<AnalysisConfig, StatsError> {
+/// The engine's options for the query with `prior`, validated.
+fn analysis_config(
+    query: &ResultsQuery,
+    prior: Option<Prior>,
+) -> Result<AnalysisConfig, StatsError> {
     let config = AnalysisConfig {
         alpha: query.alpha.unwrap_or(DEFAULT_ALPHA),
         inverse: false,
         sequential: query.sequential.then(SequentialConfig::default),
-        prior: None,
+        prior,
     };
     config.validate()?;
     Ok(config)
